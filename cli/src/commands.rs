@@ -1,0 +1,143 @@
+//! One function per subcommand. Commands other than `run` and `demo` ask the node running on the
+//! data dir, or start one for their own duration when none runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use meshdrop_core::{Multiaddr, Node, NodeConfig, PeerInfo};
+use serde_json::Value;
+
+use crate::control::{self, Client, Request};
+use crate::output::Output;
+use crate::{Cli, Command};
+
+/// Runs the chosen subcommand.
+pub async fn dispatch(cli: Cli) -> Result<()> {
+    let out = Output { json: cli.json };
+    let data_dir = match &cli.data_dir {
+        Some(d) => d.clone(),
+        None => default_data_dir()?,
+    };
+    match &cli.command {
+        Command::Id => id(&cli, &data_dir, out).await,
+        Command::Run => run(&cli, &data_dir, out).await,
+        Command::Peers { timeout } => peers(&cli, &data_dir, out, *timeout).await,
+        Command::Connect { address } => connect(&cli, &data_dir, out, address).await,
+        Command::Demo { nodes } => crate::demo::run(*nodes, out).await,
+    }
+}
+
+fn default_data_dir() -> Result<PathBuf> {
+    directories::ProjectDirs::from("", "", "meshdrop")
+        .map(|d| d.data_dir().to_path_buf())
+        .ok_or_else(|| anyhow!("no home directory: pass --data-dir"))
+}
+
+/// Parses a multiaddr typed by a user, with an error that says what a valid one looks like.
+pub fn parse_multiaddr(s: &str) -> Result<Multiaddr> {
+    s.trim().parse::<Multiaddr>().map_err(|e| {
+        anyhow!(
+            "invalid multiaddr {s:?} ({e}); expected e.g. /ip4/192.168.1.7/tcp/4001/p2p/12D3Koo…"
+        )
+    })
+}
+
+fn config(cli: &Cli, data_dir: &std::path::Path) -> NodeConfig {
+    let mut config = if cli.bind.is_empty() {
+        NodeConfig::new(data_dir)
+    } else {
+        NodeConfig::bound_to(data_dir, &cli.bind)
+    };
+    config.name = cli.name.clone();
+    config.mdns = !cli.no_mdns;
+    config
+}
+
+async fn start(cli: &Cli, data_dir: &std::path::Path) -> Result<Node> {
+    Ok(Node::start(config(cli, data_dir)).await?)
+}
+
+async fn id(cli: &Cli, data_dir: &std::path::Path, out: Output) -> Result<()> {
+    if let Some(mut client) = Client::connect(data_dir).await {
+        let v = client.request(&Request::Id).await?;
+        out.id(str_field(&v, "peer"), str_field(&v, "name"));
+        return Ok(());
+    }
+    let (peer, name) = meshdrop_core::node::describe(data_dir, cli.name.as_deref())?;
+    out.id(&peer.to_string(), &name);
+    Ok(())
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+async fn run(cli: &Cli, data_dir: &std::path::Path, out: Output) -> Result<()> {
+    let node = start(cli, data_dir).await?;
+    let mut events = node.events();
+    let server = control::serve(node.clone(), data_dir)?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(ev) => out.event(&ev),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("{n} events were not printed (output too slow)");
+                }
+                Err(_) => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    server.abort();
+    let _ = std::fs::remove_file(data_dir.join("control.sock"));
+    node.stop().await?;
+    // Print what happened during the stop (peers told, the final `stopped`).
+    while let Ok(ev) = events.try_recv() {
+        out.event(&ev);
+    }
+    Ok(())
+}
+
+async fn peers(cli: &Cli, data_dir: &std::path::Path, out: Output, timeout: u64) -> Result<()> {
+    let list: Vec<PeerInfo> = if let Some(mut client) = Client::connect(data_dir).await {
+        let v = client.request(&Request::Peers).await?;
+        serde_json::from_value(v).context("unexpected peer list from the running node")?
+    } else {
+        let node = start(cli, data_dir).await?;
+        // Nobody was listening before: give discovery the time the user allowed.
+        tokio::time::sleep(Duration::from_secs(timeout)).await;
+        let list = node.peers().await?;
+        node.stop().await?;
+        list
+    };
+    out.peers(&list);
+    Ok(())
+}
+
+async fn connect(cli: &Cli, data_dir: &std::path::Path, out: Output, address: &str) -> Result<()> {
+    let addr = parse_multiaddr(address)?;
+    if let Some(mut client) = Client::connect(data_dir).await {
+        let v = client
+            .request(&Request::Connect {
+                address: addr.to_string(),
+            })
+            .await?;
+        out.connected(str_field(&v, "peer"), str_field(&v, "verification_code"));
+        return Ok(());
+    }
+    let node = start(cli, data_dir).await?;
+    let result = node.connect(addr).await;
+    let done = match result {
+        Ok(peer) => {
+            out.connected(&peer.to_string(), &node.verification_code(&peer));
+            Ok(())
+        }
+        Err(e) => Err(anyhow!("cannot connect to {address}: {e}")),
+    };
+    node.stop().await?;
+    done
+}

@@ -1,0 +1,90 @@
+//! What a node is started with.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+
+/// Configuration of a [`crate::Node`].
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Where the identity key and the SQLite store live.
+    pub data_dir: PathBuf,
+    /// The device name shown to others; `None` keeps the stored name (or the host name on first start).
+    pub name: Option<String>,
+    /// The addresses to listen on. TCP and QUIC, ephemeral ports by default.
+    pub listen: Vec<Multiaddr>,
+    /// Advertise and browse with mDNS on the interfaces of the listen addresses.
+    pub mdns: bool,
+    /// Re-dial peers seen within this window at start (a fallback when multicast is blocked).
+    pub redial_recent: Duration,
+}
+
+impl NodeConfig {
+    /// Listen on every interface (IPv4 and IPv6, TCP and QUIC, ephemeral ports), with mDNS.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self::bound_to(
+            data_dir,
+            &[
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ],
+        )
+    }
+
+    /// Listen only on the given addresses (the interface allow-list), TCP and QUIC, ephemeral ports,
+    /// with mDNS limited to the interfaces that carry them.
+    pub fn bound_to(data_dir: impl Into<PathBuf>, ips: &[IpAddr]) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            name: None,
+            listen: ips.iter().flat_map(|ip| listen_addrs(*ip)).collect(),
+            mdns: true,
+            redial_recent: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+
+    /// Loopback only: what tests, benchmarks and the demo use.
+    pub fn loopback(data_dir: impl Into<PathBuf>) -> Self {
+        Self::bound_to(data_dir, &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
+    }
+
+    /// Sets the device name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Turns mDNS discovery on or off.
+    pub fn with_mdns(mut self, on: bool) -> Self {
+        self.mdns = on;
+        self
+    }
+
+    /// The IPs the node listens on, which also select the mDNS interfaces.
+    pub(crate) fn listen_ips(&self) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = self
+            .listen
+            .iter()
+            .filter_map(|a| match a.iter().next() {
+                Some(Protocol::Ip4(ip)) => Some(IpAddr::V4(ip)),
+                Some(Protocol::Ip6(ip)) => Some(IpAddr::V6(ip)),
+                _ => None,
+            })
+            .collect();
+        ips.sort();
+        ips.dedup();
+        ips
+    }
+}
+
+/// TCP and QUIC listen addresses with ephemeral ports on `ip`.
+fn listen_addrs(ip: IpAddr) -> [Multiaddr; 2] {
+    let base = Multiaddr::from(ip);
+    [
+        base.clone().with(Protocol::Tcp(0)),
+        base.with(Protocol::Udp(0)).with(Protocol::QuicV1),
+    ]
+}

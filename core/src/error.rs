@@ -1,0 +1,90 @@
+//! Errors of the core, each with a message a user can act on.
+
+use std::path::PathBuf;
+
+/// What can go wrong in the core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory cannot be created, read or written.
+    #[error("data dir {path}: {reason}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why it is unusable.
+        reason: String,
+    },
+    /// The identity file exists but does not hold a valid key. It is never replaced silently:
+    /// that would change the device's identity.
+    #[error(
+        "identity file {path} is corrupt ({reason}); it was left untouched: restore it from a backup, or move it away to create a new identity"
+    )]
+    CorruptIdentity {
+        /// The identity file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another node already runs on this data directory.
+    #[error("another meshdrop node is already running on data dir {path}")]
+    AlreadyRunning {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// The SQLite store failed.
+    #[error("store {path}: {source}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A multiaddr or peer id given by a user or a peer is not valid.
+    #[error("invalid address {input:?}: {reason}")]
+    InvalidAddress {
+        /// What was given.
+        input: String,
+        /// Why it is not valid.
+        reason: String,
+    },
+    /// The node could not listen on any address.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// A peer could not be reached.
+    #[error("peer unreachable: {reason}")]
+    Unreachable {
+        /// Why the dial failed.
+        reason: String,
+    },
+    /// Local discovery (mDNS) failed to start.
+    #[error("discovery: {0}")]
+    Discovery(String),
+    /// The operation did not finish in time.
+    #[error("timed out after {secs} s: {what}")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        secs: u64,
+    },
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shorthand for results of the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

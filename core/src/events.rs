@@ -1,0 +1,119 @@
+//! What a node tells the app: one event stream, serialisable as one JSON object per event.
+
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+/// How a connection is carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// TCP with Noise and Yamux.
+    Tcp,
+    /// QUIC (TLS 1.3 built in).
+    Quic,
+    /// Something else (e.g. a relayed circuit).
+    Other,
+}
+
+impl Transport {
+    /// The transport an address uses.
+    pub fn of(addr: &Multiaddr) -> Self {
+        use libp2p::multiaddr::Protocol;
+        let mut transport = Self::Other;
+        for p in addr.iter() {
+            match p {
+                Protocol::QuicV1 => transport = Self::Quic,
+                Protocol::Tcp(_) if transport == Self::Other => transport = Self::Tcp,
+                Protocol::P2pCircuit => return Self::Other,
+                _ => {}
+            }
+        }
+        transport
+    }
+}
+
+/// Something that happened on the node. Serialised with an `"event"` tag in snake_case.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The node is up and listens on these addresses.
+    Listening {
+        /// This node's peer id.
+        peer: PeerId,
+        /// This node's device name.
+        name: String,
+        /// Where it listens.
+        addrs: Vec<Multiaddr>,
+    },
+    /// Local discovery found a device.
+    PeerDiscovered {
+        /// The device.
+        peer: PeerId,
+        /// Its name, as it advertises it.
+        name: String,
+        /// Where it can be dialled.
+        addrs: Vec<Multiaddr>,
+    },
+    /// Local discovery says the device is gone (goodbye, or its records expired).
+    PeerLost {
+        /// The device.
+        peer: PeerId,
+        /// Its name.
+        name: String,
+    },
+    /// A first authenticated, encrypted connection to the peer is up.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+        /// The remote address of the connection.
+        addr: Multiaddr,
+        /// How the connection is carried.
+        transport: Transport,
+        /// The code both people see on their screens.
+        verification_code: String,
+    },
+    /// The peer told us who it is (libp2p identify).
+    PeerIdentified {
+        /// The peer.
+        peer: PeerId,
+        /// Its device name.
+        name: String,
+        /// Its software and version.
+        agent: String,
+        /// Its protocol version.
+        protocol: String,
+        /// The addresses it listens on.
+        listen_addrs: Vec<Multiaddr>,
+    },
+    /// The last connection to the peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// Dialling a peer failed.
+    DialFailed {
+        /// The peer, when known.
+        peer: Option<PeerId>,
+        /// Why.
+        error: String,
+    },
+    /// The node stopped.
+    Stopped,
+}
+
+/// A peer as the node knows it now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its device name (empty when not yet learned).
+    pub name: String,
+    /// Addresses it can be dialled on.
+    pub addrs: Vec<Multiaddr>,
+    /// Whether a connection is up.
+    pub connected: bool,
+    /// Whether local discovery currently sees it.
+    pub discovered: bool,
+    /// The code both people see on their screens.
+    pub verification_code: String,
+}

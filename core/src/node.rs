@@ -1,0 +1,637 @@
+//! The node: starts the parts, owns the peer table, redials dropped peers and publishes events.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::NodeConfig;
+use crate::discovery::{self, Discovery, Update};
+use crate::error::{Error, Result};
+use crate::events::{Event, PeerInfo, Transport};
+use crate::identity;
+use crate::net::{self, Net, NetEvent};
+use crate::store::{self, Store};
+
+/// Redials of a dropped peer stop after this many attempts (about 8 minutes of backoff).
+const MAX_REDIALS: u32 = 10;
+/// How long `connect` waits for a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running node. Cheap to clone; call [`Node::stop`] to shut it down cleanly.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    peer_id: PeerId,
+    name: String,
+    listen_addrs: Vec<Multiaddr>,
+    events: broadcast::Sender<Event>,
+    /// The receiver created before anything ran, handed to the first subscriber so it misses nothing.
+    first_events: Mutex<Option<broadcast::Receiver<Event>>>,
+    commands: mpsc::Sender<NodeCommand>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+enum NodeCommand {
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    AddPeer {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: net::DialReply,
+    },
+    Connect {
+        addr: Multiaddr,
+        reply: net::DialReply,
+    },
+    Stop(oneshot::Sender<()>),
+}
+
+impl Node {
+    /// Starts a node: opens the data dir, loads or creates the identity, opens the store, listens,
+    /// advertises and browses with mDNS, and re-dials peers seen recently.
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        let (key, store, name) = open_data_dir(&config.data_dir, config.name.as_deref())?;
+        let peer_id = key.public().to_peer_id();
+
+        let (events, first_rx) = broadcast::channel(4096);
+        let (net_tx, mut net_rx) = mpsc::channel(1024);
+        let agent = format!("meshdrop/{} ({})", crate::VERSION, name);
+        let net = Net::start(key, agent, &config.listen, net_tx)?;
+
+        // Wait until every listener reported an address, so the ports can be advertised.
+        let mut listen_addrs = Vec::new();
+        let expected = config.listen.len();
+        let deadline = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(deadline);
+        while distinct_listeners(&listen_addrs) < expected {
+            tokio::select! {
+                ev = net_rx.recv() => match ev {
+                    Some(NetEvent::NewListenAddr(addr)) => listen_addrs.push(addr),
+                    Some(_) => {}
+                    None => return Err(Error::Stopped),
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        if listen_addrs.is_empty() {
+            net.shutdown().await;
+            return Err(Error::Listen {
+                addr: format!("{:?}", config.listen),
+                reason: "no listener came up within 5 s".into(),
+            });
+        }
+
+        let (disc_tx, disc_rx) = mpsc::channel(256);
+        let discovery = if config.mdns {
+            let advert = discovery::Advert {
+                peer: peer_id,
+                name: name.clone(),
+                tcp_port: port_of(&listen_addrs, false),
+                quic_port: port_of(&listen_addrs, true),
+            };
+            match Discovery::start(&advert, &config.listen_ips(), disc_tx) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    // Peers can still be added by hand or by ticket: keep going, say why.
+                    tracing::warn!(error = %e, "mDNS discovery unavailable");
+                    None
+                }
+            }
+        } else {
+            drop(disc_tx);
+            None
+        };
+
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let mut supervisor = Supervisor {
+            local: peer_id,
+            store,
+            net: Some(net),
+            discovery,
+            events: events.clone(),
+            peers: HashMap::new(),
+        };
+        let since = store::now_secs().saturating_sub(config.redial_recent.as_secs());
+        supervisor.load_recent_peers(since);
+        let _ = events.send(Event::Listening {
+            peer: peer_id,
+            name: name.clone(),
+            addrs: listen_addrs.clone(),
+        });
+        let task = tokio::spawn(async move {
+            supervisor.run(cmd_rx, &mut net_rx, disc_rx).await;
+        });
+        Ok(Node {
+            inner: Arc::new(Inner {
+                peer_id,
+                name,
+                listen_addrs,
+                events,
+                first_events: Mutex::new(Some(first_rx)),
+                commands: cmd_tx,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    /// This device's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    /// This device's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The addresses the node listened on when it started.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.inner.listen_addrs.clone()
+    }
+
+    /// The event stream. The first subscriber sees every event since start; later ones from now on.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        let first = self
+            .inner
+            .first_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        first.unwrap_or_else(|| self.inner.events.subscribe())
+    }
+
+    /// The code both people see for the connection between this device and `other`.
+    pub fn verification_code(&self, other: &PeerId) -> String {
+        identity::verification_code(&self.inner.peer_id, other)
+    }
+
+    /// Peers discovered, connected, added or remembered.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(NodeCommand::Peers(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Adds a peer found by other means (a platform's Bonjour/NSD browser, a ticket, a user) and
+    /// connects to it; the node keeps redialling it when it drops.
+    pub async fn add_peer(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(NodeCommand::AddPeer { peer, addrs, reply })
+            .await?;
+        wait_dial(rx).await.map(drop)
+    }
+
+    /// Connects to a multiaddr (with or without `/p2p/<peer id>`) and returns the peer that answered.
+    pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId> {
+        let (reply, rx) = oneshot::channel();
+        match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => {
+                self.send(NodeCommand::AddPeer {
+                    peer,
+                    addrs: vec![addr],
+                    reply,
+                })
+                .await?
+            }
+            _ => self.send(NodeCommand::Connect { addr, reply }).await?,
+        }
+        wait_dial(rx).await
+    }
+
+    /// Stops the node: mDNS goodbye, connections closed, store flushed. Returns when all is done.
+    pub async fn stop(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.send(NodeCommand::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, cmd: NodeCommand) -> Result<()> {
+        self.inner
+            .commands
+            .send(cmd)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+}
+
+async fn wait_dial(rx: oneshot::Receiver<Result<PeerId>>) -> Result<PeerId> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(Error::Stopped),
+        Err(_) => Err(Error::Timeout {
+            what: "connecting".into(),
+            secs: CONNECT_TIMEOUT.as_secs(),
+        }),
+    }
+}
+
+/// This device's peer id and name, read from (or created in) `data_dir` without starting a node;
+/// `name`, when given, is kept for later runs.
+pub fn describe(data_dir: &Path, name: Option<&str>) -> Result<(PeerId, String)> {
+    let (key, _store, name) = open_data_dir(data_dir, name)?;
+    Ok((key.public().to_peer_id(), name))
+}
+
+/// Opens the data dir: identity, store (and its lock), device name.
+fn open_data_dir(data_dir: &Path, name: Option<&str>) -> Result<(Keypair, Store, String)> {
+    prepare_data_dir(data_dir)?;
+    let key = identity::load_or_create(data_dir)?;
+    let store = Store::open(data_dir)?;
+    let name = match name {
+        Some(name) => {
+            store.set_setting("name", name)?;
+            name.to_string()
+        }
+        None => match store.setting("name")? {
+            Some(name) => name,
+            None => default_name(),
+        },
+    };
+    Ok((key, store, name))
+}
+
+/// Creates the data dir (owner-only) or explains why it cannot be used.
+fn prepare_data_dir(dir: &Path) -> Result<()> {
+    let bad = |reason: String| Error::DataDir {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(bad("exists but is not a directory".into()));
+    }
+    fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    fs::read_dir(dir).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    Ok(())
+}
+
+fn default_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "meshdrop device".to_string())
+}
+
+/// How many distinct listeners (transport + port) the addresses cover.
+fn distinct_listeners(addrs: &[Multiaddr]) -> usize {
+    let mut keys: Vec<(bool, bool, u16)> = addrs
+        .iter()
+        .filter_map(|a| {
+            let v6 = matches!(a.iter().next(), Some(Protocol::Ip6(_)));
+            let quic = Transport::of(a) == Transport::Quic;
+            port(a).map(|p| (v6, quic, p))
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.len()
+}
+
+fn port(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Tcp(p) | Protocol::Udp(p) => Some(p),
+        _ => None,
+    })
+}
+
+/// The TCP (or QUIC) port among the listen addresses, preferring IPv4.
+fn port_of(addrs: &[Multiaddr], quic: bool) -> Option<u16> {
+    addrs
+        .iter()
+        .filter(|a| (Transport::of(a) == Transport::Quic) == quic)
+        .min_by_key(|a| !matches!(a.iter().next(), Some(Protocol::Ip4(_))))
+        .and_then(port)
+}
+
+/// Splits an agent string `meshdrop/0.1.0 (Device name)` into agent and name.
+fn split_agent(agent: &str) -> (String, String) {
+    match agent.split_once(" (") {
+        Some((a, rest)) => (a.to_string(), rest.trim_end_matches(')').to_string()),
+        None => (agent.to_string(), String::new()),
+    }
+}
+
+#[derive(Default)]
+struct PeerState {
+    name: String,
+    addrs: Vec<Multiaddr>,
+    connections: usize,
+    discovered: bool,
+    /// Redial this peer when it drops (found by discovery, added by hand or remembered).
+    keep: bool,
+    redial: Option<Redial>,
+}
+
+struct Redial {
+    at: Instant,
+    attempt: u32,
+}
+
+/// The task that owns the node's state.
+struct Supervisor {
+    local: PeerId,
+    store: Store,
+    /// The swarm; `None` once shut down.
+    net: Option<Net>,
+    discovery: Option<Discovery>,
+    events: broadcast::Sender<Event>,
+    peers: HashMap<PeerId, PeerState>,
+}
+
+impl Supervisor {
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn load_recent_peers(&mut self, since: u64) {
+        match self.store.peers_since(since) {
+            Ok(known) => {
+                for k in known.into_iter().filter(|k| !k.addrs.is_empty()) {
+                    self.peers.insert(
+                        k.peer,
+                        PeerState {
+                            name: k.name,
+                            addrs: k.addrs,
+                            keep: true,
+                            redial: Some(Redial {
+                                at: Instant::now(),
+                                attempt: MAX_REDIALS.saturating_sub(3),
+                            }),
+                            ..PeerState::default()
+                        },
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read known peers"),
+        }
+    }
+
+    fn record_seen(&self, peer: &PeerId, name: &str, addrs: &[Multiaddr]) {
+        if let Err(e) = self.store.peer_seen(peer, name, addrs) {
+            tracing::warn!(error = %e, "cannot record peer");
+        }
+    }
+
+    async fn run(
+        &mut self,
+        mut commands: mpsc::Receiver<NodeCommand>,
+        net_events: &mut mpsc::Receiver<NetEvent>,
+        mut discovery: mpsc::Receiver<Update>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(NodeCommand::Stop(reply)) => {
+                        self.shutdown().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(cmd) => self.command(cmd).await,
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                Some(ev) = net_events.recv() => self.net_event(ev).await,
+                Some(update) = discovery.recv() => self.discovery_update(update).await,
+                _ = tick.tick() => self.redial_due().await,
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(d) = self.discovery.take() {
+            d.stop().await;
+        }
+        if let Some(net) = self.net.take() {
+            net.shutdown().await;
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::warn!(error = %e, "cannot flush the store");
+        }
+        self.emit(Event::Stopped);
+    }
+
+    async fn dial(
+        &self,
+        peer: Option<PeerId>,
+        addrs: Vec<Multiaddr>,
+        reply: Option<net::DialReply>,
+    ) {
+        let Some(net) = &self.net else { return };
+        let cmd = net::Command::Dial { peer, addrs, reply };
+        if net.commands.send(cmd).await.is_err() {
+            tracing::debug!("swarm gone, dial dropped");
+        }
+    }
+
+    async fn command(&mut self, cmd: NodeCommand) {
+        match cmd {
+            NodeCommand::Peers(reply) => {
+                let mut list: Vec<PeerInfo> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, s)| s.connections > 0 || s.discovered || s.keep)
+                    .map(|(peer, s)| PeerInfo {
+                        peer: *peer,
+                        name: s.name.clone(),
+                        addrs: s.addrs.clone(),
+                        connected: s.connections > 0,
+                        discovered: s.discovered,
+                        verification_code: identity::verification_code(&self.local, peer),
+                    })
+                    .collect();
+                list.sort_by(|a, b| (&a.name, a.peer).cmp(&(&b.name, b.peer)));
+                let _ = reply.send(list);
+            }
+            NodeCommand::AddPeer { peer, addrs, reply } => {
+                if peer == self.local {
+                    let _ = reply.send(Err(Error::InvalidAddress {
+                        input: peer.to_string(),
+                        reason: "that is this device's own peer id".into(),
+                    }));
+                    return;
+                }
+                let state = self.peers.entry(peer).or_default();
+                state.keep = true;
+                for a in &addrs {
+                    if !state.addrs.contains(a) {
+                        state.addrs.push(a.clone());
+                    }
+                }
+                let all = state.addrs.clone();
+                self.dial(Some(peer), all, Some(reply)).await;
+            }
+            NodeCommand::Connect { addr, reply } => {
+                self.dial(None, vec![addr], Some(reply)).await;
+            }
+            NodeCommand::Stop(_) => {}
+        }
+    }
+
+    async fn net_event(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::NewListenAddr(addr) => tracing::info!(%addr, "listening"),
+            NetEvent::Connected { peer, addr, first } => {
+                let state = self.peers.entry(peer).or_default();
+                state.connections += 1;
+                state.redial = None;
+                let name = state.name.clone();
+                if first {
+                    self.record_seen(&peer, &name, &[]);
+                    self.emit(Event::PeerConnected {
+                        peer,
+                        transport: Transport::of(&addr),
+                        addr,
+                        verification_code: identity::verification_code(&self.local, &peer),
+                    });
+                }
+            }
+            NetEvent::Disconnected { peer, last } => {
+                let Some(state) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                state.connections = state.connections.saturating_sub(1);
+                if last {
+                    state.connections = 0;
+                    if state.keep {
+                        state.redial = Some(Redial {
+                            at: Instant::now() + Duration::from_secs(1),
+                            attempt: 0,
+                        });
+                    }
+                    let discovered = state.discovered;
+                    self.emit(Event::PeerDisconnected { peer });
+                    if discovered {
+                        if let Some(d) = &self.discovery {
+                            d.verify(peer);
+                        }
+                    }
+                }
+            }
+            NetEvent::Identified {
+                peer,
+                agent,
+                protocol,
+                listen_addrs,
+            } => {
+                let (agent, name) = split_agent(&agent);
+                let state = self.peers.entry(peer).or_default();
+                if !name.is_empty() {
+                    state.name = name.clone();
+                }
+                let with_id: Vec<Multiaddr> = listen_addrs
+                    .iter()
+                    .map(|a| a.clone().with_p2p(peer).unwrap_or_else(|a| a))
+                    .collect();
+                if state.keep {
+                    self.record_seen(&peer, &name, &with_id);
+                }
+                self.emit(Event::PeerIdentified {
+                    peer,
+                    name,
+                    agent,
+                    protocol,
+                    listen_addrs,
+                });
+            }
+            NetEvent::DialFailed { peer, error } => {
+                tracing::debug!(?peer, %error, "dial failed");
+                self.emit(Event::DialFailed { peer, error });
+            }
+        }
+    }
+
+    async fn discovery_update(&mut self, update: Update) {
+        match update {
+            Update::Found(found) => {
+                let state = self.peers.entry(found.peer).or_default();
+                let new = !state.discovered;
+                state.discovered = true;
+                state.keep = true;
+                state.name = found.name.clone();
+                for a in &found.addrs {
+                    if !state.addrs.contains(a) {
+                        state.addrs.insert(0, a.clone());
+                    }
+                }
+                let connected = state.connections > 0;
+                self.record_seen(&found.peer, &found.name, &found.addrs);
+                if new {
+                    self.emit(Event::PeerDiscovered {
+                        peer: found.peer,
+                        name: found.name,
+                        addrs: found.addrs.clone(),
+                    });
+                }
+                if !connected {
+                    self.dial(Some(found.peer), found.addrs, None).await;
+                }
+            }
+            Update::Gone(peer) => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    if state.discovered {
+                        state.discovered = false;
+                        // It said goodbye (or vanished): stop redialling until it shows up again.
+                        state.redial = None;
+                        let name = state.name.clone();
+                        self.emit(Event::PeerLost { peer, name });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn redial_due(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (peer, state) in self.peers.iter_mut() {
+            let Some(r) = &mut state.redial else { continue };
+            if r.at > now || state.connections > 0 {
+                continue;
+            }
+            if r.attempt >= MAX_REDIALS || state.addrs.is_empty() {
+                state.redial = None;
+                continue;
+            }
+            let backoff = Duration::from_secs(1u64 << r.attempt.min(6));
+            r.at = now + backoff;
+            r.attempt += 1;
+            due.push((*peer, state.addrs.clone()));
+        }
+        for (peer, addrs) in due {
+            tracing::debug!(%peer, "redialling");
+            self.dial(Some(peer), addrs, None).await;
+        }
+    }
+}

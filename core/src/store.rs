@@ -1,0 +1,246 @@
+//! All state that matters, in one SQLite database per data dir (WAL, versioned migrations, one writer).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use libp2p::{Multiaddr, PeerId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+
+/// File name of the database inside the data dir.
+pub const DB_FILE: &str = "meshdrop.db";
+const LOCK_FILE: &str = "node.lock";
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: known peers and settings.
+    "CREATE TABLE peers (
+        peer_id   TEXT PRIMARY KEY,
+        name      TEXT NOT NULL DEFAULT '',
+        addrs     TEXT NOT NULL DEFAULT '[]',
+        last_seen INTEGER NOT NULL
+    );
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+];
+
+/// A peer the store remembers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownPeer {
+    /// Its id.
+    pub peer: PeerId,
+    /// Its device name, empty when never learned.
+    pub name: String,
+    /// The addresses it was last reached or announced on.
+    pub addrs: Vec<Multiaddr>,
+    /// Unix seconds of the last time it was seen.
+    pub last_seen: u64,
+}
+
+/// The node's database. Holding it holds the data dir's lock: one node per data dir.
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the store of `data_dir` and takes the data dir's lock.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let lock_path = data_dir.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::AlreadyRunning {
+                    path: data_dir.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let path = data_dir.join(DB_FILE);
+        let err = |source| Error::Store {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        migrate(&mut conn).map_err(err)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path,
+            _lock: lock,
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent: keep going.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, source: rusqlite::Error) -> Error {
+        Error::Store {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Reads a setting.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Writes a setting.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records that `peer` was seen now; a non-empty name and non-empty addresses replace the old ones.
+    pub fn peer_seen(&self, peer: &PeerId, name: &str, addrs: &[Multiaddr]) -> Result<()> {
+        let addrs_json = if addrs.is_empty() {
+            None
+        } else {
+            serde_json::to_string(addrs).ok()
+        };
+        self.conn()
+            .execute(
+                "INSERT INTO peers (peer_id, name, addrs, last_seen) VALUES (?1, ?2, COALESCE(?3, '[]'), ?4)
+                 ON CONFLICT (peer_id) DO UPDATE SET
+                    name = CASE WHEN excluded.name = '' THEN peers.name ELSE excluded.name END,
+                    addrs = COALESCE(?3, peers.addrs),
+                    last_seen = excluded.last_seen",
+                params![peer.to_base58(), name, addrs_json, now_secs() as i64],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Peers seen at or after `since` (unix seconds), most recent first.
+    pub fn peers_since(&self, since: u64) -> Result<Vec<KnownPeer>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT peer_id, name, addrs, last_seen FROM peers
+                 WHERE last_seen >= ?1 ORDER BY last_seen DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([since as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut peers = Vec::new();
+        for row in rows {
+            let (id, name, addrs, last_seen) = row.map_err(|e| self.err(e))?;
+            // A row we cannot parse is skipped, not fatal: the store outlives format changes.
+            let Ok(peer) = id.parse::<PeerId>() else {
+                continue;
+            };
+            let addrs = serde_json::from_str(&addrs).unwrap_or_default();
+            peers.push(KnownPeer {
+                peer,
+                name,
+                addrs,
+                last_seen: u64::try_from(last_seen).unwrap_or(0),
+            });
+        }
+        Ok(peers)
+    }
+
+    /// Writes everything to the main database file (a WAL checkpoint); called at stop.
+    pub fn flush(&self) -> Result<()> {
+        self.conn()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let done = usize::try_from(done).unwrap_or(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_survive_a_reopen_and_keep_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let peer = PeerId::random();
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.peer_seen(&peer, "alice", &[addr.clone()]).unwrap();
+            store.peer_seen(&peer, "", &[]).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let peers = store.peers_since(0).unwrap();
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].name, "alice");
+        assert_eq!(peers[0].addrs, vec![addr]);
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).err().unwrap();
+        assert!(matches!(err, Error::AlreadyRunning { .. }), "{err}");
+    }
+}
