@@ -223,7 +223,7 @@ fn dialable(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            !(o[0] == 192 && o[1] == 0 && o[2] == 0 && o[3] < 8) && !v4.is_unspecified()
+            !(v4.is_unspecified() || (o[0] == 192 && o[1] == 0 && o[2] == 0 && o[3] < 8))
         }
         IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80 && !v6.is_unspecified(),
     }

@@ -266,10 +266,10 @@ async fn run(
                     }
                     _ => None,
                 };
-                if let Some(out) = out {
-                    if events.send(out).await.is_err() {
-                        return;
-                    }
+                if let Some(out) = out
+                    && events.send(out).await.is_err()
+                {
+                    return;
                 }
             }
         }

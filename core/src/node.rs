@@ -490,6 +490,7 @@ impl Supervisor {
                     }
                 }
                 let all = state.addrs.clone();
+                self.record_seen(&peer, "", &all);
                 self.dial(Some(peer), all, Some(reply)).await;
             }
             NodeCommand::Connect { addr, reply } => {
@@ -532,10 +533,8 @@ impl Supervisor {
                     }
                     let discovered = state.discovered;
                     self.emit(Event::PeerDisconnected { peer });
-                    if discovered {
-                        if let Some(d) = &self.discovery {
-                            d.verify(peer);
-                        }
+                    if discovered && let Some(d) = &self.discovery {
+                        d.verify(peer);
                     }
                 }
             }
@@ -599,14 +598,14 @@ impl Supervisor {
                 }
             }
             Update::Gone(peer) => {
-                if let Some(state) = self.peers.get_mut(&peer) {
-                    if state.discovered {
-                        state.discovered = false;
-                        // It said goodbye (or vanished): stop redialling until it shows up again.
-                        state.redial = None;
-                        let name = state.name.clone();
-                        self.emit(Event::PeerLost { peer, name });
-                    }
+                if let Some(state) = self.peers.get_mut(&peer)
+                    && state.discovered
+                {
+                    state.discovered = false;
+                    // It said goodbye (or vanished): stop redialling until it shows up again.
+                    state.redial = None;
+                    let name = state.name.clone();
+                    self.emit(Event::PeerLost { peer, name });
                 }
             }
         }

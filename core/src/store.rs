@@ -225,7 +225,9 @@ mod tests {
         let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.peer_seen(&peer, "alice", &[addr.clone()]).unwrap();
+            store
+                .peer_seen(&peer, "alice", std::slice::from_ref(&addr))
+                .unwrap();
             store.peer_seen(&peer, "", &[]).unwrap();
             store.flush().unwrap();
         }

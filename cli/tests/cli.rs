@@ -1,0 +1,231 @@
+//! The `meshdrop` command as a user meets it: clear one-line errors with a non-zero exit for bad
+//! input, and commands that reach the node running on the same data dir over its control socket.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_meshdrop");
+
+fn meshdrop(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("meshdrop runs")
+}
+
+/// Asserts a failed run whose stderr is one `error:` line containing `needle`.
+fn assert_one_line_error(out: &Output, needle: &str) -> String {
+    assert!(
+        !out.status.success(),
+        "expected failure, got {:?}",
+        out.status
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line of error, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "{stderr} should mention {needle:?}"
+    );
+    stderr
+}
+
+/// A `meshdrop run` on loopback without mDNS, with its JSON event lines.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Running {
+    fn start(data_dir: &Path, name: &str) -> Running {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args([
+                "--name",
+                name,
+                "--json",
+                "--bind",
+                "127.0.0.1",
+                "--no-mdns",
+                "run",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("meshdrop run starts");
+        let stdout: ChildStdout = child.stdout.take().expect("stdout piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line)
+                    && tx.send(v).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    fn wait_for(&self, event: &str) -> serde_json::Value {
+        loop {
+            let v = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no {event} event within 20 s"));
+            if v["event"] == event {
+                return v;
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn id_prints_the_same_peer_id_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = meshdrop(dir.path(), &["--name", "trip laptop", "--json", "id"]);
+    assert!(first.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(v["event"], "id");
+    assert_eq!(v["name"], "trip laptop");
+    let again = meshdrop(dir.path(), &["--json", "id"]);
+    let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(v["peer"], w["peer"]);
+    assert_eq!(w["name"], "trip laptop", "the name is kept");
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let out = meshdrop(&file, &["id"]);
+    assert_one_line_error(&out, "not a directory");
+}
+
+#[test]
+fn an_unreadable_data_dir_is_a_clear_error() {
+    // Root reads everything: run the check as the unprivileged user `nobody`.
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = tempfile::tempdir().unwrap();
+    let bin = bin_dir.path().join("meshdrop");
+    std::fs::copy(BIN, &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let is_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let mut cmd = if is_root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin);
+        c
+    } else {
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        Command::new(&bin)
+    };
+    let out = cmd
+        .env("HOME", "/nonexistent")
+        .arg("--data-dir")
+        .arg(locked.join("meshdrop"))
+        .arg("id")
+        .output()
+        .unwrap();
+    let err = assert_one_line_error(&out, "Permission denied");
+    assert!(err.contains(&locked.display().to_string()), "{err}");
+}
+
+#[test]
+fn a_corrupt_identity_is_named_and_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(meshdrop(dir.path(), &["id"]).status.success());
+    let key = dir.path().join("identity.key");
+    std::fs::write(&key, b"not a key").unwrap();
+    let out = meshdrop(dir.path(), &["id"]);
+    assert_one_line_error(&out, &key.display().to_string());
+    assert_eq!(std::fs::read(&key).unwrap(), b"not a key", "left untouched");
+}
+
+#[test]
+fn an_invalid_multiaddr_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = meshdrop(dir.path(), &["connect", "192.168.1.7:4001"]);
+    assert_one_line_error(&out, "invalid multiaddr \"192.168.1.7:4001\"");
+}
+
+#[test]
+fn a_second_run_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Running::start(dir.path(), "one");
+    first.wait_for("listening");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--bind", "127.0.0.1", "--no-mdns", "run"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "already running");
+}
+
+#[test]
+fn commands_reach_the_running_node_over_its_control_socket() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Running::start(da.path(), "alice");
+    let b = Running::start(db.path(), "bob");
+    a.wait_for("listening");
+    let bl = b.wait_for("listening");
+    let b_peer = bl["peer"].as_str().unwrap().to_string();
+    let b_addr = bl["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .find(|a| a.contains("/tcp/"))
+        .unwrap()
+        .to_string();
+
+    let out = meshdrop(
+        da.path(),
+        &["--json", "connect", &format!("{b_addr}/p2p/{b_peer}")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["event"], "connected");
+    assert_eq!(v["peer"], b_peer.as_str());
+    let connected = a.wait_for("peer_connected");
+    assert_eq!(connected["peer"], b_peer.as_str());
+    assert_eq!(connected["verification_code"], v["verification_code"]);
+
+    let out = meshdrop(da.path(), &["--json", "peers"]);
+    assert!(out.status.success());
+    let peers: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let bob = peers
+        .iter()
+        .find(|p| p["peer"] == b_peer.as_str())
+        .expect("bob listed");
+    assert_eq!(bob["event"], "peer");
+    assert_eq!(bob["connected"], true);
+}
