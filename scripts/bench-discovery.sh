@@ -9,6 +9,7 @@
 # Usage: scripts/bench-discovery.sh [--runs N] [--goal-ms MS] [--no-zeroconf] [--check]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet -p meshdrop -p meshdrop-tests --bin meshdrop --bin bench_discovery
+cargo build --quiet -p meshdrop
+cargo build --quiet -p meshdrop-tests --bin bench_discovery
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 MESHDROP_BIN="${MESHDROP_BIN:-$target_dir/debug/meshdrop}" exec "$target_dir/debug/bench_discovery" "$@"

@@ -50,6 +50,22 @@ impl Output {
                 Some(p) => println!("could not reach {p}: {error}"),
                 None => println!("could not reach peer: {error}"),
             },
+            Event::TransferProgress {
+                transfer,
+                done,
+                total,
+                rate,
+                ..
+            } => println!(
+                "transfer {transfer}: {done}/{total} bytes, {} KiB/s",
+                rate / 1024
+            ),
+            Event::TransferFinished {
+                transfer, bytes, ..
+            } => println!("transfer {transfer}: finished, {bytes} bytes verified"),
+            Event::TransferFailed {
+                transfer, error, ..
+            } => println!("transfer {transfer}: failed: {error}"),
             Event::Stopped => println!("stopped"),
         }
     }

@@ -20,6 +20,10 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Re-dial peers seen within this window at start (a fallback when multicast is blocked).
     pub redial_recent: Duration,
+    /// Minimum time between progress events of a transfer (zero: one per chunk).
+    pub progress_interval: Duration,
+    /// Faults to inject into what this node serves (tests only; all off by default).
+    pub faults: crate::transfer::serve::Faults,
 }
 
 impl NodeConfig {
@@ -43,6 +47,8 @@ impl NodeConfig {
             listen: ips.iter().flat_map(|ip| listen_addrs(*ip)).collect(),
             mdns: true,
             redial_recent: Duration::from_secs(7 * 24 * 3600),
+            progress_interval: Duration::from_millis(250),
+            faults: Default::default(),
         }
     }
 

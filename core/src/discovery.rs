@@ -67,15 +67,13 @@ impl Discovery {
         let err = |e: mdns_sd::Error| Error::Discovery(e.to_string());
         let daemon = ServiceDaemon::new().map_err(err)?;
         let mut kinds = Vec::new();
+        // mDNS runs over IPv4 unless the user names an IPv6 address: answers over IPv6 carry only
+        // link-local addresses, which a multiaddr cannot dial without a scope.
         for ip in ips {
-            if ip.is_unspecified() {
-                kinds.push(if ip.is_ipv4() {
-                    IfKind::IPv4
-                } else {
-                    IfKind::IPv6
-                });
-            } else {
-                kinds.push(IfKind::Addr(*ip));
+            match ip {
+                IpAddr::V4(v4) if v4.is_unspecified() => kinds.push(IfKind::IPv4),
+                IpAddr::V6(v6) if v6.is_unspecified() => {}
+                ip => kinds.push(IfKind::Addr(*ip)),
             }
         }
         daemon.disable_interface(IfKind::All).map_err(err)?;

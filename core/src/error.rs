@@ -72,6 +72,9 @@ pub enum Error {
         /// How long.
         secs: u64,
     },
+    /// The files to share cannot be read.
+    #[error("cannot share: {0}")]
+    Share(String),
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,

@@ -3,6 +3,8 @@
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
+use crate::transfer::ContentId;
+
 /// How a connection is carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,8 +99,56 @@ pub enum Event {
         /// Why.
         error: String,
     },
+    /// A download moved on (at most a few per second).
+    TransferProgress {
+        /// The transfer.
+        transfer: u64,
+        /// The share.
+        content: ContentId,
+        /// Bytes verified and on disk, including those from earlier runs.
+        done: u64,
+        /// Bytes of the selected files.
+        total: u64,
+        /// Bytes received from the network in this run.
+        received: u64,
+        /// Average receive rate of this run, bytes per second.
+        rate: u64,
+        /// Estimated seconds left.
+        eta_secs: Option<u64>,
+        /// Bytes received from each provider in this run.
+        peers: Vec<PeerBytes>,
+    },
+    /// A download finished: every selected file verified and in place.
+    TransferFinished {
+        /// The transfer.
+        transfer: u64,
+        /// The share.
+        content: ContentId,
+        /// Bytes of the selected files.
+        bytes: u64,
+        /// Bytes received in this run.
+        fetched: u64,
+    },
+    /// A download stopped with an error (partial data kept unless cancelled with removal).
+    TransferFailed {
+        /// The transfer.
+        transfer: u64,
+        /// The share.
+        content: ContentId,
+        /// Why.
+        error: String,
+    },
     /// The node stopped.
     Stopped,
+}
+
+/// Bytes received from one peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerBytes {
+    /// The peer.
+    pub peer: PeerId,
+    /// Bytes.
+    pub bytes: u64,
 }
 
 /// A peer as the node knows it now.

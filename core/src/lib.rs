@@ -13,12 +13,15 @@ pub mod identity;
 pub mod net;
 pub mod node;
 pub mod store;
+pub mod transfer;
 
 pub use config::NodeConfig;
 pub use error::{Error, Result};
 pub use events::{Event, PeerInfo, Transport};
 pub use libp2p::{Multiaddr, PeerId};
-pub use node::Node;
+pub use node::{Node, TransferHandle};
+pub use transfer::download::{DownloadError, DownloadReport, DownloadSpec};
+pub use transfer::{ContentId, Ticket};
 
 /// The version of this core, as published in identify and DNS-SD records.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -24,6 +24,7 @@ pub const PROTOCOL: &str = "/meshdrop/1";
 struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    stream: libp2p_stream::Behaviour,
 }
 
 /// A reply to a dial: the peer that answered, or why it failed.
@@ -41,6 +42,8 @@ pub enum Command {
         /// Told when a connection is up or the dial failed.
         reply: Option<DialReply>,
     },
+    /// Close every connection to a peer (e.g. one that sent corrupt data).
+    Disconnect(PeerId),
     /// The addresses the node listens on.
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     /// Close every connection and stop.
@@ -92,6 +95,8 @@ pub enum NetEvent {
 pub struct Net {
     /// Commands to the swarm task.
     pub commands: mpsc::Sender<Command>,
+    /// Opens and accepts application streams (transfers, messages).
+    pub streams: libp2p_stream::Control,
     task: JoinHandle<()>,
 }
 
@@ -126,9 +131,14 @@ impl Net {
                 reason: "no listen address configured".into(),
             }));
         }
+        let streams = swarm.behaviour().stream.new_control();
         let (commands, rx) = mpsc::channel(256);
         let task = tokio::spawn(run(swarm, rx, events));
-        Ok(Self { commands, task })
+        Ok(Self {
+            commands,
+            streams,
+            task,
+        })
     }
 
     /// Closes every connection and waits for the swarm task to end.
@@ -166,6 +176,7 @@ fn build_swarm(key: Keypair, agent: String) -> Result<Swarm<Behaviour>> {
                     .with_interval(Duration::from_secs(5))
                     .with_timeout(Duration::from_secs(10)),
             ),
+            stream: libp2p_stream::Behaviour::new(),
         })
         .map_err(|e| internal(&e))?
         // Connections to nearby devices stay up while both run; ping notices dead ones.
@@ -214,6 +225,9 @@ async fn run(
                             }
                         }
                     }
+                }
+                Some(Command::Disconnect(peer)) => {
+                    let _ = swarm.disconnect_peer_id(peer);
                 }
                 Some(Command::ListenAddrs(reply)) => {
                     let _ = reply.send(swarm.listeners().cloned().collect());

@@ -20,6 +20,9 @@ use crate::events::{Event, PeerInfo, Transport};
 use crate::identity;
 use crate::net::{self, Net, NetEvent};
 use crate::store::{self, Store};
+use crate::transfer::download::{self, Control, DownloadReport, DownloadSpec};
+use crate::transfer::library::{Content, Library};
+use crate::transfer::{Manifest, Provider, Ticket, serve, state};
 
 /// Redials of a dropped peer stop after this many attempts (about 8 minutes of backoff).
 const MAX_REDIALS: u32 = 10;
@@ -41,6 +44,9 @@ struct Inner {
     first_events: Mutex<Option<broadcast::Receiver<Event>>>,
     commands: mpsc::Sender<NodeCommand>,
     task: Mutex<Option<JoinHandle<()>>>,
+    transfers: download::Ctx,
+    next_transfer: std::sync::atomic::AtomicU64,
+    server: JoinHandle<()>,
 }
 
 enum NodeCommand {
@@ -62,6 +68,7 @@ impl Node {
     /// advertises and browses with mDNS, and re-dials peers seen recently.
     pub async fn start(config: NodeConfig) -> Result<Node> {
         let (key, store, name) = open_data_dir(&config.data_dir, config.name.as_deref())?;
+        let store = Arc::new(store);
         let peer_id = key.public().to_peer_id();
 
         let (events, first_rx) = broadcast::channel(4096);
@@ -84,6 +91,7 @@ impl Node {
                 _ = &mut deadline => break,
             }
         }
+        let listen_addrs = complete_listen_addrs(&config.listen, listen_addrs);
         if listen_addrs.is_empty() {
             net.shutdown().await;
             return Err(Error::Listen {
@@ -111,6 +119,26 @@ impl Node {
         } else {
             drop(disc_tx);
             None
+        };
+
+        let library = Arc::new(Library::default());
+        load_shares(&store, &library);
+        let incoming = net
+            .streams
+            .clone()
+            .accept(crate::transfer::wire::PROTOCOL)
+            .map_err(|e| Error::Listen {
+                addr: "blob protocol".into(),
+                reason: e.to_string(),
+            })?;
+        let server = tokio::spawn(serve::run(incoming, library.clone(), config.faults));
+        let transfers = download::Ctx {
+            net: net.commands.clone(),
+            streams: net.streams.clone(),
+            store: store.clone(),
+            library,
+            events: events.clone(),
+            progress_interval: config.progress_interval,
         };
 
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
@@ -141,6 +169,9 @@ impl Node {
                 first_events: Mutex::new(Some(first_rx)),
                 commands: cmd_tx,
                 task: Mutex::new(Some(task)),
+                transfers,
+                next_transfer: std::sync::atomic::AtomicU64::new(1),
+                server,
             }),
         })
     }
@@ -209,8 +240,81 @@ impl Node {
         wait_dial(rx).await
     }
 
+    /// Shares files and folders: hashes them (streaming), remembers the share so it is served again
+    /// after a restart, and returns a ticket naming this device and its addresses.
+    pub async fn share(&self, paths: Vec<std::path::PathBuf>) -> Result<Ticket> {
+        let (manifest, sources) = tokio::task::spawn_blocking(move || Manifest::build(&paths))
+            .await
+            .map_err(|_| Error::Stopped)?
+            .map_err(|e| Error::Share(e.to_string()))?;
+        let encoded = manifest.encode();
+        let content = crate::transfer::ContentId::of(&encoded);
+        let store = &self.inner.transfers.store;
+        state::save_manifest(store, &content, &encoded)?;
+        state::save_share(store, &content, &sources)?;
+        self.inner
+            .transfers
+            .library
+            .insert(Arc::new(Content::complete(
+                Arc::new(manifest),
+                Arc::new(encoded),
+                sources,
+            )));
+        Ok(self.ticket_for(content))
+    }
+
+    /// A ticket for `content` naming this device as provider.
+    pub fn ticket_for(&self, content: crate::transfer::ContentId) -> Ticket {
+        Ticket::new(
+            content,
+            vec![Provider {
+                peer: self.inner.peer_id,
+                addrs: self
+                    .inner
+                    .listen_addrs
+                    .iter()
+                    .filter(|a| !is_wildcard(a))
+                    .take(crate::transfer::ticket::MAX_ADDRS)
+                    .cloned()
+                    .collect(),
+            }],
+        )
+    }
+
+    /// Starts downloading a share; progress arrives as events, the handle pauses, resumes,
+    /// cancels and waits. Running the same download again resumes it.
+    pub fn download(&self, spec: DownloadSpec) -> TransferHandle {
+        let id = self
+            .inner
+            .next_transfer
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (control, rx) = tokio::sync::watch::channel(Control::Run);
+        let ctx = self.inner.transfers.clone();
+        let content = spec.ticket.content;
+        let task = tokio::spawn(async move {
+            let events = ctx.events.clone();
+            let result = download::run(ctx, id, spec, rx).await;
+            let _ = events.send(match &result {
+                Ok(r) => Event::TransferFinished {
+                    transfer: id,
+                    content,
+                    bytes: r.bytes,
+                    fetched: r.fetched,
+                },
+                Err(e) => Event::TransferFailed {
+                    transfer: id,
+                    content,
+                    error: e.to_string(),
+                },
+            });
+            result
+        });
+        TransferHandle { id, control, task }
+    }
+
     /// Stops the node: mDNS goodbye, connections closed, store flushed. Returns when all is done.
     pub async fn stop(&self) -> Result<()> {
+        self.inner.server.abort();
         let (tx, rx) = oneshot::channel();
         if self.send(NodeCommand::Stop(tx)).await.is_ok() {
             let _ = rx.await;
@@ -233,6 +337,69 @@ impl Node {
             .send(cmd)
             .await
             .map_err(|_| Error::Stopped)
+    }
+}
+
+/// A running download: pause, resume, cancel, or wait for its end.
+pub struct TransferHandle {
+    /// The transfer's id, as in its events.
+    pub id: u64,
+    control: tokio::sync::watch::Sender<Control>,
+    task: JoinHandle<Result<DownloadReport, download::DownloadError>>,
+}
+
+impl TransferHandle {
+    /// Stops requesting chunks until [`TransferHandle::resume`].
+    pub fn pause(&self) {
+        let _ = self.control.send(Control::Pause);
+    }
+
+    /// Resumes after a pause.
+    pub fn resume(&self) {
+        let _ = self.control.send(Control::Run);
+    }
+
+    /// Cancels; partial data is kept for a later resume when `keep_partial`, removed otherwise.
+    pub fn cancel(&self, keep_partial: bool) {
+        let _ = self.control.send(Control::Cancel { keep: keep_partial });
+    }
+
+    /// Waits for the end of the download.
+    pub async fn wait(self) -> Result<DownloadReport, download::DownloadError> {
+        self.task
+            .await
+            .unwrap_or(Err(download::DownloadError::Cancelled))
+    }
+}
+
+fn is_wildcard(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_unspecified(),
+        Some(Protocol::Ip6(ip)) => ip.is_unspecified(),
+        _ => false,
+    }
+}
+
+/// Serves again the shares remembered in the store.
+fn load_shares(store: &Store, library: &Library) {
+    let shares = match state::shares(store) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read shares");
+            return;
+        }
+    };
+    for share in shares {
+        match Manifest::decode_verified(&share.manifest, &share.content) {
+            Ok(m) => library.insert(Arc::new(Content::complete(
+                Arc::new(m),
+                Arc::new(share.manifest),
+                share.sources,
+            ))),
+            Err(e) => {
+                tracing::warn!(content = %share.content, error = %e, "stored share unreadable")
+            }
+        }
     }
 }
 
@@ -301,6 +468,46 @@ fn default_name() -> String {
         .unwrap_or_else(|| "meshdrop device".to_string())
 }
 
+/// Every address the node can be reached on. A wildcard listener reports its per-interface
+/// addresses one by one (QUIC's come later than TCP's), so each interface IP seen on any listener
+/// is combined with every wildcard listener's port of the same IP family.
+fn complete_listen_addrs(config: &[Multiaddr], reported: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    let wildcard = |a: &Multiaddr| match a.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_unspecified(),
+        Some(Protocol::Ip6(ip)) => ip.is_unspecified(),
+        _ => false,
+    };
+    let mut out = reported.clone();
+    for listener in reported.iter() {
+        let Some(first) = listener.iter().next() else {
+            continue;
+        };
+        let v6 = matches!(first, Protocol::Ip6(_));
+        let from_wildcard = config.iter().any(|c| {
+            wildcard(c)
+                && matches!(c.iter().next(), Some(Protocol::Ip6(_))) == v6
+                && Transport::of(c) == Transport::of(listener)
+        });
+        if !from_wildcard {
+            continue;
+        }
+        for other in &reported {
+            let Some(ip) = other.iter().next() else {
+                continue;
+            };
+            if matches!(ip, Protocol::Ip6(_)) != v6 {
+                continue;
+            }
+            let candidate: Multiaddr = std::iter::once(ip).chain(listener.iter().skip(1)).collect();
+            if !out.contains(&candidate) {
+                out.push(candidate);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// How many distinct listeners (transport + port) the addresses cover.
 fn distinct_listeners(addrs: &[Multiaddr]) -> usize {
     let mut keys: Vec<(bool, bool, u16)> = addrs
@@ -359,7 +566,7 @@ struct Redial {
 /// The task that owns the node's state.
 struct Supervisor {
     local: PeerId,
-    store: Store,
+    store: Arc<Store>,
     /// The swarm; `None` once shut down.
     net: Option<Net>,
     discovery: Option<Discovery>,

@@ -24,6 +24,29 @@ const MIGRATIONS: &[&str] = &[
         last_seen INTEGER NOT NULL
     );
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 2: shares this node serves, downloads and the chunks safely on disk.
+    "CREATE TABLE manifests (
+        content  BLOB PRIMARY KEY,
+        manifest BLOB NOT NULL
+    );
+    CREATE TABLE shares (
+        content BLOB NOT NULL REFERENCES manifests (content),
+        file    INTEGER NOT NULL,
+        path    TEXT NOT NULL,
+        PRIMARY KEY (content, file)
+    );
+    CREATE TABLE downloads (
+        id      INTEGER PRIMARY KEY,
+        content BLOB NOT NULL REFERENCES manifests (content),
+        dest    TEXT NOT NULL,
+        state   TEXT NOT NULL,
+        UNIQUE (content, dest)
+    );
+    CREATE TABLE chunks (
+        download INTEGER NOT NULL REFERENCES downloads (id) ON DELETE CASCADE,
+        idx      INTEGER NOT NULL,
+        PRIMARY KEY (download, idx)
+    ) WITHOUT ROWID;",
 ];
 
 /// A peer the store remembers.
@@ -93,6 +116,12 @@ impl Store {
             path,
             _lock: lock,
         })
+    }
+
+    /// Runs `f` on the connection (the one writer); capability modules keep their SQL next to them.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>) -> Result<R> {
+        let mut conn = self.conn();
+        f(&mut conn).map_err(|e| self.err(e))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

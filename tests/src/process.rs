@@ -389,7 +389,7 @@ impl MeshdropProcess {
 
     /// Starts `meshdrop --data-dir DATA_DIR ARGS...` (any subcommand) inside `host`'s namespace, or in
     /// the root namespace when `host` is `None` (the caller keeps it on loopback). `label` names the
-    /// log files in the data dir.
+    /// log files in the data dir. Unless `RUST_LOG` is set, the node logs meshdrop's debug lines.
     pub fn spawn_raw(
         host: Option<&Host>,
         data_dir: &Path,
@@ -404,6 +404,10 @@ impl MeshdropProcess {
             None => Command::new(&bin),
         };
         cmd.arg("--data-dir").arg(data_dir).args(args);
+        if std::env::var_os("RUST_LOG").is_none() {
+            // Enough in the stderr log to diagnose a failed scenario; override with RUST_LOG.
+            cmd.env("RUST_LOG", "meshdrop=debug,meshdrop_core=debug");
+        }
         let proc = JsonProcess::spawn(cmd, label, data_dir)?;
         Ok(Self {
             proc,

@@ -41,12 +41,13 @@ fn addrs(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The port of the first `listening` address of `transport` ("tcp" or "quic"/"quic-v1") on `ip`.
-fn listen_port(listening: &Value, ip: &str, transport: &str) -> Option<String> {
+/// The port of the first `listening` address of `transport` ("tcp" or "quic") on IPv4 address `ip`
+/// (any IPv4 address when `None`).
+fn listen_port(listening: &Value, ip: Option<&str>, transport: &str) -> Option<String> {
     addrs(listening).into_iter().find_map(|a| {
         let parts: Vec<&str> = a.split('/').collect();
         // "/ip4/10.1.0.1/tcp/4567" or "/ip4/10.1.0.1/udp/4567/quic-v1"
-        if parts.get(1) != Some(&"ip4") || parts.get(2) != Some(&ip) {
+        if parts.get(1) != Some(&"ip4") || ip.is_some_and(|ip| parts.get(2) != Some(&ip)) {
             return None;
         }
         match (transport, parts.get(3), parts.get(5)) {
@@ -111,18 +112,6 @@ fn two_devices_on_one_wifi_find_and_connect_to_each_other() -> Result<()> {
     let alice_ip = t.lab.host(0).addr().to_string();
     let bob_ip = t.lab.host(1).addr().to_string();
 
-    // Each node listens on its LAN address, not only on loopback.
-    let alice_listening = t.alice.wait_for(|v| v["event"] == "listening", STEP)?;
-    assert_eq!(alice_listening["name"], "alice");
-    assert!(
-        listen_port(&alice_listening, &alice_ip, "tcp").is_some(),
-        "alice does not listen on TCP at {alice_ip}: {alice_listening}"
-    );
-    assert!(
-        listen_port(&alice_listening, &alice_ip, "quic").is_some(),
-        "alice does not listen on QUIC at {alice_ip}: {alice_listening}"
-    );
-
     // mDNS: each sees the other with its name and an address on the LAN.
     let a_sees_b = t
         .alice
@@ -181,6 +170,16 @@ fn two_devices_on_one_wifi_find_and_connect_to_each_other() -> Result<()> {
     assert_eq!(b_id_a["name"], "alice", "{b_id_a}");
     assert_eq!(a_id_b["protocol"], "/meshdrop/1", "{a_id_b}");
     assert_eq!(b_id_a["protocol"], "/meshdrop/1", "{b_id_a}");
+
+    // Each node listens on its LAN address with both transports, not only on loopback.
+    let alice_listening = t.alice.wait_for(|v| v["event"] == "listening", STEP)?;
+    assert_eq!(alice_listening["name"], "alice");
+    for transport in ["tcp", "quic"] {
+        assert!(
+            listen_port(&alice_listening, Some(&alice_ip), transport).is_some(),
+            "alice does not listen on {transport} at {alice_ip}: {alice_listening}"
+        );
+    }
 
     // Both stop cleanly.
     for node in [&mut t.alice, &mut t.bob] {
@@ -254,15 +253,79 @@ fn a_standard_zeroconf_browser_sees_the_node_and_its_peer_id() -> Result<()> {
         service_addrs.contains(&alice_ip.as_str()),
         "service does not resolve to alice's LAN address {alice_ip}: {service}"
     );
-    // The TXT ports are the ones the node listens on.
-    for transport in ["tcp", "quic"] {
-        let port = listen_port(&listening, &alice_ip, transport)
+    // The TXT ports are the ones the node listens on (TCP on its LAN address; QUIC's one IPv4
+    // socket serves every interface).
+    for (transport, ip) in [("tcp", Some(alice_ip.as_str())), ("quic", None)] {
+        let port = listen_port(&listening, ip, transport)
             .with_context(|| format!("alice does not listen on {transport}: {listening}"))?;
         assert_eq!(
             props[transport].as_str(),
             Some(port.as_str()),
             "TXT {transport} port vs listening addrs {listening}: {service}"
         );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_device_joining_right_after_a_bonjour_browser_looked_still_discovers_the_node() -> Result<()> {
+    // mDNS responders may not multicast the same record twice within a second (RFC 6762 §6), so a
+    // query that arrives just after another device's query must still lead to a resolved, dialable
+    // advert — through the answer to the first query, or a later one.
+    let lab = Lab::new(2)?;
+    let dir_a = TempDir::new()?;
+    let dir_b = TempDir::new()?;
+    let logs = TempDir::new()?;
+    let mut alice = start_node(lab.host(0), &dir_a, "alice")?;
+    let alice_id = alice.peer_id(STEP)?;
+
+    // The browser runs twice: the second time alice is past her start-up announcements, as a
+    // device that has been on the network for a while.
+    for round in 0..2 {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut cmd: Command = lab.host(1).exec(python);
+        cmd.arg(browse_script())
+            .args(["--timeout", "20", "--expect-peer", &alice_id]);
+        let mut browser =
+            JsonProcess::spawn(cmd, &format!("zeroconf-browser-{round}"), logs.path())?;
+        browser.wait_for(
+            |v| v["event"] == "service" && v["properties"]["peer"] == alice_id.as_str(),
+            Duration::from_secs(25),
+        )?;
+        browser.wait_exit(Duration::from_secs(10))?;
+    }
+
+    // Bob switches on right after, on the same device the browser ran on.
+    let mut bob = start_node(lab.host(1), &dir_b, "bob")?;
+    let found = bob.wait_peer_event("peer_discovered", &alice_id, STEP)?;
+    let alice_ip = lab.host(0).addr().to_string();
+    assert!(
+        addrs(&found)
+            .iter()
+            .any(|a| a.starts_with(&format!("/ip4/{alice_ip}/"))),
+        "bob discovered alice without her LAN address {alice_ip}: {found}"
+    );
+    Ok(())
+}
+
+#[test]
+fn two_devices_switched_on_at_the_same_moment_both_discover_the_one_already_there() -> Result<()> {
+    let lab = Lab::new(3)?;
+    let dirs = [TempDir::new()?, TempDir::new()?, TempDir::new()?];
+    let mut alice = start_node(lab.host(0), &dirs[0], "alice")?;
+    let alice_id = alice.peer_id(STEP)?;
+    let mut bob = start_node(lab.host(1), &dirs[1], "bob")?;
+    let mut carol = start_node(lab.host(2), &dirs[2], "carol")?;
+    for node in [&mut bob, &mut carol] {
+        let found = node.wait_peer_event("peer_discovered", &alice_id, STEP)?;
+        assert_eq!(found["name"], "alice", "{found}");
+        node.wait_peer_event("peer_connected", &alice_id, STEP)?;
+    }
+    let bob_id = bob.peer_id(STEP)?;
+    let carol_id = carol.peer_id(STEP)?;
+    for id in [&bob_id, &carol_id] {
+        alice.wait_peer_event("peer_discovered", id, STEP)?;
+        alice.wait_peer_event("peer_connected", id, STEP)?;
     }
     Ok(())
 }

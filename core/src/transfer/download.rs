@@ -1,0 +1,1098 @@
+//! Downloading a share: fetch and check the manifest, plan what is missing, pull chunks pipelined
+//! from every provider, verify each chunk before it is written to a `.part` file, record written
+//! chunks in SQLite in durable batches, and rename each file into place once it verifies whole.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::PeerId;
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+
+use super::library::{Content, Library};
+use super::wire::{self, Request, Response};
+use super::{ContentId, Manifest, ManifestError, PathError, Ticket, join_safe, state};
+use crate::events::{Event, PeerBytes};
+use crate::net;
+use crate::store::Store;
+
+/// Chunks written but not yet recorded never exceed this: at most this much is fetched twice after a crash.
+pub const BATCH_BYTES: u64 = 2 * 1024 * 1024;
+/// Bytes requested from one provider and not yet received.
+const WINDOW_BYTES: u64 = 8 * 1024 * 1024;
+/// Bytes asked for in one request.
+const RUN_BYTES: u64 = 1024 * 1024;
+/// A provider that sends nothing for this long while chunks are due is given up on.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for a provider to answer a dial.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// No provider answered or had the share.
+    #[error("no provider could be reached: {0}")]
+    NoProvider(String),
+    /// The manifest does not match the ticket or is malformed.
+    #[error("manifest rejected: {0}")]
+    Manifest(#[from] ManifestError),
+    /// A path in the manifest is unsafe.
+    #[error("unsafe path in the share: {0}")]
+    Path(#[from] PathError),
+    /// The destination lacks space for what is missing.
+    #[error("not enough free space in {path}: {needed} bytes needed, {available} available")]
+    NoSpace {
+        /// The destination.
+        path: PathBuf,
+        /// Bytes still to write.
+        needed: u64,
+        /// Bytes free.
+        available: u64,
+    },
+    /// A different file is already where a shared file would go.
+    #[error(
+        "{path} already exists and differs from the shared file: move it away or pick another destination"
+    )]
+    Exists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// Reading or writing the destination failed (a full disk among others); partial data is kept.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Every provider failed or was dropped before the download finished.
+    #[error("every provider failed: {0}")]
+    ProvidersFailed(String),
+    /// The download was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// The node failed.
+    #[error(transparent)]
+    Node(#[from] crate::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DownloadError + '_ {
+    move |source| DownloadError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What to download and where.
+#[derive(Clone, Debug)]
+pub struct DownloadSpec {
+    /// The share and its providers.
+    pub ticket: Ticket,
+    /// The destination folder.
+    pub dest: PathBuf,
+    /// Only these files (manifest indexes); all when `None`.
+    pub files: Option<Vec<usize>>,
+}
+
+/// What a finished download did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DownloadReport {
+    /// The share.
+    pub content: ContentId,
+    /// Files now in place.
+    pub files: usize,
+    /// Bytes of the selected files.
+    pub bytes: u64,
+    /// Bytes received from the network in this run (including rejected chunks).
+    pub fetched: u64,
+    /// Bytes already on disk from an earlier run.
+    pub resumed: u64,
+    /// Bytes of files already present and identical.
+    pub skipped: u64,
+    /// Bytes rejected because they failed verification.
+    pub rejected: u64,
+    /// Bytes per provider in this run.
+    pub peers: Vec<PeerBytes>,
+    /// Wall time.
+    pub secs: f64,
+}
+
+/// Running, paused or cancelled (keeping or removing partial data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Fetching.
+    Run,
+    /// Not requesting anything until resumed.
+    Pause,
+    /// Stop; keep the partial data for a later resume when `keep`.
+    Cancel {
+        /// Keep partial data.
+        keep: bool,
+    },
+}
+
+/// What the downloader needs from the node.
+#[derive(Clone)]
+pub struct Ctx {
+    /// Dials providers and drops bad ones.
+    pub net: mpsc::Sender<net::Command>,
+    /// Opens blob streams.
+    pub streams: libp2p_stream::Control,
+    /// Where progress is recorded.
+    pub store: Arc<Store>,
+    /// Where verified chunks become servable.
+    pub library: Arc<Library>,
+    /// Where progress is published.
+    pub events: broadcast::Sender<Event>,
+    /// Minimum time between progress events (zero: one per chunk).
+    pub progress_interval: Duration,
+}
+
+/// Runs one download to its end.
+pub async fn run(
+    ctx: Ctx,
+    transfer: u64,
+    spec: DownloadSpec,
+    mut control: watch::Receiver<Control>,
+) -> Result<DownloadReport, DownloadError> {
+    let started = Instant::now();
+    let content_id = spec.ticket.content;
+    let providers = connect_providers(&ctx, &spec.ticket).await;
+
+    let encoded = match state::manifest(&ctx.store, &content_id)? {
+        Some(m) => m,
+        None => fetch_manifest(&ctx, &providers, &content_id).await?,
+    };
+    let manifest = Arc::new(Manifest::decode_verified(&encoded, &content_id)?);
+    state::save_manifest(&ctx.store, &content_id, &encoded)?;
+    fs::create_dir_all(&spec.dest).map_err(io_err(&spec.dest))?;
+    let dest = spec.dest.canonicalize().map_err(io_err(&spec.dest))?;
+    let dl = state::download_id(&ctx.store, &content_id, &dest)?;
+    state::set_download_state(&ctx.store, dl, "active")?;
+
+    let plan = Plan::make(&ctx.store, dl, &manifest, &dest, spec.files.as_deref())?;
+    let needed: u64 = plan
+        .missing
+        .iter()
+        .filter_map(|i| manifest.chunk(*i))
+        .map(|c| u64::from(c.len))
+        .sum();
+    let available = fs4::available_space(&dest).map_err(io_err(&dest))?;
+    if needed > available {
+        return Err(DownloadError::NoSpace {
+            path: dest,
+            needed,
+            available,
+        });
+    }
+    plan.prepare(&manifest)?;
+
+    let encoded = Arc::new(encoded);
+    let content = match ctx.library.get(&content_id) {
+        Some(c) => c,
+        None => {
+            let c = Arc::new(Content::partial(
+                manifest.clone(),
+                encoded.clone(),
+                plan.locations.clone(),
+            ));
+            c.add(&plan.done);
+            ctx.library.insert(c.clone());
+            c
+        }
+    };
+
+    let report = if plan.missing.is_empty() {
+        Ok(SinkReport::default())
+    } else {
+        fetch(
+            &ctx,
+            transfer,
+            &manifest,
+            &plan,
+            &content,
+            dl,
+            providers,
+            &mut control,
+        )
+        .await
+    };
+    tracing::debug!(ok = report.is_ok(), "fetched");
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            let cancelled = matches!(e, DownloadError::Cancelled);
+            let keep = !matches!(*control.borrow(), Control::Cancel { keep: false });
+            if cancelled && !keep {
+                plan.remove_parts();
+                state::forget_download(&ctx.store, dl)?;
+            } else {
+                state::set_download_state(
+                    &ctx.store,
+                    dl,
+                    if cancelled { "cancelled" } else { "failed" },
+                )?;
+            }
+            return Err(e);
+        }
+    };
+    content.set_complete();
+    state::set_download_state(&ctx.store, dl, "done")?;
+    let bytes: u64 = plan
+        .files
+        .iter()
+        .map(|f| manifest.files()[f.index].size)
+        .sum();
+    Ok(DownloadReport {
+        content: content_id,
+        files: plan.files.len(),
+        bytes,
+        fetched: report.fetched,
+        resumed: plan.resumed,
+        skipped: plan.skipped,
+        rejected: report.rejected,
+        peers: report.peers,
+        secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Dials every provider of the ticket; returns those that answered.
+async fn connect_providers(ctx: &Ctx, ticket: &Ticket) -> Vec<PeerId> {
+    let mut waits = Vec::new();
+    for p in &ticket.providers {
+        let (tx, rx) = oneshot::channel();
+        let cmd = net::Command::Dial {
+            peer: Some(p.peer),
+            addrs: p.addrs.clone(),
+            reply: Some(tx),
+        };
+        if ctx.net.send(cmd).await.is_ok() {
+            waits.push((p.peer, rx));
+        }
+    }
+    let mut up = Vec::new();
+    for (peer, rx) in waits {
+        match tokio::time::timeout(DIAL_TIMEOUT, rx).await {
+            Ok(Ok(Ok(_))) => up.push(peer),
+            other => tracing::info!(%peer, ?other, "provider unreachable"),
+        }
+    }
+    up
+}
+
+/// Opens a blob stream to `peer` about `content` and reads its hello.
+async fn open(
+    ctx: &Ctx,
+    peer: PeerId,
+    content: &ContentId,
+) -> Result<(libp2p::Stream, bool, Vec<u8>), String> {
+    let mut last = String::new();
+    for attempt in 0..3u64 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+        }
+        let mut stream = match ctx.streams.clone().open_stream(peer, wire::PROTOCOL).await {
+            Ok(s) => s,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        let hello = Request::Hello { content: *content };
+        if let Err(e) = wire::write_msg(&mut stream, &hello).await {
+            last = e.to_string();
+            continue;
+        }
+        return match wire::read_msg(&mut stream, &mut Vec::new()).await {
+            Ok(Some(Response::Hello { complete, have })) => Ok((stream, complete, have)),
+            Ok(Some(Response::Unknown)) => Err("does not have this share".into()),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    Err(last)
+}
+
+async fn fetch_manifest(
+    ctx: &Ctx,
+    providers: &[PeerId],
+    content: &ContentId,
+) -> Result<Vec<u8>, DownloadError> {
+    let mut errors = Vec::new();
+    for peer in providers {
+        let result: Result<Vec<u8>, String> = async {
+            let (mut stream, _, _) = open(ctx, *peer, content).await?;
+            wire::write_msg(&mut stream, &Request::Manifest)
+                .await
+                .map_err(|e| e.to_string())?;
+            match wire::read_msg(&mut stream, &mut Vec::new())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(Response::Manifest { len })
+                    if u64::from(len) <= super::manifest::MAX_ENCODED_LEN as u64 =>
+                {
+                    let mut bytes = vec![0; len as usize];
+                    stream
+                        .read_exact(&mut bytes)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let _ = stream.close().await;
+                    Ok(bytes)
+                }
+                other => Err(format!("unexpected answer {other:?}")),
+            }
+        }
+        .await;
+        match result {
+            // A manifest that does not hash to the content id is that provider's lie: try the next.
+            Ok(bytes) if ContentId::of(&bytes) == *content => return Ok(bytes),
+            Ok(_) => errors.push(format!("{peer}: manifest does not match the ticket")),
+            Err(e) => errors.push(format!("{peer}: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        errors.push("none of the ticket's providers answered".into());
+    }
+    Err(DownloadError::NoProvider(errors.join("; ")))
+}
+
+/// One selected file and where its bytes go.
+#[derive(Clone, Debug)]
+struct FilePlan {
+    index: usize,
+    final_path: PathBuf,
+    part_path: PathBuf,
+    done: bool,
+}
+
+/// What is on disk, what is missing, where everything goes.
+struct Plan {
+    files: Vec<FilePlan>,
+    dirs: Vec<PathBuf>,
+    /// Chunks still to fetch.
+    missing: Vec<u64>,
+    /// Chunks already safely on disk (servable).
+    done: Vec<u64>,
+    /// Where each manifest file is read from when served.
+    locations: Vec<PathBuf>,
+    resumed: u64,
+    skipped: u64,
+}
+
+impl Plan {
+    fn make(
+        store: &Store,
+        dl: i64,
+        manifest: &Manifest,
+        dest: &Path,
+        selection: Option<&[usize]>,
+    ) -> Result<Self, DownloadError> {
+        // Every path is checked before anything is written.
+        let mut locations = Vec::with_capacity(manifest.files().len());
+        for f in manifest.files() {
+            locations.push(join_safe(dest, &f.path.to_vec())?);
+        }
+        let dirs = manifest
+            .dirs()
+            .iter()
+            .map(|d| join_safe(dest, &d.to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let recorded: BTreeSet<u64> = state::done_chunks(store, dl)?.into_iter().collect();
+        let mut plan = Plan {
+            files: Vec::new(),
+            dirs,
+            missing: Vec::new(),
+            done: Vec::new(),
+            locations: Vec::new(),
+            resumed: 0,
+            skipped: 0,
+        };
+        let mut stale = Vec::new();
+        for (index, f) in manifest.files().iter().enumerate() {
+            let final_path = locations[index].clone();
+            let mut part_name = final_path
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            part_name.push(".part");
+            let part_path = final_path.with_file_name(part_name);
+            let selected = selection.is_none_or(|s| s.contains(&index));
+            let chunks = manifest.chunks_of(index);
+            if !selected {
+                plan.locations.push(part_path);
+                continue;
+            }
+            let mut done = false;
+            if final_path.exists() {
+                if same_file(&final_path, f.size, &f.hash).map_err(io_err(&final_path))? {
+                    done = true;
+                    plan.skipped += f.size;
+                    plan.done.extend(chunks.clone());
+                } else {
+                    return Err(DownloadError::Exists { path: final_path });
+                }
+            } else if part_path.exists() {
+                for i in chunks.clone() {
+                    if recorded.contains(&i) {
+                        plan.done.push(i);
+                        plan.resumed += manifest.chunk(i).map_or(0, |c| u64::from(c.len));
+                    } else {
+                        plan.missing.push(i);
+                    }
+                }
+            } else {
+                // Records without their data (the .part was removed): fetch again.
+                stale.extend(chunks.clone().filter(|i| recorded.contains(i)));
+                plan.missing.extend(chunks.clone());
+            }
+            plan.locations.push(if done {
+                final_path.clone()
+            } else {
+                part_path.clone()
+            });
+            plan.files.push(FilePlan {
+                index,
+                final_path,
+                part_path,
+                done,
+            });
+        }
+        state::unrecord_chunks(store, dl, &stale)?;
+        Ok(plan)
+    }
+
+    /// Creates folders, empty files, and `.part` files of the right length.
+    fn prepare(&self, manifest: &Manifest) -> Result<(), DownloadError> {
+        for d in &self.dirs {
+            fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        for f in self.files.iter().filter(|f| !f.done) {
+            if let Some(parent) = f.final_path.parent() {
+                fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
+            let size = manifest.files()[f.index].size;
+            if size == 0 {
+                File::create(&f.final_path).map_err(io_err(&f.final_path))?;
+                continue;
+            }
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&f.part_path)
+                .map_err(io_err(&f.part_path))?;
+            file.set_len(size).map_err(io_err(&f.part_path))?;
+        }
+        Ok(())
+    }
+
+    fn remove_parts(&self) {
+        for f in &self.files {
+            let _ = fs::remove_file(&f.part_path);
+        }
+    }
+}
+
+/// Whether the file at `path` has this size and BLAKE3 hash.
+fn same_file(path: &Path, size: u64, hash: &[u8; 32]) -> io::Result<bool> {
+    if fs::metadata(path)?.len() != size {
+        return Ok(false);
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(File::open(path)?)?;
+    Ok(hasher.finalize().as_bytes() == hash)
+}
+
+/// Which chunks are waiting, requested (by whom), and which peers are banned.
+#[derive(Default)]
+struct Sched {
+    waiting: BTreeSet<u64>,
+    requested: HashMap<u64, PeerId>,
+    banned: HashMap<PeerId, String>,
+}
+
+impl Sched {
+    /// Takes the next run of waiting chunks that `peer` has, up to [`RUN_BYTES`].
+    fn next_run(
+        &mut self,
+        peer: &PeerId,
+        has: impl Fn(u64) -> bool,
+        manifest: &Manifest,
+    ) -> Option<(u64, u32)> {
+        if self.banned.contains_key(peer) {
+            return None;
+        }
+        let first = *self.waiting.iter().find(|i| has(**i))?;
+        let mut count = 0u32;
+        let mut bytes = 0u64;
+        let mut i = first;
+        while self.waiting.contains(&i)
+            && has(i)
+            && count < wire::MAX_RUN
+            && (count == 0 || bytes < RUN_BYTES)
+        {
+            self.waiting.remove(&i);
+            self.requested.insert(i, *peer);
+            bytes += manifest.chunk(i).map_or(0, |c| u64::from(c.len));
+            count += 1;
+            i += 1;
+        }
+        Some((first, count))
+    }
+
+    fn requeue(&mut self, index: u64) {
+        self.requested.remove(&index);
+        self.waiting.insert(index);
+    }
+
+    fn requeue_peer(&mut self, peer: &PeerId) {
+        let mine: Vec<u64> = self
+            .requested
+            .iter()
+            .filter(|(_, p)| *p == peer)
+            .map(|(i, _)| *i)
+            .collect();
+        for i in mine {
+            self.requeue(i);
+        }
+    }
+}
+
+/// What the writer tells the coordinator.
+enum Feedback {
+    Bad { peer: PeerId, index: u64 },
+    Done(SinkReport),
+    Fatal(DownloadError),
+}
+
+#[derive(Default)]
+struct SinkReport {
+    fetched: u64,
+    rejected: u64,
+    peers: Vec<PeerBytes>,
+}
+
+/// A chunk as received, on its way to verification and disk.
+struct Received {
+    peer: PeerId,
+    index: u64,
+    data: Vec<u8>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fetch(
+    ctx: &Ctx,
+    transfer: u64,
+    manifest: &Arc<Manifest>,
+    plan: &Plan,
+    content: &Arc<Content>,
+    dl: i64,
+    providers: Vec<PeerId>,
+    control: &mut watch::Receiver<Control>,
+) -> Result<SinkReport, DownloadError> {
+    let sched = Arc::new(Mutex::new(Sched {
+        waiting: plan.missing.iter().copied().collect(),
+        ..Sched::default()
+    }));
+    let wake = Arc::new(Notify::new());
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Received>(2);
+    let (fb_tx, mut fb_rx) = mpsc::unbounded_channel::<Feedback>();
+
+    let sink = Sink::new(
+        ctx,
+        transfer,
+        manifest.clone(),
+        plan,
+        content.clone(),
+        dl,
+        fb_tx.clone(),
+        sched.clone(),
+    )?;
+    let sink_thread = std::thread::spawn(move || sink.run(chunk_rx));
+
+    let mut workers = tokio::task::JoinSet::new();
+    let mut aborts = HashMap::new();
+    for peer in providers {
+        let worker = Worker {
+            ctx: ctx.clone(),
+            peer,
+            content: content.id,
+            manifest: manifest.clone(),
+            sched: sched.clone(),
+            wake: wake.clone(),
+            chunks: chunk_tx.clone(),
+            control: control.clone(),
+        };
+        aborts.insert(
+            peer,
+            workers.spawn(async move { (peer, worker.run().await) }),
+        );
+    }
+    drop(chunk_tx);
+    let mut failures: Vec<String> = Vec::new();
+    let result = loop {
+        tokio::select! {
+            fb = fb_rx.recv() => match fb {
+                Some(Feedback::Bad { peer, index }) => {
+                    tracing::warn!(%peer, index, "chunk failed verification: dropping the peer");
+                    {
+                        let mut s = sched.lock().unwrap_or_else(|p| p.into_inner());
+                        s.requeue(index);
+                        s.banned.insert(peer, "sent a corrupt chunk".into());
+                        s.requeue_peer(&peer);
+                    }
+                    // Stop its worker now (a read on a closing connection may not wake up) and hang up.
+                    if let Some(worker) = aborts.remove(&peer) {
+                        worker.abort();
+                        failures.push(format!("{peer}: sent a corrupt chunk"));
+                    }
+                    let _ = ctx.net.send(net::Command::Disconnect(peer)).await;
+                    wake.notify_waiters();
+                }
+                Some(Feedback::Done(report)) => break Ok(report),
+                Some(Feedback::Fatal(e)) => break Err(e),
+                None => break Err(DownloadError::ProvidersFailed("the writer stopped".into())),
+            },
+            Some(joined) = workers.join_next(), if !workers.is_empty() => {
+                if let Ok((peer, result)) = joined {
+                    // A worker already stopped for a corrupt chunk was accounted for then.
+                    if aborts.remove(&peer).is_some() {
+                        let why = result.err().unwrap_or_else(|| "stopped".into());
+                        tracing::info!(%peer, error = %why, "provider failed");
+                        failures.push(format!("{peer}: {why}"));
+                    }
+                    sched.lock().unwrap_or_else(|p| p.into_inner()).requeue_peer(&peer);
+                    wake.notify_waiters();
+                }
+                if workers.is_empty() && failures.is_empty() {
+                    failures.push("no provider was reachable".into());
+                }
+            }
+            changed = control.changed() => {
+                if changed.is_err() || matches!(*control.borrow(), Control::Cancel { .. }) {
+                    break Err(DownloadError::Cancelled);
+                }
+                wake.notify_waiters();
+            }
+        }
+        if workers.is_empty()
+            && !failures.is_empty()
+            && fb_rx.is_empty()
+            && chunk_channel_idle(&sched)
+        {
+            break Err(DownloadError::ProvidersFailed(failures.join("; ")));
+        }
+    };
+    tracing::debug!(ok = result.is_ok(), "fetch loop ended");
+    workers.abort_all();
+    while workers.join_next().await.is_some() {}
+    tracing::debug!("workers joined");
+    // Workers are gone, so the writer's input closes; it records what it wrote and stops.
+    let _ = tokio::task::spawn_blocking(move || sink_thread.join()).await;
+    result
+}
+
+/// True when no chunk is between a worker and the writer (all requested chunks were settled).
+fn chunk_channel_idle(sched: &Arc<Mutex<Sched>>) -> bool {
+    sched
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .requested
+        .is_empty()
+}
+
+/// Pulls chunks from one provider over one pipelined stream.
+struct Worker {
+    ctx: Ctx,
+    peer: PeerId,
+    content: ContentId,
+    manifest: Arc<Manifest>,
+    sched: Arc<Mutex<Sched>>,
+    wake: Arc<Notify>,
+    chunks: mpsc::Sender<Received>,
+    control: watch::Receiver<Control>,
+}
+
+impl Worker {
+    async fn run(mut self) -> Result<(), String> {
+        let (stream, complete, mut have) = open(&self.ctx, self.peer, &self.content).await?;
+        tracing::debug!(peer = %self.peer, complete, "worker: stream open");
+        let (mut r, mut w) = stream.split();
+        let mut inflight: VecDeque<u64> = VecDeque::new();
+        let mut inflight_bytes = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            // Registered before looking at the shared state, so no wake-up between the two is lost.
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(why) = self
+                .sched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .banned
+                .get(&self.peer)
+            {
+                return Err(format!("dropped: {why}"));
+            }
+            let paused = *self.control.borrow() != Control::Run;
+            if !paused {
+                while inflight_bytes < WINDOW_BYTES {
+                    let has = |i: u64| complete || wire::has_bit(&have, i);
+                    let run = self
+                        .sched
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .next_run(&self.peer, has, &self.manifest);
+                    let Some((first, count)) = run else { break };
+                    wire::write_msg(&mut w, &Request::Chunks { first, count })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    for i in first..first + u64::from(count) {
+                        inflight.push_back(i);
+                        inflight_bytes += self.manifest.chunk(i).map_or(0, |c| u64::from(c.len));
+                    }
+                }
+                w.flush().await.map_err(|e| e.to_string())?;
+            }
+            if inflight.is_empty() {
+                // Nothing to ask this peer now: wait for requeued chunks or a control change.
+                tracing::debug!(peer = %self.peer, "worker: idle");
+                tokio::select! {
+                    _ = notified => {}
+                    _ = self.control.changed() => {}
+                }
+                continue;
+            }
+            let response: Response =
+                tokio::time::timeout(STALL_TIMEOUT, wire::read_msg(&mut r, &mut buf))
+                    .await
+                    .map_err(|_| format!("no answer for {} s", STALL_TIMEOUT.as_secs()))?
+                    .map_err(|e| e.to_string())?
+                    .ok_or("the provider closed the stream")?;
+            let expected = inflight.pop_front().ok_or("unrequested answer")?;
+            tracing::trace!(peer = %self.peer, ?response, "answer");
+            match response {
+                Response::Chunk { index, len } if index == expected => {
+                    let want = self
+                        .manifest
+                        .chunk(index)
+                        .map(|c| c.len)
+                        .ok_or("chunk out of range")?;
+                    if len != want {
+                        return Err(format!("chunk {index} has {len} bytes, expected {want}"));
+                    }
+                    inflight_bytes -= u64::from(len);
+                    let mut data = vec![0u8; len as usize];
+                    r.read_exact(&mut data).await.map_err(|e| e.to_string())?;
+                    // It stays "requested" until the writer settles it, so a worker stopped
+                    // from here on cannot lose it: it is requeued with the peer's other chunks.
+                    if self
+                        .chunks
+                        .send(Received {
+                            peer: self.peer,
+                            index,
+                            data,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                Response::Missing { index } if index == expected => {
+                    inflight_bytes -= self.manifest.chunk(index).map_or(0, |c| u64::from(c.len));
+                    if let Some(b) = usize::try_from(index / 8)
+                        .ok()
+                        .and_then(|i| have.get_mut(i))
+                    {
+                        *b &= !(1 << (index % 8));
+                    }
+                    self.sched
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .requeue(index);
+                    self.wake.notify_waiters();
+                }
+                other => {
+                    return Err(format!(
+                        "protocol violation: {other:?} while chunk {expected} was due"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The writer: verifies, writes, records in batches, finalises files. Runs on its own thread.
+struct Sink {
+    store: Arc<Store>,
+    sched: Arc<Mutex<Sched>>,
+    /// Chunks written in this run: a chunk fetched twice (requeued while in flight) counts once.
+    written: BTreeSet<u64>,
+    events: broadcast::Sender<Event>,
+    interval: Duration,
+    transfer: u64,
+    manifest: Arc<Manifest>,
+    content: Arc<Content>,
+    dl: i64,
+    feedback: mpsc::UnboundedSender<Feedback>,
+    /// Selected files not yet in place: manifest index -> (plan, chunks still missing).
+    open: HashMap<usize, (FilePlan, u64, Option<File>)>,
+    pending: Vec<u64>,
+    pending_bytes: u64,
+    touched: Vec<usize>,
+    done_bytes: u64,
+    total_bytes: u64,
+    report: SinkReport,
+    per_peer: HashMap<PeerId, u64>,
+    started: Instant,
+    last_event: Option<Instant>,
+}
+
+impl Sink {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        ctx: &Ctx,
+        transfer: u64,
+        manifest: Arc<Manifest>,
+        plan: &Plan,
+        content: Arc<Content>,
+        dl: i64,
+        feedback: mpsc::UnboundedSender<Feedback>,
+        sched: Arc<Mutex<Sched>>,
+    ) -> Result<Self, DownloadError> {
+        let missing: BTreeSet<u64> = plan.missing.iter().copied().collect();
+        let mut open = HashMap::new();
+        let mut total_bytes = 0;
+        for f in &plan.files {
+            total_bytes += manifest.files()[f.index].size;
+            if f.done {
+                continue;
+            }
+            let left = manifest
+                .chunks_of(f.index)
+                .filter(|i| missing.contains(i))
+                .count() as u64;
+            open.insert(f.index, (f.clone(), left, None));
+        }
+        let done_bytes = total_bytes
+            - plan
+                .missing
+                .iter()
+                .filter_map(|i| manifest.chunk(*i))
+                .map(|c| u64::from(c.len))
+                .sum::<u64>();
+        Ok(Self {
+            store: ctx.store.clone(),
+            sched,
+            written: BTreeSet::new(),
+            events: ctx.events.clone(),
+            interval: ctx.progress_interval,
+            transfer,
+            manifest,
+            content,
+            dl,
+            feedback,
+            open,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            touched: Vec::new(),
+            done_bytes,
+            total_bytes,
+            report: SinkReport::default(),
+            per_peer: HashMap::new(),
+            started: Instant::now(),
+            last_event: None,
+        })
+    }
+
+    fn run(mut self, mut chunks: mpsc::Receiver<Received>) {
+        // Files whose chunks were all on disk already (resumed) are finalised first.
+        let ready: Vec<usize> = self
+            .open
+            .iter()
+            .filter(|(_, (_, left, _))| *left == 0)
+            .map(|(i, _)| *i)
+            .collect();
+        for file in ready {
+            if let Err(e) = self.finish_file(file) {
+                let _ = self.feedback.send(Feedback::Fatal(e));
+                return;
+            }
+        }
+        while !self.open.is_empty() {
+            let Some(chunk) = chunks.blocking_recv() else {
+                let _ = self.flush();
+                return;
+            };
+            if let Err(e) = self.accept(chunk) {
+                let _ = self.flush();
+                let _ = self.feedback.send(Feedback::Fatal(e));
+                return;
+            }
+        }
+        self.progress(true);
+        let mut peers: Vec<PeerBytes> = self
+            .per_peer
+            .iter()
+            .map(|(p, b)| PeerBytes {
+                peer: *p,
+                bytes: *b,
+            })
+            .collect();
+        peers.sort_by_key(|p| std::cmp::Reverse(p.bytes));
+        self.report.peers = peers;
+        let report = std::mem::take(&mut self.report);
+        tracing::debug!("writer done");
+        let _ = self.feedback.send(Feedback::Done(report));
+    }
+
+    fn accept(&mut self, chunk: Received) -> Result<(), DownloadError> {
+        let Received { peer, index, data } = chunk;
+        self.report.fetched += data.len() as u64;
+        let Some(c) = self.manifest.chunk(index) else {
+            return Ok(());
+        };
+        if self.written.contains(&index) {
+            self.settle(index);
+            return Ok(());
+        }
+        if !c.verify(&data) {
+            self.report.rejected += data.len() as u64;
+            let _ = self.feedback.send(Feedback::Bad { peer, index });
+            return Ok(());
+        }
+        let Some((plan, left, file)) = self.open.get_mut(&c.file) else {
+            return Ok(());
+        };
+        if file.is_none() {
+            *file = Some(
+                File::options()
+                    .write(true)
+                    .open(&plan.part_path)
+                    .map_err(io_err(&plan.part_path))?,
+            );
+        }
+        if let Some(f) = file {
+            f.write_all_at(&data, c.offset)
+                .map_err(io_err(&plan.part_path))?;
+        }
+        *left = left.saturating_sub(1);
+        let finished = *left == 0;
+        if !self.touched.contains(&c.file) {
+            self.touched.push(c.file);
+        }
+        self.written.insert(index);
+        self.settle(index);
+        self.pending.push(index);
+        self.pending_bytes += data.len() as u64;
+        self.done_bytes += data.len() as u64;
+        *self.per_peer.entry(peer).or_default() += data.len() as u64;
+        if finished {
+            self.finish_file(c.file)?;
+        } else if self.pending_bytes + u64::from(self.manifest.chunk_size()) > BATCH_BYTES {
+            self.flush()?;
+        }
+        self.progress(false);
+        Ok(())
+    }
+
+    /// The chunk is on disk: no longer in flight for the scheduler.
+    fn settle(&self, index: u64) {
+        self.sched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .requested
+            .remove(&index);
+    }
+
+    /// Syncs the files written to, then records their chunks: after a crash at most this batch is lost.
+    fn flush(&mut self) -> Result<(), DownloadError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        for file in self.touched.drain(..) {
+            if let Some((plan, _, Some(f))) = self.open.get(&file) {
+                f.sync_data().map_err(io_err(&plan.part_path))?;
+            }
+        }
+        state::record_chunks(&self.store, self.dl, &self.pending)?;
+        self.content.add(&self.pending);
+        self.pending.clear();
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    /// Verifies a complete `.part` file whole and renames it into place.
+    fn finish_file(&mut self, file: usize) -> Result<(), DownloadError> {
+        self.flush()?;
+        let Some((plan, _, handle)) = self.open.remove(&file) else {
+            return Ok(());
+        };
+        drop(handle);
+        let entry = &self.manifest.files()[file];
+        if entry.size > 0 {
+            if !same_file(&plan.part_path, entry.size, &entry.hash)
+                .map_err(io_err(&plan.part_path))?
+            {
+                let chunks: Vec<u64> = self.manifest.chunks_of(file).collect();
+                state::unrecord_chunks(&self.store, self.dl, &chunks)?;
+                return Err(DownloadError::Io {
+                    path: plan.part_path.clone(),
+                    source: io::Error::other(
+                        "the file does not verify whole; its chunks will be fetched again",
+                    ),
+                });
+            }
+            fs::rename(&plan.part_path, &plan.final_path).map_err(io_err(&plan.final_path))?;
+            if let Some(dir) = plan.final_path.parent() {
+                let _ = File::open(dir).and_then(|d| d.sync_all());
+            }
+        }
+        self.content.relocate(file, plan.final_path.clone());
+        Ok(())
+    }
+
+    fn progress(&mut self, last: bool) {
+        let now = Instant::now();
+        if !last
+            && self
+                .last_event
+                .is_some_and(|t| now.duration_since(t) < self.interval)
+        {
+            return;
+        }
+        self.last_event = Some(now);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = (self.report.fetched as f64 / secs) as u64;
+        let left = self.total_bytes.saturating_sub(self.done_bytes);
+        let mut peers: Vec<PeerBytes> = self
+            .per_peer
+            .iter()
+            .map(|(p, b)| PeerBytes {
+                peer: *p,
+                bytes: *b,
+            })
+            .collect();
+        peers.sort_by_key(|p| std::cmp::Reverse(p.bytes));
+        let _ = self.events.send(Event::TransferProgress {
+            transfer: self.transfer,
+            content: self.content.id,
+            done: self.done_bytes,
+            total: self.total_bytes,
+            received: self.report.fetched,
+            rate,
+            eta_secs: (rate > 0).then(|| left / rate),
+            peers,
+        });
+    }
+}

@@ -1,0 +1,27 @@
+//! Transfer: what a share is and how it is named and passed around.
+//!
+//! - [`manifest`]: the files and empty folders of a share, its chunk size and a BLAKE3 hash per
+//!   chunk; canonical encoding, strict decoding, chunk lookup. [`Manifest::build`] (in `build.rs`)
+//!   makes one from files and folders on disk.
+//! - [`content_id`]: the BLAKE3 hash of an encoded manifest, which names a share.
+//! - [`ticket`]: a content id and its providers as a copy-paste- and QR-safe string.
+//! - [`paths`]: the rules that keep an untrusted relative path inside the destination.
+
+mod build;
+pub mod content_id;
+pub mod download;
+pub mod library;
+pub mod manifest;
+pub mod paths;
+pub mod serve;
+pub mod state;
+pub mod ticket;
+pub mod wire;
+
+#[cfg(test)]
+mod fuzz;
+
+pub use content_id::ContentId;
+pub use manifest::{ChunkRef, FileEntry, Manifest, ManifestError};
+pub use paths::{PathError, RelPath, join_safe};
+pub use ticket::{Provider, Ticket, TicketError};
