@@ -75,6 +75,12 @@ pub enum Error {
     /// The files to share cannot be read.
     #[error("cannot share: {0}")]
     Share(String),
+    /// Something named by the caller does not exist.
+    #[error("not found: {what}")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,

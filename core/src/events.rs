@@ -138,6 +138,50 @@ pub enum Event {
         /// Why.
         error: String,
     },
+    /// A nearby device offers files; answer with `Node::respond_offer`. Nothing is written before.
+    OfferReceived {
+        /// The offer's id.
+        offer: u64,
+        /// The sender.
+        peer: PeerId,
+        /// The sender's device name.
+        name: String,
+        /// The code both screens show.
+        verification_code: String,
+        /// Bytes offered.
+        total: u64,
+        /// The files offered.
+        files: Vec<crate::transfer::offer::OfferedFile>,
+    },
+    /// The receiver accepted our offer.
+    OfferAccepted {
+        /// The receiver.
+        peer: PeerId,
+        /// The share.
+        content: ContentId,
+        /// How many files it takes.
+        files: u32,
+    },
+    /// The receiver declined our offer.
+    OfferDeclined {
+        /// The receiver.
+        peer: PeerId,
+        /// The share.
+        content: ContentId,
+        /// Why.
+        reason: String,
+    },
+    /// How far the receiver of our offer is.
+    SendProgress {
+        /// The receiver.
+        peer: PeerId,
+        /// The share.
+        content: ContentId,
+        /// Bytes verified on the receiver.
+        done: u64,
+        /// Bytes accepted.
+        total: u64,
+    },
     /// The node stopped.
     Stopped,
 }

@@ -19,7 +19,8 @@ pub use config::NodeConfig;
 pub use error::{Error, Result};
 pub use events::{Event, PeerInfo, Transport};
 pub use libp2p::{Multiaddr, PeerId};
-pub use node::{Node, TransferHandle};
+pub use node::Node;
+pub use transfer::handle::TransferHandle;
 pub use transfer::download::{DownloadError, DownloadReport, DownloadSpec};
 pub use transfer::{ContentId, Ticket};
 

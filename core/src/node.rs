@@ -20,8 +20,10 @@ use crate::events::{Event, PeerInfo, Transport};
 use crate::identity;
 use crate::net::{self, Net, NetEvent};
 use crate::store::{self, Store};
-use crate::transfer::download::{self, Control, DownloadReport, DownloadSpec};
+use crate::transfer::download::{self, DownloadSpec};
+use crate::transfer::handle::{self, TransferHandle};
 use crate::transfer::library::{Content, Library};
+use crate::transfer::offer::{self, Decision, SendOutcome};
 use crate::transfer::{Manifest, Provider, Ticket, serve, state};
 
 /// Redials of a dropped peer stop after this many attempts (about 8 minutes of backoff).
@@ -45,8 +47,9 @@ struct Inner {
     commands: mpsc::Sender<NodeCommand>,
     task: Mutex<Option<JoinHandle<()>>>,
     transfers: download::Ctx,
-    next_transfer: std::sync::atomic::AtomicU64,
+    offers: Arc<offer::Pending>,
     server: JoinHandle<()>,
+    offer_server: JoinHandle<()>,
 }
 
 enum NodeCommand {
@@ -139,7 +142,15 @@ impl Node {
             library,
             events: events.clone(),
             progress_interval: config.progress_interval,
+            next_transfer: Arc::new(std::sync::atomic::AtomicU64::new(1)),
         };
+
+        let offers = Arc::new(offer::Pending::default());
+        let incoming_offers = net.streams.clone().accept(offer::PROTOCOL).map_err(|e| Error::Listen {
+            addr: "offer protocol".into(),
+            reason: e.to_string(),
+        })?;
+        let offer_server = tokio::spawn(offer::receive(incoming_offers, transfers.clone(), offers.clone(), peer_id));
 
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let mut supervisor = Supervisor {
@@ -170,8 +181,9 @@ impl Node {
                 commands: cmd_tx,
                 task: Mutex::new(Some(task)),
                 transfers,
-                next_transfer: std::sync::atomic::AtomicU64::new(1),
+                offers,
                 server,
+                offer_server,
             }),
         })
     }
@@ -284,37 +296,29 @@ impl Node {
     /// Starts downloading a share; progress arrives as events, the handle pauses, resumes,
     /// cancels and waits. Running the same download again resumes it.
     pub fn download(&self, spec: DownloadSpec) -> TransferHandle {
-        let id = self
-            .inner
-            .next_transfer
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (control, rx) = tokio::sync::watch::channel(Control::Run);
-        let ctx = self.inner.transfers.clone();
-        let content = spec.ticket.content;
-        let task = tokio::spawn(async move {
-            let events = ctx.events.clone();
-            let result = download::run(ctx, id, spec, rx).await;
-            let _ = events.send(match &result {
-                Ok(r) => Event::TransferFinished {
-                    transfer: id,
-                    content,
-                    bytes: r.bytes,
-                    fetched: r.fetched,
-                },
-                Err(e) => Event::TransferFailed {
-                    transfer: id,
-                    content,
-                    error: e.to_string(),
-                },
-            });
-            result
-        });
-        TransferHandle { id, control, task }
+        handle::spawn(&self.inner.transfers, spec)
+    }
+
+    /// Offers files to a nearby peer (AirDrop-style) and follows the offer to its end: declined,
+    /// or delivered and verified on the receiver. Progress arrives as `send_progress` events.
+    pub async fn send_files(&self, peer: PeerId, paths: Vec<std::path::PathBuf>) -> Result<SendOutcome> {
+        let ticket = self.share(paths).await?;
+        let (reply, rx) = oneshot::channel();
+        let dial = net::Command::Dial { peer: Some(peer), addrs: Vec::new(), reply: Some(reply) };
+        self.inner.transfers.net.send(dial).await.map_err(|_| Error::Stopped)?;
+        wait_dial(rx).await?;
+        offer::send(&self.inner.transfers, peer, &ticket, &self.inner.name).await
+    }
+
+    /// Answers an `offer_received` event: accept (all or some files, into a folder) or decline.
+    pub fn respond_offer(&self, offer: u64, decision: Decision) -> Result<()> {
+        self.inner.offers.respond(offer, decision)
     }
 
     /// Stops the node: mDNS goodbye, connections closed, store flushed. Returns when all is done.
     pub async fn stop(&self) -> Result<()> {
         self.inner.server.abort();
+        self.inner.offer_server.abort();
         let (tx, rx) = oneshot::channel();
         if self.send(NodeCommand::Stop(tx)).await.is_ok() {
             let _ = rx.await;
@@ -337,38 +341,6 @@ impl Node {
             .send(cmd)
             .await
             .map_err(|_| Error::Stopped)
-    }
-}
-
-/// A running download: pause, resume, cancel, or wait for its end.
-pub struct TransferHandle {
-    /// The transfer's id, as in its events.
-    pub id: u64,
-    control: tokio::sync::watch::Sender<Control>,
-    task: JoinHandle<Result<DownloadReport, download::DownloadError>>,
-}
-
-impl TransferHandle {
-    /// Stops requesting chunks until [`TransferHandle::resume`].
-    pub fn pause(&self) {
-        let _ = self.control.send(Control::Pause);
-    }
-
-    /// Resumes after a pause.
-    pub fn resume(&self) {
-        let _ = self.control.send(Control::Run);
-    }
-
-    /// Cancels; partial data is kept for a later resume when `keep_partial`, removed otherwise.
-    pub fn cancel(&self, keep_partial: bool) {
-        let _ = self.control.send(Control::Cancel { keep: keep_partial });
-    }
-
-    /// Waits for the end of the download.
-    pub async fn wait(self) -> Result<DownloadReport, download::DownloadError> {
-        self.task
-            .await
-            .unwrap_or(Err(download::DownloadError::Cancelled))
     }
 }
 
@@ -646,6 +618,7 @@ impl Supervisor {
         if let Err(e) = self.store.flush() {
             tracing::warn!(error = %e, "cannot flush the store");
         }
+        self.store.release();
         self.emit(Event::Stopped);
     }
 

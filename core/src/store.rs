@@ -66,7 +66,8 @@ pub struct KnownPeer {
 pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
-    _lock: File,
+    /// The data dir's lock, held until [`Store::release`] (or drop).
+    lock: Mutex<Option<File>>,
 }
 
 impl Store {
@@ -114,7 +115,7 @@ impl Store {
         Ok(Self {
             conn: Mutex::new(conn),
             path,
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -213,6 +214,12 @@ impl Store {
             });
         }
         Ok(peers)
+    }
+
+    /// Lets another node open this data dir (called at stop, after [`Store::flush`]), even while
+    /// handles to this store still exist.
+    pub fn release(&self) {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Writes everything to the main database file (a WAL checkpoint); called at stop.

@@ -153,6 +153,8 @@ pub struct Ctx {
     pub events: broadcast::Sender<Event>,
     /// Minimum time between progress events (zero: one per chunk).
     pub progress_interval: Duration,
+    /// Numbers transfers.
+    pub next_transfer: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Runs one download to its end.
@@ -264,7 +266,7 @@ pub async fn run(
 }
 
 /// Dials every provider of the ticket; returns those that answered.
-async fn connect_providers(ctx: &Ctx, ticket: &Ticket) -> Vec<PeerId> {
+pub(crate) async fn connect_providers(ctx: &Ctx, ticket: &Ticket) -> Vec<PeerId> {
     let mut waits = Vec::new();
     for p in &ticket.providers {
         let (tx, rx) = oneshot::channel();
@@ -320,7 +322,7 @@ async fn open(
     Err(last)
 }
 
-async fn fetch_manifest(
+pub(crate) async fn fetch_manifest(
     ctx: &Ctx,
     providers: &[PeerId],
     content: &ContentId,

@@ -1,7 +1,7 @@
 //! Property tests of the decoders: they never panic on arbitrary or damaged input, and valid
 //! manifests and tickets round-trip.
 //!
-//! The two `*_decoder_never_panics` tests run [`fuzz_cases`] inputs each: `MESHDROP_FUZZ_CASES`
+//! The `*_never_panic(s)` tests (manifests, tickets, wire messages) run [`fuzz_cases`] inputs each: `MESHDROP_FUZZ_CASES`
 //! if set, else [`DEFAULT_FUZZ_CASES`]. `MESHDROP_FUZZ_CASES=1000000 cargo test -p meshdrop-core
 //! fuzz` runs the full million per decoder that the issue asks for.
 
@@ -277,6 +277,22 @@ fn ticket_input() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Wire frames: valid requests and responses with edits, and arbitrary bytes.
+fn wire_input() -> impl Strategy<Value = Vec<u8>> {
+    use super::wire::{Request, Response};
+    let valid = prop_oneof![
+        (any::<[u8; 32]>()).prop_map(|c| postcard::to_stdvec(&Request::Hello { content: ContentId(c) }).unwrap_or_default()),
+        (any::<u64>(), any::<u32>()).prop_map(|(first, count)| postcard::to_stdvec(&Request::Chunks { first, count }).unwrap_or_default()),
+        (any::<bool>(), prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(complete, have)| postcard::to_stdvec(&Response::Hello { complete, have }).unwrap_or_default()),
+        (any::<u64>(), any::<u32>()).prop_map(|(index, len)| postcard::to_stdvec(&Response::Chunk { index, len }).unwrap_or_default()),
+        ".{0,40}".prop_map(|message| postcard::to_stdvec(&Response::Error { message }).unwrap_or_default()),
+    ];
+    prop_oneof![
+        (valid, prop::collection::vec(mutation(), 0..3)).prop_map(|(bytes, m)| mutate(bytes, &m)),
+        prop::collection::vec(any::<u8>(), 0..96),
+    ]
+}
+
 // ---- properties ----
 
 proptest! {
@@ -291,6 +307,15 @@ proptest! {
                 prop_assert!(file.path.under(Path::new("/dest")).starts_with("/dest"));
             }
         }
+    }
+
+    #[test]
+    fn wire_decoders_never_panic(bytes in wire_input()) {
+        use super::wire::{Request, Response, decode};
+        if let Ok(req) = decode::<Request>(&bytes) {
+            prop_assert_eq!(decode::<Request>(&postcard::to_stdvec(&req).unwrap_or_default()).ok(), Some(req));
+        }
+        let _ = decode::<Response>(&bytes);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 mod build;
 pub mod content_id;
 pub mod download;
+pub mod handle;
 pub mod library;
 pub mod manifest;
+pub mod offer;
 pub mod paths;
 pub mod serve;
 pub mod state;

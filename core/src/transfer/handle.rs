@@ -1,0 +1,66 @@
+//! A running download as the app holds it: pause, resume, cancel, wait.
+
+use std::sync::atomic::Ordering;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::download::{self, Control, Ctx, DownloadError, DownloadReport, DownloadSpec};
+use crate::events::Event;
+
+/// A running download: pause, resume, cancel, or wait for its end.
+pub struct TransferHandle {
+    /// The transfer's id, as in its events.
+    pub id: u64,
+    control: watch::Sender<Control>,
+    task: JoinHandle<Result<DownloadReport, DownloadError>>,
+}
+
+/// Starts a download task; its end is also announced as an event.
+pub fn spawn(ctx: &Ctx, spec: DownloadSpec) -> TransferHandle {
+    let id = ctx.next_transfer.fetch_add(1, Ordering::Relaxed);
+    let (control, rx) = watch::channel(Control::Run);
+    let ctx = ctx.clone();
+    let content = spec.ticket.content;
+    let task = tokio::spawn(async move {
+        let events = ctx.events.clone();
+        let result = download::run(ctx, id, spec, rx).await;
+        let _ = events.send(match &result {
+            Ok(r) => Event::TransferFinished {
+                transfer: id,
+                content,
+                bytes: r.bytes,
+                fetched: r.fetched,
+            },
+            Err(e) => Event::TransferFailed {
+                transfer: id,
+                content,
+                error: e.to_string(),
+            },
+        });
+        result
+    });
+    TransferHandle { id, control, task }
+}
+
+impl TransferHandle {
+    /// Stops requesting chunks until [`TransferHandle::resume`].
+    pub fn pause(&self) {
+        let _ = self.control.send(Control::Pause);
+    }
+
+    /// Resumes after a pause.
+    pub fn resume(&self) {
+        let _ = self.control.send(Control::Run);
+    }
+
+    /// Cancels; partial data is kept for a later resume when `keep_partial`, removed otherwise.
+    pub fn cancel(&self, keep_partial: bool) {
+        let _ = self.control.send(Control::Cancel { keep: keep_partial });
+    }
+
+    /// Waits for the end of the download.
+    pub async fn wait(self) -> Result<DownloadReport, DownloadError> {
+        self.task.await.unwrap_or(Err(DownloadError::Cancelled))
+    }
+}
