@@ -25,6 +25,27 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Peers { timeout } => peers(&cli, &data_dir, out, *timeout).await,
         Command::Connect { address } => connect(&cli, &data_dir, out, address).await,
         Command::Demo { nodes } => crate::demo::run(*nodes, out).await,
+        Command::Share {
+            paths,
+            qr,
+            ticket_file,
+        } => crate::transfer::share(&cli, &data_dir, out, paths, *qr, ticket_file.as_deref()).await,
+        Command::Get {
+            ticket,
+            ticket_file,
+            out: dest,
+            seed,
+            progress_every_chunk,
+        } => {
+            let args = crate::transfer::GetArgs {
+                ticket: ticket.as_deref(),
+                ticket_file: ticket_file.as_deref(),
+                dest: dest.as_deref(),
+                seed: *seed,
+                progress_every_chunk: *progress_every_chunk,
+            };
+            crate::transfer::get(&cli, &data_dir, out, args).await
+        }
     }
 }
 
@@ -43,7 +64,8 @@ pub fn parse_multiaddr(s: &str) -> Result<Multiaddr> {
     })
 }
 
-fn config(cli: &Cli, data_dir: &std::path::Path) -> NodeConfig {
+/// The node configuration the global flags ask for.
+pub(crate) fn config(cli: &Cli, data_dir: &std::path::Path) -> NodeConfig {
     let mut config = if cli.bind.is_empty() {
         NodeConfig::new(data_dir)
     } else {

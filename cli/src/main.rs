@@ -4,6 +4,7 @@ mod commands;
 mod control;
 mod demo;
 mod output;
+mod transfer;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -50,6 +51,39 @@ enum Command {
     Connect {
         /// The peer's address.
         address: String,
+    },
+    /// Share files and folders: print a ticket (the first line of output), then seed until Ctrl-C.
+    Share {
+        /// The files and folders to share.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Also show the ticket as a QR code on the terminal (on stderr).
+        #[arg(long)]
+        qr: bool,
+        /// Also write the ticket to this file.
+        #[arg(long, value_name = "F")]
+        ticket_file: Option<PathBuf>,
+    },
+    /// Download a share from its ticket; every file is verified, an interrupted download resumes.
+    Get {
+        /// The ticket (`meshdrop1…`), as printed by `meshdrop share`.
+        #[arg(
+            required_unless_present = "ticket_file",
+            conflicts_with = "ticket_file"
+        )]
+        ticket: Option<String>,
+        /// Read the ticket from this file.
+        #[arg(long, value_name = "F")]
+        ticket_file: Option<PathBuf>,
+        /// Where to put the files (default: the current directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Keep serving the share after the download until Ctrl-C.
+        #[arg(long)]
+        seed: bool,
+        /// Report progress after every verified chunk (tests).
+        #[arg(long, hide = true)]
+        progress_every_chunk: bool,
     },
     /// Run several real nodes on this machine (loopback only) and report what happened.
     Demo {

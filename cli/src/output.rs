@@ -1,8 +1,13 @@
 //! Everything the CLI prints on stdout: JSON lines with `--json`, friendly text otherwise.
 
-use meshdrop_core::{Event, PeerInfo};
+use std::path::Path;
+
+use indicatif::HumanBytes;
+use meshdrop_core::{DownloadReport, Event, PeerInfo, Ticket};
 use serde::Serialize;
 use serde_json::json;
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// Where results and events go.
 #[derive(Clone, Copy)]
@@ -66,6 +71,24 @@ impl Output {
             Event::TransferFailed {
                 transfer, error, ..
             } => println!("transfer {transfer}: failed: {error}"),
+            Event::OfferReceived {
+                offer,
+                name,
+                verification_code,
+                files,
+                total,
+                ..
+            } => println!(
+                "offer {offer}: {name} wants to send {} files ({total} bytes), verification code {verification_code}",
+                files.len()
+            ),
+            Event::OfferAccepted { peer, files, .. } => {
+                println!("{peer} accepted {files} files")
+            }
+            Event::OfferDeclined { peer, reason, .. } => println!("{peer} declined: {reason}"),
+            Event::SendProgress {
+                peer, done, total, ..
+            } => println!("{peer} has {done}/{total} bytes"),
             Event::Stopped => println!("stopped"),
         }
     }
@@ -115,6 +138,62 @@ impl Output {
             self.line(&json!({"event": "connected", "peer": peer, "verification_code": code}));
         } else {
             println!("connected to {peer}, verification code {code}");
+        }
+    }
+
+    /// Prints a share's ticket: alone on the first line in text mode, as a `ticket` event in JSON.
+    pub fn ticket(&self, ticket: &Ticket, files: usize, bytes: u64) {
+        if self.json {
+            self.line(&json!({
+                "event": "ticket",
+                "ticket": ticket.to_string(),
+                "content": ticket.content,
+                "files": files,
+                "bytes": bytes,
+            }));
+        } else {
+            println!("{ticket}");
+        }
+    }
+
+    /// Prints the result of a finished download (replacing the core's shorter `transfer_finished`).
+    pub fn download_finished(&self, transfer: u64, dest: &Path, report: &DownloadReport) {
+        let secs = report.secs.max(1e-6);
+        let mib_per_s = report.fetched as f64 / MIB / secs;
+        if self.json {
+            let mut v = json!(report);
+            v["event"] = json!("transfer_finished");
+            v["transfer"] = json!(transfer);
+            v["dest"] = json!(dest);
+            v["mib_per_s"] = json!(mib_per_s);
+            self.line(&v);
+            return;
+        }
+        println!(
+            "received {} file{} ({}) into {} in {secs:.2} s ({mib_per_s:.1} MiB/s): fetched {}, \
+             resumed {}, already there {}; every file verified",
+            report.files,
+            if report.files == 1 { "" } else { "s" },
+            HumanBytes(report.bytes),
+            dest.display(),
+            HumanBytes(report.fetched),
+            HumanBytes(report.resumed),
+            HumanBytes(report.skipped),
+        );
+        if report.rejected > 0 {
+            println!(
+                "{} failed verification and were fetched again from another provider",
+                HumanBytes(report.rejected)
+            );
+        }
+    }
+
+    /// Says that this device now serves a share, with a ticket naming it.
+    pub fn seeding(&self, ticket: &Ticket) {
+        if self.json {
+            self.line(&json!({"event": "seeding", "content": ticket.content, "ticket": ticket.to_string()}));
+        } else {
+            println!("seeding until Ctrl-C; others can fetch from this device with:\n{ticket}");
         }
     }
 

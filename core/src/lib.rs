@@ -20,8 +20,8 @@ pub use error::{Error, Result};
 pub use events::{Event, PeerInfo, Transport};
 pub use libp2p::{Multiaddr, PeerId};
 pub use node::Node;
-pub use transfer::handle::TransferHandle;
 pub use transfer::download::{DownloadError, DownloadReport, DownloadSpec};
+pub use transfer::handle::TransferHandle;
 pub use transfer::{ContentId, Ticket};
 
 /// The version of this core, as published in identify and DNS-SD records.

@@ -146,11 +146,20 @@ impl Node {
         };
 
         let offers = Arc::new(offer::Pending::default());
-        let incoming_offers = net.streams.clone().accept(offer::PROTOCOL).map_err(|e| Error::Listen {
-            addr: "offer protocol".into(),
-            reason: e.to_string(),
-        })?;
-        let offer_server = tokio::spawn(offer::receive(incoming_offers, transfers.clone(), offers.clone(), peer_id));
+        let incoming_offers =
+            net.streams
+                .clone()
+                .accept(offer::PROTOCOL)
+                .map_err(|e| Error::Listen {
+                    addr: "offer protocol".into(),
+                    reason: e.to_string(),
+                })?;
+        let offer_server = tokio::spawn(offer::receive(
+            incoming_offers,
+            transfers.clone(),
+            offers.clone(),
+            peer_id,
+        ));
 
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let mut supervisor = Supervisor {
@@ -301,11 +310,24 @@ impl Node {
 
     /// Offers files to a nearby peer (AirDrop-style) and follows the offer to its end: declined,
     /// or delivered and verified on the receiver. Progress arrives as `send_progress` events.
-    pub async fn send_files(&self, peer: PeerId, paths: Vec<std::path::PathBuf>) -> Result<SendOutcome> {
+    pub async fn send_files(
+        &self,
+        peer: PeerId,
+        paths: Vec<std::path::PathBuf>,
+    ) -> Result<SendOutcome> {
         let ticket = self.share(paths).await?;
         let (reply, rx) = oneshot::channel();
-        let dial = net::Command::Dial { peer: Some(peer), addrs: Vec::new(), reply: Some(reply) };
-        self.inner.transfers.net.send(dial).await.map_err(|_| Error::Stopped)?;
+        let dial = net::Command::Dial {
+            peer: Some(peer),
+            addrs: Vec::new(),
+            reply: Some(reply),
+        };
+        self.inner
+            .transfers
+            .net
+            .send(dial)
+            .await
+            .map_err(|_| Error::Stopped)?;
         wait_dial(rx).await?;
         offer::send(&self.inner.transfers, peer, &ticket, &self.inner.name).await
     }

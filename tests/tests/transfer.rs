@@ -206,3 +206,84 @@ async fn a_provider_sending_corrupt_chunks_is_dropped_and_the_download_finishes_
         n.stop().await.unwrap();
     }
 }
+
+/// Starts a download of `ticket` into `dest` and cancels it at its first progress event.
+async fn cancel_midway(receiver: &Node, ticket: Ticket, dest: &Path, keep: bool) {
+    let mut events = receiver.events();
+    let handle = receiver.download(DownloadSpec {
+        ticket,
+        dest: dest.to_path_buf(),
+        files: None,
+    });
+    let id = handle.id;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(Event::TransferProgress {
+                transfer,
+                done,
+                total,
+                ..
+            }) = events.recv().await
+                && transfer == id
+            {
+                assert!(done < total, "cancelled before the end");
+                return;
+            }
+        }
+    })
+    .await
+    .expect("progress arrives");
+    handle.cancel(keep);
+    let err = handle.wait().await.expect_err("cancelled");
+    assert_eq!(err.to_string(), "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_download_keeps_its_partial_data_for_a_resume_or_removes_it() {
+    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let video = dirs[2].path().join("GOPR0002.MP4");
+    random_file(&video, 96 * 1024 * 1024, 9);
+    let sender = node(dirs[0].path(), "sender", Faults::default()).await;
+    let mut config = NodeConfig::loopback(dirs[1].path())
+        .with_name("receiver")
+        .with_mdns(false);
+    config.progress_interval = Duration::ZERO;
+    let receiver = Node::start(config).await.unwrap();
+    let ticket = sender.share(vec![video.clone()]).await.unwrap();
+
+    // Kept: the .part stays, and the same download resumes from it.
+    let keep = dirs[3].path();
+    cancel_midway(&receiver, ticket.clone(), keep, true).await;
+    assert!(keep.join("GOPR0002.MP4.part").exists(), "partial data kept");
+    assert!(!keep.join("GOPR0002.MP4").exists());
+    let report = receiver
+        .download(DownloadSpec {
+            ticket: ticket.clone(),
+            dest: keep.to_path_buf(),
+            files: None,
+        })
+        .wait()
+        .await
+        .expect("resumes");
+    assert!(report.resumed > 0, "resumed from the kept data: {report:?}");
+    assert_eq!(
+        report.resumed + report.fetched,
+        report.bytes,
+        "nothing fetched twice after a clean cancel"
+    );
+    assert_eq!(
+        std::fs::read(keep.join("GOPR0002.MP4")).unwrap(),
+        std::fs::read(&video).unwrap()
+    );
+
+    // Removed: nothing is left behind.
+    let gone = dirs[4].path();
+    cancel_midway(&receiver, ticket, gone, false).await;
+    assert_eq!(
+        std::fs::read_dir(gone).unwrap().count(),
+        0,
+        "partial data removed"
+    );
+    sender.stop().await.unwrap();
+    receiver.stop().await.unwrap();
+}

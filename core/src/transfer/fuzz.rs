@@ -281,11 +281,24 @@ fn ticket_input() -> impl Strategy<Value = String> {
 fn wire_input() -> impl Strategy<Value = Vec<u8>> {
     use super::wire::{Request, Response};
     let valid = prop_oneof![
-        (any::<[u8; 32]>()).prop_map(|c| postcard::to_stdvec(&Request::Hello { content: ContentId(c) }).unwrap_or_default()),
-        (any::<u64>(), any::<u32>()).prop_map(|(first, count)| postcard::to_stdvec(&Request::Chunks { first, count }).unwrap_or_default()),
-        (any::<bool>(), prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(complete, have)| postcard::to_stdvec(&Response::Hello { complete, have }).unwrap_or_default()),
-        (any::<u64>(), any::<u32>()).prop_map(|(index, len)| postcard::to_stdvec(&Response::Chunk { index, len }).unwrap_or_default()),
-        ".{0,40}".prop_map(|message| postcard::to_stdvec(&Response::Error { message }).unwrap_or_default()),
+        (any::<[u8; 32]>()).prop_map(|c| postcard::to_stdvec(&Request::Hello {
+            content: ContentId(c)
+        })
+        .unwrap_or_default()),
+        (any::<u64>(), any::<u32>()).prop_map(|(first, count)| postcard::to_stdvec(
+            &Request::Chunks { first, count }
+        )
+        .unwrap_or_default()),
+        (any::<bool>(), prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(complete, have)| {
+            postcard::to_stdvec(&Response::Hello { complete, have }).unwrap_or_default()
+        }),
+        (any::<u64>(), any::<u32>()).prop_map(|(index, len)| postcard::to_stdvec(
+            &Response::Chunk { index, len }
+        )
+        .unwrap_or_default()),
+        ".{0,40}".prop_map(
+            |message| postcard::to_stdvec(&Response::Error { message }).unwrap_or_default()
+        ),
     ];
     prop_oneof![
         (valid, prop::collection::vec(mutation(), 0..3)).prop_map(|(bytes, m)| mutate(bytes, &m)),

@@ -102,47 +102,91 @@ impl Pending {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id)
-            .ok_or(Error::NotFound { what: format!("offer {id}") })?;
-        tx.send(decision).map_err(|_| Error::NotFound { what: format!("offer {id} (it expired)") })
+            .ok_or(Error::NotFound {
+                what: format!("offer {id}"),
+            })?;
+        tx.send(decision).map_err(|_| Error::NotFound {
+            what: format!("offer {id} (it expired)"),
+        })
     }
 
     fn register(&self) -> (u64, oneshot::Receiver<Decision>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = oneshot::channel();
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
         (id, rx)
     }
 
     fn forget(&self, id: u64) {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 }
 
 /// Offers a share (already in the library, named by `ticket`) to `peer` and follows it to its end.
 pub async fn send(ctx: &Ctx, peer: PeerId, ticket: &Ticket, name: &str) -> Result<SendOutcome> {
-    let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable { reason: e.to_string() };
-    let mut stream = ctx.streams.clone().open_stream(peer, PROTOCOL).await.map_err(|e| unreachable(&e))?;
-    let offer = Msg::Offer { ticket: ticket.to_string(), name: name.to_string() };
-    wire::write_msg(&mut stream, &offer).await.map_err(|e| unreachable(&e))?;
-    let mut buf = Vec::new();
-    let first = tokio::time::timeout(ANSWER_TIMEOUT, wire::read_msg::<_, Msg>(&mut stream, &mut buf))
+    let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable {
+        reason: e.to_string(),
+    };
+    let mut stream = ctx
+        .streams
+        .clone()
+        .open_stream(peer, PROTOCOL)
         .await
-        .map_err(|_| Error::Timeout { what: "the receiver's answer".into(), secs: ANSWER_TIMEOUT.as_secs() })?
         .map_err(|e| unreachable(&e))?;
+    let offer = Msg::Offer {
+        ticket: ticket.to_string(),
+        name: name.to_string(),
+    };
+    wire::write_msg(&mut stream, &offer)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let mut buf = Vec::new();
+    let first = tokio::time::timeout(
+        ANSWER_TIMEOUT,
+        wire::read_msg::<_, Msg>(&mut stream, &mut buf),
+    )
+    .await
+    .map_err(|_| Error::Timeout {
+        what: "the receiver's answer".into(),
+        secs: ANSWER_TIMEOUT.as_secs(),
+    })?
+    .map_err(|e| unreachable(&e))?;
     match first {
         Some(Msg::Accepted { files }) => {
-            let _ = ctx.events.send(Event::OfferAccepted { peer, content: ticket.content, files });
+            let _ = ctx.events.send(Event::OfferAccepted {
+                peer,
+                content: ticket.content,
+                files,
+            });
         }
         Some(Msg::Declined { reason }) => {
-            let _ = ctx.events.send(Event::OfferDeclined { peer, content: ticket.content, reason: reason.clone() });
+            let _ = ctx.events.send(Event::OfferDeclined {
+                peer,
+                content: ticket.content,
+                reason: reason.clone(),
+            });
             return Ok(SendOutcome::Declined { reason });
         }
         other => return Err(unreachable(&format!("unexpected answer {other:?}"))),
     }
     loop {
-        match wire::read_msg::<_, Msg>(&mut stream, &mut buf).await.map_err(|e| unreachable(&e))? {
+        match wire::read_msg::<_, Msg>(&mut stream, &mut buf)
+            .await
+            .map_err(|e| unreachable(&e))?
+        {
             Some(Msg::Progress { done, total }) => {
-                let _ = ctx.events.send(Event::SendProgress { peer, content: ticket.content, done, total });
+                let _ = ctx.events.send(Event::SendProgress {
+                    peer,
+                    content: ticket.content,
+                    done,
+                    total,
+                });
             }
             Some(Msg::Finished { bytes }) => return Ok(SendOutcome::Delivered { bytes }),
             Some(Msg::Failed { error }) => return Ok(SendOutcome::Failed { error }),
@@ -152,7 +196,12 @@ pub async fn send(ctx: &Ctx, peer: PeerId, ticket: &Ticket, name: &str) -> Resul
 }
 
 /// Accepts offer streams until the node stops, one task per offer.
-pub async fn receive(mut incoming: libp2p_stream::IncomingStreams, ctx: Ctx, pending: Arc<Pending>, local: PeerId) {
+pub async fn receive(
+    mut incoming: libp2p_stream::IncomingStreams,
+    ctx: Ctx,
+    pending: Arc<Pending>,
+    local: PeerId,
+) {
     while let Some((peer, stream)) = incoming.next().await {
         let (ctx, pending) = (ctx.clone(), pending.clone());
         tokio::spawn(async move {
@@ -163,7 +212,13 @@ pub async fn receive(mut incoming: libp2p_stream::IncomingStreams, ctx: Ctx, pen
     }
 }
 
-async fn session(peer: PeerId, mut stream: libp2p::Stream, ctx: &Ctx, pending: &Pending, local: PeerId) -> Result<(), WireError> {
+async fn session(
+    peer: PeerId,
+    mut stream: libp2p::Stream,
+    ctx: &Ctx,
+    pending: &Pending,
+    local: PeerId,
+) -> Result<(), WireError> {
     let mut buf = Vec::new();
     let Some(Msg::Offer { ticket, name }) = wire::read_msg(&mut stream, &mut buf).await? else {
         return Ok(());
@@ -173,18 +228,32 @@ async fn session(peer: PeerId, mut stream: libp2p::Stream, ctx: &Ctx, pending: &
         return wire::write_msg(&mut stream, &decline("the ticket is not valid".into())).await;
     };
     // The offering peer serves the share: fetch and check the manifest to show what is offered.
-    let ticket = Ticket::new(ticket.content, vec![Provider { peer, addrs: Vec::new() }]);
+    let ticket = Ticket::new(
+        ticket.content,
+        vec![Provider {
+            peer,
+            addrs: Vec::new(),
+        }],
+    );
     let manifest = match download::fetch_manifest(ctx, &[peer], &ticket.content).await {
         Ok(bytes) => match Manifest::decode_verified(&bytes, &ticket.content) {
             Ok(m) => m,
-            Err(e) => return wire::write_msg(&mut stream, &decline(format!("bad manifest: {e}"))).await,
+            Err(e) => {
+                return wire::write_msg(&mut stream, &decline(format!("bad manifest: {e}"))).await;
+            }
         },
-        Err(e) => return wire::write_msg(&mut stream, &decline(format!("cannot read the offer: {e}"))).await,
+        Err(e) => {
+            return wire::write_msg(&mut stream, &decline(format!("cannot read the offer: {e}")))
+                .await;
+        }
     };
     let files: Vec<OfferedFile> = manifest
         .files()
         .iter()
-        .map(|f| OfferedFile { path: f.path.as_str().to_string(), size: f.size })
+        .map(|f| OfferedFile {
+            path: f.path.as_str().to_string(),
+            size: f.size,
+        })
         .collect();
     let (id, decision) = pending.register();
     let _ = ctx.events.send(Event::OfferReceived {
@@ -203,30 +272,58 @@ async fn session(peer: PeerId, mut stream: libp2p::Stream, ctx: &Ctx, pending: &
         }
     };
     let (dest, files) = match decision {
-        Decision::Decline => return wire::write_msg(&mut stream, &decline("declined".into())).await,
+        Decision::Decline => {
+            return wire::write_msg(&mut stream, &decline("declined".into())).await;
+        }
         Decision::Accept { dest, files } => (dest, files),
     };
     let count = files.as_ref().map_or(manifest.files().len(), Vec::len);
-    wire::write_msg(&mut stream, &Msg::Accepted { files: u32::try_from(count).unwrap_or(u32::MAX) }).await?;
+    wire::write_msg(
+        &mut stream,
+        &Msg::Accepted {
+            files: u32::try_from(count).unwrap_or(u32::MAX),
+        },
+    )
+    .await?;
     let mut events = ctx.events.subscribe();
-    let transfer = handle::spawn(ctx, DownloadSpec { ticket, dest, files });
+    let transfer = handle::spawn(
+        ctx,
+        DownloadSpec {
+            ticket,
+            dest,
+            files,
+        },
+    );
     let id = transfer.id;
     let result = tokio::spawn(transfer.wait());
     // Relay this transfer's progress to the sender until it ends.
     loop {
         match events.recv().await {
-            Ok(Event::TransferProgress { transfer, done, total, .. }) if transfer == id => {
+            Ok(Event::TransferProgress {
+                transfer,
+                done,
+                total,
+                ..
+            }) if transfer == id => {
                 wire::write_msg(&mut stream, &Msg::Progress { done, total }).await?;
             }
-            Ok(Event::TransferFinished { transfer, .. } | Event::TransferFailed { transfer, .. }) if transfer == id => break,
+            Ok(
+                Event::TransferFinished { transfer, .. } | Event::TransferFailed { transfer, .. },
+            ) if transfer == id => break,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             _ => {}
         }
     }
     let end = match result.await {
-        Ok(Ok(report)) => Msg::Finished { bytes: report.bytes },
-        Ok(Err(e)) => Msg::Failed { error: e.to_string() },
-        Err(e) => Msg::Failed { error: e.to_string() },
+        Ok(Ok(report)) => Msg::Finished {
+            bytes: report.bytes,
+        },
+        Ok(Err(e)) => Msg::Failed {
+            error: e.to_string(),
+        },
+        Err(e) => Msg::Failed {
+            error: e.to_string(),
+        },
     };
     wire::write_msg(&mut stream, &end).await?;
     let _ = stream.close().await;
