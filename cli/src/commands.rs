@@ -21,7 +21,27 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     };
     match &cli.command {
         Command::Id => id(&cli, &data_dir, out).await,
-        Command::Run => run(&cli, &data_dir, out).await,
+        Command::Run { accept, out: dest } => {
+            let dest = match dest {
+                Some(d) => d.clone(),
+                None => std::env::current_dir()?,
+            };
+            run(
+                &cli,
+                &data_dir,
+                out,
+                crate::push::Answerer::new(*accept, dest),
+            )
+            .await
+        }
+        Command::Send { peer, paths, wait } => {
+            let node = crate::transfer::start(config(&cli, &data_dir)).await?;
+            let result =
+                crate::push::send(&node, out, peer, paths.clone(), Duration::from_secs(*wait))
+                    .await;
+            node.stop().await?;
+            result
+        }
         Command::Peers { timeout } => peers(&cli, &data_dir, out, *timeout).await,
         Command::Connect { address } => connect(&cli, &data_dir, out, address).await,
         Command::Demo { nodes } => crate::demo::run(*nodes, out).await,
@@ -95,7 +115,12 @@ fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
-async fn run(cli: &Cli, data_dir: &std::path::Path, out: Output) -> Result<()> {
+async fn run(
+    cli: &Cli,
+    data_dir: &std::path::Path,
+    out: Output,
+    mut answerer: crate::push::Answerer,
+) -> Result<()> {
     let node = start(cli, data_dir).await?;
     let mut events = node.events();
     let server = control::serve(node.clone(), data_dir)?;
@@ -104,7 +129,14 @@ async fn run(cli: &Cli, data_dir: &std::path::Path, out: Output) -> Result<()> {
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Ok(ev) => out.event(&ev),
+                Ok(ev) => {
+                    out.event(&ev);
+                    if let meshdrop_core::Event::OfferReceived { offer, name, files, .. } = &ev
+                        && let Err(e) = answerer.answer(&node, out, *offer, name, files).await
+                    {
+                        tracing::warn!(error = %e, "cannot answer the offer");
+                    }
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!("{n} events were not printed (output too slow)");
                 }

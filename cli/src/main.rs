@@ -4,6 +4,7 @@ mod commands;
 mod control;
 mod demo;
 mod output;
+mod push;
 mod transfer;
 
 use std::net::IpAddr;
@@ -39,8 +40,26 @@ pub struct Cli {
 enum Command {
     /// Print this device's peer id and name.
     Id,
-    /// Run the node in the foreground until Ctrl-C, printing events.
-    Run,
+    /// Run the node in the foreground until Ctrl-C, printing events and answering offers.
+    Run {
+        /// What to do with files nearby devices offer.
+        #[arg(long, value_enum, default_value = "ask")]
+        accept: push::Accept,
+        /// Where accepted files go (default: the current directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Offer files to a nearby device (a peer id or a device name); it accepts or declines.
+    Send {
+        /// The receiving device: its peer id or its name.
+        peer: String,
+        /// The files and folders to send.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// How long to look for the device (seconds).
+        #[arg(long, default_value_t = 15)]
+        wait: u64,
+    },
     /// List peers discovered or connected.
     Peers {
         /// When no node runs, how long to look around (seconds).

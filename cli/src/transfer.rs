@@ -52,7 +52,7 @@ impl StopSignals {
 }
 
 /// Starts a node for this command, explaining the one error users hit most.
-async fn start(config: NodeConfig) -> Result<Node> {
+pub(crate) async fn start(config: NodeConfig) -> Result<Node> {
     Node::start(config).await.map_err(|e| match e {
         meshdrop_core::Error::AlreadyRunning { path } => anyhow!(
             "another meshdrop node is already running on data dir {} (e.g. `meshdrop run`): \

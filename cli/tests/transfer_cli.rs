@@ -8,111 +8,18 @@
 // Helpers outside `#[test]` functions panic on failure too: that is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+
+use common::{BIN, Proc};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_meshdrop");
 const MIB: u64 = 1024 * 1024;
 /// The most a resumed download may fetch twice (one batch of chunks, per the issue).
 const REFETCH_BOUND: u64 = 4 * MIB;
-/// How long any single step may take in a debug build.
-const STEP: Duration = Duration::from_secs(120);
-
-/// A `meshdrop` process with its stdout lines (JSON values, or strings when not JSON) and stderr.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    stderr: Arc<Mutex<String>>,
-    stderr_done: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Proc {
-    /// Runs `meshdrop --data-dir DATA --bind 127.0.0.1 --no-mdns ARGS...`.
-    fn spawn(data_dir: &Path, args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--bind", "127.0.0.1", "--no-mdns"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("meshdrop starts");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut err = child.stderr.take().expect("stderr piped");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let stderr_done = Some(std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            sink.lock().unwrap().push_str(&s);
-        }));
-        Proc {
-            child,
-            lines,
-            stderr,
-            stderr_done,
-        }
-    }
-
-    fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(self.child.id() as i32)
-    }
-
-    /// The next stdout line, failing the test after `STEP`.
-    fn next(&self, what: &str) -> Value {
-        self.lines
-            .recv_timeout(STEP)
-            .unwrap_or_else(|e| panic!("no {what} within {STEP:?} ({e}); stderr: {}", self.err()))
-    }
-
-    /// Every remaining stdout line until the process closes it, then its exit status and stderr.
-    fn finish(mut self) -> (ExitStatus, Vec<Value>, String) {
-        let deadline = Instant::now() + STEP;
-        let mut rest = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => rest.push(v),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("the process did not end within {STEP:?}: {rest:?}")
-                }
-            }
-        }
-        let status = self.child.wait().expect("wait");
-        if let Some(t) = self.stderr_done.take() {
-            let _ = t.join();
-        }
-        (status, rest, self.err())
-    }
-
-    fn err(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A running `meshdrop share --json` and its ticket.
 struct Sharer {

@@ -1,0 +1,132 @@
+//! Running `meshdrop` processes in tests and reading their JSON event lines.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_meshdrop");
+/// How long any single step may take in a debug build.
+pub const STEP: Duration = Duration::from_secs(120);
+
+/// A `meshdrop` process with its stdout lines (JSON values, or strings when not JSON) and stderr.
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    lines: mpsc::Receiver<Value>,
+    stderr: Arc<Mutex<String>>,
+    stderr_done: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Runs `meshdrop --data-dir DATA --bind 127.0.0.1 --no-mdns ARGS...`.
+    pub fn spawn(data_dir: &Path, args: &[&str]) -> Proc {
+        Self::start(data_dir, &["--bind", "127.0.0.1", "--no-mdns"], args, false)
+    }
+
+    /// Runs `meshdrop --data-dir DATA FLAGS... ARGS...`, with standard input piped when `stdin`.
+    pub fn start(data_dir: &Path, flags: &[&str], args: &[&str], stdin: bool) -> Proc {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(flags)
+            .args(args)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("meshdrop starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().expect("stderr piped");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let stderr_done = Some(std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            sink.lock().unwrap().push_str(&s);
+        }));
+        Proc {
+            child,
+            lines,
+            stderr,
+            stderr_done,
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// The next stdout line, failing the test after `STEP`.
+    pub fn next(&self, what: &str) -> Value {
+        self.lines
+            .recv_timeout(STEP)
+            .unwrap_or_else(|e| panic!("no {what} within {STEP:?} ({e}); stderr: {}", self.err()))
+    }
+
+    /// Every remaining stdout line until the process closes it, then its exit status and stderr.
+    pub fn finish(mut self) -> (ExitStatus, Vec<Value>, String) {
+        let deadline = Instant::now() + STEP;
+        let mut rest = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => rest.push(v),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("the process did not end within {STEP:?}: {rest:?}")
+                }
+            }
+        }
+        let status = self.child.wait().expect("wait");
+        if let Some(t) = self.stderr_done.take() {
+            let _ = t.join();
+        }
+        (status, rest, self.err())
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn err(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Proc {
+    /// Skips stdout lines until a JSON event named `event`, and returns it.
+    pub fn wait_for(&self, event: &str) -> Value {
+        loop {
+            let v = self.next(event);
+            if v["event"] == event {
+                return v;
+            }
+        }
+    }
+
+    /// Writes one line to the process's standard input.
+    pub fn write_line(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin piped");
+        writeln!(stdin, "{line}").expect("write to stdin");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
