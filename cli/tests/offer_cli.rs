@@ -1,6 +1,7 @@
 //! `meshdrop send` to a nearby `meshdrop run`, the AirDrop flow: the receiver's policy or its
 //! user decides, nothing is written before, and the sender learns the outcome. Real processes on
 //! 127.0.0.1, finding each other with mDNS on loopback.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Running `meshdrop` processes in tests and reading their JSON event lines.
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, dead_code)] // test code shared by several test binaries
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
