@@ -1,13 +1,12 @@
 //! The `meshdrop` command as a user meets it: clear one-line errors with a non-zero exit for bad
 //! input, and commands that reach the node running on the same data dir over its control socket.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_meshdrop");
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{BIN, Proc, assert_one_line_error};
 
 fn meshdrop(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -18,80 +17,16 @@ fn meshdrop(data_dir: &Path, args: &[&str]) -> Output {
         .expect("meshdrop runs")
 }
 
-/// Asserts a failed run whose stderr is one `error:` line containing `needle`.
-fn assert_one_line_error(out: &Output, needle: &str) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, got {:?}",
-        out.status
-    );
+/// Asserts a failed run whose stderr is one `error:` line containing `needle`; returns stderr.
+fn assert_fails(out: &Output, needle: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line of error, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(
-        lines[0].contains(needle),
-        "{stderr} should mention {needle:?}"
-    );
+    assert_one_line_error(&out.status, &stderr, needle);
     stderr
 }
 
 /// A `meshdrop run` on loopback without mDNS, with its JSON event lines.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<serde_json::Value>,
-}
-
-impl Running {
-    fn start(data_dir: &Path, name: &str) -> Running {
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args([
-                "--name",
-                name,
-                "--json",
-                "--bind",
-                "127.0.0.1",
-                "--no-mdns",
-                "run",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("meshdrop run starts");
-        let stdout: ChildStdout = child.stdout.take().expect("stdout piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line)
-                    && tx.send(v).is_err()
-                {
-                    break;
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    fn wait_for(&self, event: &str) -> serde_json::Value {
-        loop {
-            let v = self
-                .lines
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no {event} event within 20 s"));
-            if v["event"] == event {
-                return v;
-            }
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn running(data_dir: &Path, name: &str) -> Proc {
+    Proc::spawn(data_dir, &["--name", name, "--json", "run"])
 }
 
 #[test]
@@ -114,7 +49,7 @@ fn a_data_dir_that_is_a_file_is_a_clear_error() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
     let out = meshdrop(&file, &["id"]);
-    assert_one_line_error(&out, "not a directory");
+    assert_fails(&out, "not a directory");
 }
 
 #[test]
@@ -147,7 +82,7 @@ fn an_unreadable_data_dir_is_a_clear_error() {
         .arg("id")
         .output()
         .unwrap();
-    let err = assert_one_line_error(&out, "Permission denied");
+    let err = assert_fails(&out, "Permission denied");
     assert!(err.contains(&locked.display().to_string()), "{err}");
 }
 
@@ -158,7 +93,7 @@ fn a_corrupt_identity_is_named_and_never_replaced() {
     let key = dir.path().join("identity.key");
     std::fs::write(&key, b"not a key").unwrap();
     let out = meshdrop(dir.path(), &["id"]);
-    assert_one_line_error(&out, &key.display().to_string());
+    assert_fails(&out, &key.display().to_string());
     assert_eq!(std::fs::read(&key).unwrap(), b"not a key", "left untouched");
 }
 
@@ -166,13 +101,13 @@ fn a_corrupt_identity_is_named_and_never_replaced() {
 fn an_invalid_multiaddr_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = meshdrop(dir.path(), &["connect", "192.168.1.7:4001"]);
-    assert_one_line_error(&out, "invalid multiaddr \"192.168.1.7:4001\"");
+    assert_fails(&out, "invalid multiaddr \"192.168.1.7:4001\"");
 }
 
 #[test]
 fn a_second_run_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Running::start(dir.path(), "one");
+    let first = running(dir.path(), "one");
     first.wait_for("listening");
     let out = Command::new(BIN)
         .arg("--data-dir")
@@ -180,14 +115,14 @@ fn a_second_run_on_the_same_data_dir_is_refused() {
         .args(["--bind", "127.0.0.1", "--no-mdns", "run"])
         .output()
         .unwrap();
-    assert_one_line_error(&out, "already running");
+    assert_fails(&out, "already running");
 }
 
 #[test]
 fn commands_reach_the_running_node_over_its_control_socket() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Running::start(da.path(), "alice");
-    let b = Running::start(db.path(), "bob");
+    let a = running(da.path(), "alice");
+    let b = running(db.path(), "bob");
     a.wait_for("listening");
     let bl = b.wait_for("listening");
     let b_peer = bl["peer"].as_str().unwrap().to_string();

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
-use common::{BIN, Proc};
+use common::{BIN, Proc, assert_one_line_error};
 use serde_json::Value;
 
 const MIB: u64 = 1024 * 1024;
@@ -77,18 +77,6 @@ fn finished(run: &(ExitStatus, Vec<Value>, String)) -> Value {
         done["mib_per_s"].as_f64().unwrap_or_default()
     );
     done
-}
-
-/// Asserts a failed run whose stderr is one `error:` line containing `needle`.
-fn assert_one_line_error(status: &ExitStatus, stderr: &str, needle: &str) {
-    assert!(!status.success(), "expected failure, got {status:?}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line of error, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(
-        lines[0].contains(needle),
-        "{stderr} should mention {needle:?}"
-    );
 }
 
 /// Writes `len` deterministic pseudo-random bytes (per seed) to `path`, streaming.

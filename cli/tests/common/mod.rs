@@ -130,3 +130,15 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+/// Asserts a failed run whose stderr is one `error:` line containing `needle`.
+pub fn assert_one_line_error(status: &ExitStatus, stderr: &str, needle: &str) {
+    assert!(!status.success(), "expected failure, got {status:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line of error, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "{stderr} should mention {needle:?}"
+    );
+}

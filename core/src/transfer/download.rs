@@ -943,16 +943,7 @@ impl Sink {
             }
         }
         self.progress(true);
-        let mut peers: Vec<PeerBytes> = self
-            .per_peer
-            .iter()
-            .map(|(p, b)| PeerBytes {
-                peer: *p,
-                bytes: *b,
-            })
-            .collect();
-        peers.sort_by_key(|p| std::cmp::Reverse(p.bytes));
-        self.report.peers = peers;
+        self.report.peers = self.peers();
         let report = std::mem::take(&mut self.report);
         tracing::debug!("writer done");
         let _ = self.feedback.send(Feedback::Done(report));
@@ -1006,6 +997,20 @@ impl Sink {
         }
         self.progress(false);
         Ok(())
+    }
+
+    /// Bytes kept from each provider, largest first.
+    fn peers(&self) -> Vec<PeerBytes> {
+        let mut peers: Vec<PeerBytes> = self
+            .per_peer
+            .iter()
+            .map(|(p, b)| PeerBytes {
+                peer: *p,
+                bytes: *b,
+            })
+            .collect();
+        peers.sort_by_key(|p| std::cmp::Reverse(p.bytes));
+        peers
     }
 
     /// The chunk is on disk: no longer in flight for the scheduler.
@@ -1077,15 +1082,7 @@ impl Sink {
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = (self.report.fetched as f64 / secs) as u64;
         let left = self.total_bytes.saturating_sub(self.done_bytes);
-        let mut peers: Vec<PeerBytes> = self
-            .per_peer
-            .iter()
-            .map(|(p, b)| PeerBytes {
-                peer: *p,
-                bytes: *b,
-            })
-            .collect();
-        peers.sort_by_key(|p| std::cmp::Reverse(p.bytes));
+        let peers = self.peers();
         let _ = self.events.send(Event::TransferProgress {
             transfer: self.transfer,
             content: self.content.id,
