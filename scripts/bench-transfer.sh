@@ -35,6 +35,14 @@ wall() { awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0; fo
 rss_mb() { awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }
 rate() { awk -v mib="$1" -v s="$2" 'BEGIN { printf "%.0f", mib / s }'; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+# stop_ns PID: SIGTERM to every process in the namespace (the seeder; /usr/bin/time ignores SIGINT),
+# then wait for the background job PID.
+stop_ns() {
+  for p in $(ip netns pids "$NS"); do
+    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = time ] || kill -TERM "$p" 2>/dev/null || true
+  done
+  wait "$1" 2>/dev/null || true
+}
 
 echo "generating ${SIZE_MIB} MiB of random data…" >&2
 mkdir -p "$WORK/src"
@@ -51,7 +59,7 @@ meshdrop_run() { # meshdrop_run NAME PATH... ; prints "wall sender_rss receiver_
   local ticket; ticket="$(head -1 "$d/share.out")"
   drop_caches
   in_ns /usr/bin/time -v -o "$d/get.time" "$MD" --data-dir "$d/b" --bind 127.0.0.1 --no-mdns get "$ticket" --out "$d/out" > /dev/null 2>&1
-  kill -INT "$sharer"; wait "$sharer" || true
+  stop_ns "$sharer"
   cmp -s "$BIG" "$d/out/big.bin" 2>/dev/null || [ "$name" != big ] || { echo "meshdrop: bytes differ" >&2; exit 1; }
   echo "$(wall "$d/get.time") $(rss_mb "$d/send.time") $(rss_mb "$d/get.time")"
 }
@@ -65,7 +73,7 @@ sendme_run() {
   while [ -z "$ticket" ]; do sleep 0.2; ticket="$(grep -o 'blob[a-z0-9]\{20,\}' "$d/send.out" | head -1 || true)"; done
   drop_caches
   ( cd "$d/out" && in_ns /usr/bin/time -v -o "$d/recv.time" "$SENDME" receive --relay disabled "$ticket" > /dev/null 2>&1 )
-  pkill -INT -P "$sender" 2>/dev/null || true; kill -INT "$sender" 2>/dev/null || true; wait "$sender" 2>/dev/null || true
+  stop_ns "$sender"
   cmp -s "$BIG" "$d/out/big.bin" || { echo "sendme: bytes differ" >&2; exit 1; }
   echo "$(wall "$d/recv.time") $(rss_mb "$d/send.time") $(rss_mb "$d/recv.time")"
 }
