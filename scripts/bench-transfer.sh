@@ -16,7 +16,7 @@ command -v socat >/dev/null || { apt-get update -qq && apt-get install -y -qq so
 SENDME="${SENDME:-$(command -v sendme || echo /tmp/sendme-install/bin/sendme)}"
 [ -x "$SENDME" ] || { cargo install sendme --locked --root /tmp/sendme-install; SENDME=/tmp/sendme-install/bin/sendme; }
 cargo build --quiet --release -p meshdrop
-MD="$PWD/target/release/meshdrop"
+MD="${CARGO_TARGET_DIR:-$PWD/target}/release/meshdrop"
 
 NS="mdbench$$"
 WORK="$(mktemp -d /tmp/mdbench.XXXXXX)"
@@ -127,3 +127,46 @@ echo "| 2,000 × 64 KiB | $small_s | $(rate 125 "$small_s") |"
 echo "| 1 × 128 MiB | $large_s | $(rate 128 "$large_s") |"
 echo
 echo "small / large rate: $(awk -v s="$small_s" -v l="$large_s" 'BEGIN { printf "%.2f", (125 / s) / (128 / l) }') (goal ≥ 0.5)"
+
+# SIGKILL at 50 %, restart: bytes fetched twice. Progress after every chunk (`--progress-every-chunk`),
+# so the last line the killed receiver printed is what it had received.
+kill_run() {
+  local d="$WORK/kill"; mkdir -p "$d/out"
+  in_ns "$MD" --data-dir "$d/a" --bind 127.0.0.1 --no-mdns share "$BIG" > "$d/share.out" 2>/dev/null &
+  local sharer=$!
+  while [ ! -s "$d/share.out" ]; do sleep 0.1; done
+  python3 - "$NS" "$MD" "$d" "$(head -1 "$d/share.out")" <<'PY'
+import json, os, signal, subprocess, sys
+ns, md, d, ticket = sys.argv[1:5]
+args = ["ip", "netns", "exec", ns, md, "--data-dir", f"{d}/b", "--bind", "127.0.0.1", "--no-mdns",
+        "--json", "get", ticket, "--out", f"{d}/out", "--progress-every-chunk"]
+def run(kill_at_half):
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    last = finished = None
+    for line in p.stdout:
+        v = json.loads(line)
+        if v.get("event") == "transfer_progress":
+            last = v
+            if kill_at_half and v["done"] * 2 >= v["total"] and p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+        elif v.get("event") == "transfer_finished":
+            finished = v
+    p.wait()
+    return last, finished
+last, _ = run(True)
+total, r1 = last["total"], last["received"]
+_, done = run(False)
+twice = max(0, r1 + done["fetched"] - total)
+print(f"{last['done'] * 100 / total:.0f} {r1} {done['resumed']} {done['fetched']} {twice}")
+PY
+  stop_ns "$sharer"
+  cmp -s "$BIG" "$d/out/big.bin" || echo "meshdrop: the resumed file differs" >&2
+}
+kill_run > "$WORK/kill.txt"
+read -r kill_pct kill_r1 kill_resumed kill_fetched kill_twice < "$WORK/kill.txt"
+echo
+echo "### Receiver killed with SIGKILL at 50 % of the ${SIZE_MIB} MiB file, then restarted"
+echo
+echo "| killed at | received before the kill | resumed from disk | fetched after restart | fetched twice |"
+echo "|---|---|---|---|---|"
+echo "| ${kill_pct} % | $kill_r1 B | $kill_resumed B | $kill_fetched B | $kill_twice B ($(awk -v b="$kill_twice" 'BEGIN { printf "%.2f", b / 1048576 }') MiB; goal ≤ 4 MiB) |"

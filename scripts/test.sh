@@ -6,3 +6,8 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --no-fail-fast
+# Bindings: generate Kotlin, Swift and Python from the host-built library (a broken generation
+# fails here), then the same two-node scenario through Python and through the Kotlin facade (JVM).
+bindings/generate.sh target/bindings
+python3 -m pytest -q bindings/tests/python
+mvn -B --no-transfer-progress -f bindings/tests/kotlin/pom.xml test -Dmeshdrop.bindings="$PWD/target/bindings"

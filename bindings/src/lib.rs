@@ -1,6 +1,31 @@
 //! UniFFI bindings of the meshdrop core: thin wrappers, no logic.
+//!
+//! - [`node`]: start a node ([`start_node`]), peers, shares, offers, shutdown.
+//! - [`transfer`]: a running download (pause, resume, cancel, wait).
+//! - [`events`]: the event listener a host implements, and the events it receives.
+//! - [`discovery`]: a platform's own DNS-SD browser (Bonjour, Android NSD) feeding the node.
+//! - [`messaging`]: messages and rooms.
+//! - [`types`]: records mirroring core types; [`error`]: the one error a caller sees.
+//! - [`runtime`]: the tokio runtime the core runs on.
 
 uniffi::setup_scaffolding!();
+
+pub mod discovery;
+pub mod error;
+pub mod events;
+pub mod messaging;
+pub mod node;
+mod ops;
+pub mod runtime;
+pub mod transfer;
+pub mod types;
+
+pub use error::MeshdropError;
+pub use events::{EventListener, NodeEvent};
+pub use messaging::{Message, MessageState, Recipient, Room};
+pub use node::{Node, start_node};
+pub use transfer::Transfer;
+pub use types::*;
 
 /// The version of the meshdrop core these bindings wrap.
 #[uniffi::export]

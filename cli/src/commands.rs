@@ -45,6 +45,14 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Peers { timeout } => peers(&cli, &data_dir, out, *timeout).await,
         Command::Connect { address } => connect(&cli, &data_dir, out, address).await,
         Command::Demo { nodes } => crate::demo::run(*nodes, out).await,
+        Command::Msg { peer, text, wait } => {
+            crate::messaging::msg(&cli, &data_dir, out, peer, text, *wait).await
+        }
+        Command::Inbox => crate::messaging::inbox(&data_dir, out).await,
+        Command::Chat { room, peer } => {
+            crate::messaging::chat(&cli, &data_dir, out, room.as_deref(), peer.as_deref()).await
+        }
+        Command::Room { command } => crate::messaging::room(&data_dir, out, command).await,
         Command::Share {
             paths,
             qr,

@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use meshdrop_core::{Multiaddr, Node};
+use meshdrop_core::{Multiaddr, Node, Recipient};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -27,6 +27,27 @@ pub enum Request {
     Connect {
         /// The multiaddr.
         address: String,
+    },
+    /// Queue a message to a peer id or a room (`room:<id>`).
+    SendMessage {
+        /// The recipient.
+        to: String,
+        /// The text.
+        text: String,
+    },
+    /// Every stored message.
+    Messages,
+    /// The rooms this device is in.
+    Rooms,
+    /// Create a room.
+    CreateRoom {
+        /// Its name.
+        name: String,
+    },
+    /// Join a room.
+    JoinRoom {
+        /// The invite.
+        invite: String,
     },
 }
 
@@ -103,6 +124,17 @@ async fn answer(node: &Node, req: Request) -> Result<Value> {
             let peer = node.connect(addr).await?;
             json!({"peer": peer, "verification_code": node.verification_code(&peer)})
         }
+        Request::SendMessage { to, text } => {
+            let id = match to.parse::<Recipient>()? {
+                Recipient::Peer(p) => node.send_message(p, &text)?,
+                Recipient::Room(r) => node.send_room_message(r, &text)?,
+            };
+            json!({"id": id})
+        }
+        Request::Messages => json!(node.messages()?),
+        Request::Rooms => json!(node.rooms()),
+        Request::CreateRoom { name } => json!(node.create_room(&name)?),
+        Request::JoinRoom { invite } => json!(node.join_room(&invite)?),
     })
 }
 

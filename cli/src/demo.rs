@@ -152,9 +152,21 @@ pub async fn run(count: usize, out: Output) -> Result<()> {
         ),
     );
 
+    // 4. A message reaches the node that left, carried by another, while the sender is away too.
+    let carried = if leaver >= 2 {
+        let ends = crate::demo_message::Ends {
+            sender: (dirs[0].path(), NAMES[0]),
+            recipient: (dirs[leaver].path(), NAMES[leaver]),
+        };
+        crate::demo_message::carry_step(&nodes[0], ends, out).await
+    } else {
+        Ok(())
+    };
+
     for node in &nodes[..leaver] {
         node.stop().await?;
     }
+    carried?;
     let codes_match = seen
         .iter()
         .all(|((a, b), s)| seen.get(&(*b, *a)).is_some_and(|o| o.code == s.code));
@@ -165,7 +177,7 @@ pub async fn run(count: usize, out: Output) -> Result<()> {
         out,
         "demo_finished",
         json!({"ok": true}),
-        "Demo complete: every node found and connected to every other, codes matched, the folder arrived verified on every node, and a departure was noticed.",
+        "Demo complete: every node found and connected to every other, codes matched, the folder arrived verified on every node, a departure was noticed, and a message reached a device that was off through a carrier.",
     );
     Ok(())
 }
@@ -203,7 +215,8 @@ fn record(
     }
 }
 
-fn say(out: Output, event: &str, mut fields: serde_json::Value, text: &str) {
+/// Prints one step of the report: a JSON event, or a line of text.
+pub(crate) fn say(out: Output, event: &str, mut fields: serde_json::Value, text: &str) {
     if out.json {
         fields["event"] = json!(event);
         out.raw(&fields);

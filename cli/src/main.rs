@@ -3,6 +3,8 @@
 mod commands;
 mod control;
 mod demo;
+mod demo_message;
+mod messaging;
 mod output;
 mod push;
 mod transfer;
@@ -103,6 +105,32 @@ enum Command {
         /// Report progress after every verified chunk (tests).
         #[arg(long, hide = true)]
         progress_every_chunk: bool,
+    },
+    /// Send a message to a peer (or a room): stored first, delivered directly or carried by others.
+    Msg {
+        /// The recipient's peer id, or `room:ID` (see `meshdrop room list`).
+        peer: String,
+        /// The text.
+        text: String,
+        /// When no node runs here, how long to try handing it over (seconds).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
+    /// List stored messages (with --json: one object per message).
+    Inbox,
+    /// Chat on the terminal in a room or with a peer: incoming messages shown, typed lines sent.
+    Chat {
+        /// The room (name or id).
+        #[arg(long)]
+        room: Option<String>,
+        /// The peer (peer id).
+        #[arg(long, conflicts_with = "room")]
+        peer: Option<String>,
+    },
+    /// Create, join or list rooms.
+    Room {
+        #[command(subcommand)]
+        command: messaging::RoomCommand,
     },
     /// Run several real nodes on this machine (loopback only) and report what happened.
     Demo {

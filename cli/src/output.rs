@@ -89,6 +89,10 @@ impl Output {
             Event::SendProgress {
                 peer, done, total, ..
             } => println!("{peer} has {done}/{total} bytes"),
+            Event::MessageReceived { message } => crate::messaging::print_message(*self, message),
+            Event::MessageStateChanged { id, state } => {
+                println!("message {id}: {}", state.as_str())
+            }
             Event::Stopped => println!("stopped"),
         }
     }

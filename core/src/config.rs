@@ -24,6 +24,12 @@ pub struct NodeConfig {
     pub progress_interval: Duration,
     /// Faults to inject into what this node serves (tests only; all off by default).
     pub faults: crate::transfer::serve::Faults,
+    /// Added to the system clock when stamping messages (tests simulate skewed device clocks).
+    pub clock_offset_ms: i64,
+    /// How long a message this node writes may travel before it expires undelivered.
+    pub message_ttl: Duration,
+    /// How much this node carries for others.
+    pub carry: crate::messaging::CarryQuota,
 }
 
 impl NodeConfig {
@@ -49,6 +55,9 @@ impl NodeConfig {
             redial_recent: Duration::from_secs(7 * 24 * 3600),
             progress_interval: Duration::from_millis(250),
             faults: Default::default(),
+            clock_offset_ms: 0,
+            message_ttl: Duration::from_secs(7 * 24 * 3600),
+            carry: Default::default(),
         }
     }
 

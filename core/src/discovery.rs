@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 /// The DNS-SD service type of meshdrop.
 pub const SERVICE_TYPE: &str = "_meshdrop._udp.local.";
 
+/// The service type as platform browsers name it (Bonjour `NWBrowser`, Android NSD): no domain.
+pub const PLATFORM_SERVICE_TYPE: &str = "_meshdrop._udp";
+
 /// What the node advertises about itself.
 #[derive(Clone, Debug)]
 pub struct Advert {
@@ -29,6 +32,34 @@ pub struct Advert {
     pub tcp_port: Option<u16>,
     /// The QUIC port it listens on, if any.
     pub quic_port: Option<u16>,
+}
+
+impl Advert {
+    /// The DNS-SD instance name: the peer id, unique by construction.
+    pub fn instance(&self) -> String {
+        self.peer.to_base58()
+    }
+
+    /// The TXT record: `peer`, `name`, `proto`, and `tcp` / `quic` ports when listening on them.
+    pub fn txt(&self) -> Vec<(&'static str, String)> {
+        let mut props = vec![
+            ("peer", self.peer.to_base58()),
+            ("name", truncate(&self.name, 200)),
+            ("proto", crate::PROTOCOL_VERSION.to_string()),
+        ];
+        if let Some(p) = self.tcp_port {
+            props.push(("tcp", p.to_string()));
+        }
+        if let Some(p) = self.quic_port {
+            props.push(("quic", p.to_string()));
+        }
+        props
+    }
+
+    /// The port to put in the SRV record.
+    pub fn port(&self) -> u16 {
+        self.tcp_port.or(self.quic_port).unwrap_or(0)
+    }
 }
 
 /// A discovery update.
@@ -82,23 +113,13 @@ impl Discovery {
             daemon.set_multicast_loop_v4(true).map_err(err)?;
         }
 
-        let instance = advert.peer.to_base58();
+        let instance = advert.instance();
         let host = format!(
             "md-{}.local.",
             &instance[instance.len().saturating_sub(16)..]
         );
-        let mut props = vec![
-            ("peer", advert.peer.to_base58()),
-            ("name", truncate(&advert.name, 200)),
-            ("proto", crate::PROTOCOL_VERSION.to_string()),
-        ];
-        if let Some(p) = advert.tcp_port {
-            props.push(("tcp", p.to_string()));
-        }
-        if let Some(p) = advert.quic_port {
-            props.push(("quic", p.to_string()));
-        }
-        let port = advert.tcp_port.or(advert.quic_port).unwrap_or(0);
+        let props = advert.txt();
+        let port = advert.port();
         let mut info = ServiceInfo::new(SERVICE_TYPE, &instance, &host, "", port, &props[..])
             .map_err(err)?
             .enable_addr_auto();
@@ -186,18 +207,24 @@ impl Discovery {
 
 /// Turns a resolved service into a peer and dialable addresses; `None` when it is not a valid advert.
 fn parse(svc: &mdns_sd::ResolvedService) -> Option<Found> {
-    let peer: PeerId = svc.get_property_val_str("peer")?.parse().ok()?;
-    let name = svc
-        .get_property_val_str("name")
-        .unwrap_or_default()
-        .to_string();
-    let port = |key| {
-        svc.get_property_val_str(key)
-            .and_then(|p| p.parse::<u16>().ok())
-    };
+    found_from_record(
+        |key| svc.get_property_val_str(key),
+        svc.get_addresses().iter().map(|a| a.to_ip_addr()),
+    )
+}
+
+/// Turns a resolved advert (a TXT lookup and the host's IPs), as mDNS here or a platform browser
+/// (Bonjour, Android NSD) resolved it, into a peer and dialable addresses; `None` when invalid.
+pub fn found_from_record<'a>(
+    txt: impl Fn(&str) -> Option<&'a str>,
+    ips: impl IntoIterator<Item = IpAddr>,
+) -> Option<Found> {
+    let peer: PeerId = txt("peer")?.parse().ok()?;
+    let name = txt("name").unwrap_or_default().to_string();
+    let port = |key| txt(key).and_then(|p| p.parse::<u16>().ok());
     let (tcp, quic) = (port("tcp"), port("quic"));
     let mut addrs = Vec::new();
-    for ip in svc.get_addresses().iter().map(|a| a.to_ip_addr()) {
+    for ip in ips {
         if !dialable(&ip) {
             continue;
         }
@@ -248,6 +275,33 @@ mod tests {
         assert!(!dialable(&"192.0.0.4".parse().unwrap()));
         assert!(dialable(&"192.168.1.7".parse().unwrap()));
         assert!(dialable(&"127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_advert_resolved_by_a_platform_browser_gives_dialable_addresses() {
+        let peer = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let advert = Advert {
+            peer,
+            name: "alice".into(),
+            tcp_port: Some(4001),
+            quic_port: Some(4002),
+        };
+        let txt: HashMap<&str, String> = advert.txt().into_iter().collect();
+        let ips = ["192.168.1.7".parse().unwrap(), "fe80::1".parse().unwrap()];
+        let found = found_from_record(|k| txt.get(k).map(String::as_str), ips).unwrap();
+        assert_eq!((found.peer, found.name.as_str()), (peer, "alice"));
+        let addrs: Vec<String> = found.addrs.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            addrs,
+            [
+                format!("/ip4/192.168.1.7/tcp/4001/p2p/{peer}"),
+                format!("/ip4/192.168.1.7/udp/4002/quic-v1/p2p/{peer}"),
+            ]
+        );
+        assert_eq!(advert.instance(), peer.to_base58());
+        assert!(found_from_record(|_| None, ips).is_none());
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub enum Error {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// A message or room request that cannot be honoured (bad recipient, text too long, bad invite).
+    #[error("message: {0}")]
+    Message(String),
     /// An I/O error on a named path.
     #[error("{path}: {source}")]
     Io {

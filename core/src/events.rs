@@ -182,6 +182,18 @@ pub enum Event {
         /// Bytes accepted.
         total: u64,
     },
+    /// A message for this device (or one of its rooms) arrived; shown once, whatever the path.
+    MessageReceived {
+        /// The message.
+        message: crate::messaging::Message,
+    },
+    /// A message this device wrote moved on: `sent`, `delivered` or `failed`.
+    MessageStateChanged {
+        /// The message.
+        id: crate::messaging::MessageId,
+        /// Its new state.
+        state: crate::messaging::MessageState,
+    },
     /// The node stopped.
     Stopped,
 }

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -95,13 +95,16 @@ pub enum NetEvent {
 pub struct Net {
     /// Commands to the swarm task.
     pub commands: mpsc::Sender<Command>,
-    /// Opens and accepts application streams (transfers, messages).
+    /// Opens application streams (transfers, messages).
     pub streams: libp2p_stream::Control,
+    /// Incoming streams of the protocols registered at start, until taken.
+    incoming: HashMap<StreamProtocol, libp2p_stream::IncomingStreams>,
     task: JoinHandle<()>,
 }
 
 impl Net {
-    /// Builds the swarm, starts listening on `listen` and spawns the task driving it.
+    /// Builds the swarm, accepts `protocols` (before listening, so no early stream is refused),
+    /// starts listening on `listen` and spawns the task driving it.
     ///
     /// Fails when no listen address works; addresses that fail while others work are logged.
     pub fn start(
@@ -109,8 +112,21 @@ impl Net {
         agent: String,
         listen: &[Multiaddr],
         events: mpsc::Sender<NetEvent>,
+        protocols: &[StreamProtocol],
     ) -> Result<Self> {
         let mut swarm = build_swarm(key, agent)?;
+        let streams = swarm.behaviour().stream.new_control();
+        let mut incoming = HashMap::new();
+        for protocol in protocols {
+            let accepted = streams
+                .clone()
+                .accept(protocol.clone())
+                .map_err(|e| Error::Listen {
+                    addr: protocol.to_string(),
+                    reason: e.to_string(),
+                })?;
+            incoming.insert(protocol.clone(), accepted);
+        }
         let mut listening = 0;
         let mut last_err = None;
         for addr in listen {
@@ -131,13 +147,24 @@ impl Net {
                 reason: "no listen address configured".into(),
             }));
         }
-        let streams = swarm.behaviour().stream.new_control();
         let (commands, rx) = mpsc::channel(256);
         let task = tokio::spawn(run(swarm, rx, events));
         Ok(Self {
             commands,
             streams,
+            incoming,
             task,
+        })
+    }
+
+    /// The incoming streams of a protocol given to [`Net::start`] (once).
+    pub fn take_incoming(
+        &mut self,
+        protocol: &StreamProtocol,
+    ) -> Result<libp2p_stream::IncomingStreams> {
+        self.incoming.remove(protocol).ok_or_else(|| Error::Listen {
+            addr: protocol.to_string(),
+            reason: "not registered at start, or taken already".into(),
         })
     }
 

@@ -18,6 +18,8 @@ use crate::discovery::{self, Discovery, Update};
 use crate::error::{Error, Result};
 use crate::events::{Event, PeerInfo, Transport};
 use crate::identity;
+use crate::messaging::service::Messenger;
+use crate::messaging::{self, Message, MessageId, MessageStats, Recipient, Room, RoomId};
 use crate::net::{self, Net, NetEvent};
 use crate::store::{self, Store};
 use crate::transfer::download::{self, DownloadSpec};
@@ -50,6 +52,12 @@ struct Inner {
     offers: Arc<offer::Pending>,
     server: JoinHandle<()>,
     offer_server: JoinHandle<()>,
+    messenger: Arc<Messenger>,
+    message_sync: JoinHandle<()>,
+    /// What this node advertises with DNS-SD (also what a platform browser driver advertises).
+    advert: discovery::Advert,
+    /// Discovery updates from a platform's own browser (Bonjour, Android NSD).
+    platform_discovery: mpsc::Sender<Update>,
 }
 
 enum NodeCommand {
@@ -77,7 +85,18 @@ impl Node {
         let (events, first_rx) = broadcast::channel(4096);
         let (net_tx, mut net_rx) = mpsc::channel(1024);
         let agent = format!("meshdrop/{} ({})", crate::VERSION, name);
-        let net = Net::start(key, agent, &config.listen, net_tx)?;
+        let messenger = Arc::new(Messenger::new(
+            key.clone(),
+            store.clone(),
+            events.clone(),
+            &config,
+        )?);
+        let protocols = [
+            crate::transfer::wire::PROTOCOL,
+            offer::PROTOCOL,
+            messaging::sync::PROTOCOL,
+        ];
+        let mut net = Net::start(key, agent, &config.listen, net_tx, &protocols)?;
 
         // Wait until every listener reported an address, so the ports can be advertised.
         let mut listen_addrs = Vec::new();
@@ -104,14 +123,14 @@ impl Node {
         }
 
         let (disc_tx, disc_rx) = mpsc::channel(256);
+        let advert = discovery::Advert {
+            peer: peer_id,
+            name: name.clone(),
+            tcp_port: port_of(&listen_addrs, false),
+            quic_port: port_of(&listen_addrs, true),
+        };
         let discovery = if config.mdns {
-            let advert = discovery::Advert {
-                peer: peer_id,
-                name: name.clone(),
-                tcp_port: port_of(&listen_addrs, false),
-                quic_port: port_of(&listen_addrs, true),
-            };
-            match Discovery::start(&advert, &config.listen_ips(), disc_tx) {
+            match Discovery::start(&advert, &config.listen_ips(), disc_tx.clone()) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     // Peers can still be added by hand or by ticket: keep going, say why.
@@ -120,20 +139,12 @@ impl Node {
                 }
             }
         } else {
-            drop(disc_tx);
             None
         };
 
         let library = Arc::new(Library::default());
         load_shares(&store, &library);
-        let incoming = net
-            .streams
-            .clone()
-            .accept(crate::transfer::wire::PROTOCOL)
-            .map_err(|e| Error::Listen {
-                addr: "blob protocol".into(),
-                reason: e.to_string(),
-            })?;
+        let incoming = net.take_incoming(&crate::transfer::wire::PROTOCOL)?;
         let server = tokio::spawn(serve::run(incoming, library.clone(), config.faults));
         let transfers = download::Ctx {
             net: net.commands.clone(),
@@ -146,20 +157,21 @@ impl Node {
         };
 
         let offers = Arc::new(offer::Pending::default());
-        let incoming_offers =
-            net.streams
-                .clone()
-                .accept(offer::PROTOCOL)
-                .map_err(|e| Error::Listen {
-                    addr: "offer protocol".into(),
-                    reason: e.to_string(),
-                })?;
+        let incoming_offers = net.take_incoming(&offer::PROTOCOL)?;
         let offer_server = tokio::spawn(offer::receive(
             incoming_offers,
             transfers.clone(),
             offers.clone(),
             peer_id,
         ));
+
+        let incoming_messages = net.take_incoming(&messaging::sync::PROTOCOL)?;
+        let message_sync = messaging::sync::spawn(
+            messenger.clone(),
+            net.streams.clone(),
+            incoming_messages,
+            events.subscribe(),
+        );
 
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let mut supervisor = Supervisor {
@@ -193,8 +205,33 @@ impl Node {
                 offers,
                 server,
                 offer_server,
+                messenger,
+                message_sync,
+                advert,
+                platform_discovery: disc_tx,
             }),
         })
+    }
+
+    /// What to advertise with DNS-SD: instance name, port and TXT record
+    /// (service type [`discovery::PLATFORM_SERVICE_TYPE`]).
+    pub fn advertisement(&self) -> discovery::Advert {
+        self.inner.advert.clone()
+    }
+
+    /// Feeds what a platform's own browser (Bonjour, Android NSD) found or lost: handled exactly
+    /// like an mDNS update (a `peer_discovered` / `peer_lost` event, a dial).
+    pub async fn platform_discovery(&self, update: Update) -> Result<()> {
+        if let Update::Found(found) = &update
+            && found.peer == self.inner.peer_id
+        {
+            return Ok(()); // a browser sees this device's own advert too
+        }
+        self.inner
+            .platform_discovery
+            .send(update)
+            .await
+            .map_err(|_| Error::Stopped)
     }
 
     /// This device's peer id.
@@ -337,10 +374,48 @@ impl Node {
         self.inner.offers.respond(offer, decision)
     }
 
+    /// Sends a text message to a peer: stored as `queued`, then handed to the peer (or to peers
+    /// that carry it) whenever a path appears. Follow it with `message_state_changed` events.
+    pub fn send_message(&self, to: PeerId, text: &str) -> Result<MessageId> {
+        self.inner.messenger.send(Recipient::Peer(to), text)
+    }
+
+    /// Sends a text message to a room this device is in.
+    pub fn send_room_message(&self, room: RoomId, text: &str) -> Result<MessageId> {
+        self.inner.messenger.send(Recipient::Room(room), text)
+    }
+
+    /// Every message this device can read (written here, addressed to it, or in its rooms), in
+    /// causal order: the same order on every device.
+    pub fn messages(&self) -> Result<Vec<Message>> {
+        self.inner.messenger.messages()
+    }
+
+    /// Creates a room; share [`Room::invite`] with the people who should join.
+    pub fn create_room(&self, name: &str) -> Result<Room> {
+        self.inner.messenger.create_room(name)
+    }
+
+    /// Joins a room from its invite (`meshroom1…`).
+    pub fn join_room(&self, invite: &str) -> Result<Room> {
+        self.inner.messenger.join_room(invite)
+    }
+
+    /// The rooms this device is in, with their invites.
+    pub fn rooms(&self) -> Vec<Room> {
+        self.inner.messenger.room_list()
+    }
+
+    /// How many envelopes and messages the store holds (and how many are carried for others).
+    pub fn message_stats(&self) -> Result<MessageStats> {
+        self.inner.messenger.stats()
+    }
+
     /// Stops the node: mDNS goodbye, connections closed, store flushed. Returns when all is done.
     pub async fn stop(&self) -> Result<()> {
         self.inner.server.abort();
         self.inner.offer_server.abort();
+        self.inner.message_sync.abort();
         let (tx, rx) = oneshot::channel();
         if self.send(NodeCommand::Stop(tx)).await.is_ok() {
             let _ = rx.await;

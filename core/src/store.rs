@@ -47,6 +47,45 @@ const MIGRATIONS: &[&str] = &[
         idx      INTEGER NOT NULL,
         PRIMARY KEY (download, idx)
     ) WITHOUT ROWID;",
+    // 3: messaging. Envelopes as received (ciphertext; `seq` numbers them in arrival order for
+    // sync cursors), the messages this device can read, its rooms, and how far it synced with
+    // each peer.
+    "CREATE TABLE msg_envelopes (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        id        BLOB NOT NULL UNIQUE,
+        author    TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        expires   INTEGER NOT NULL,
+        hops      INTEGER NOT NULL,
+        carried   INTEGER NOT NULL,
+        source    TEXT NOT NULL,
+        raw       BLOB NOT NULL
+    );
+    CREATE INDEX msg_envelopes_carried ON msg_envelopes (carried, author);
+    CREATE INDEX msg_envelopes_expires ON msg_envelopes (expires);
+    CREATE TABLE msg_messages (
+        id          BLOB PRIMARY KEY,
+        author      TEXT NOT NULL,
+        recipient   TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        hlc_ms      INTEGER NOT NULL,
+        hlc_counter INTEGER NOT NULL,
+        expires     INTEGER NOT NULL,
+        state       TEXT NOT NULL,
+        outgoing    INTEGER NOT NULL
+    );
+    CREATE INDEX msg_messages_order ON msg_messages (hlc_ms, hlc_counter, id);
+    CREATE TABLE msg_rooms (
+        id   BLOB PRIMARY KEY,
+        name TEXT NOT NULL,
+        key  BLOB NOT NULL
+    );
+    CREATE TABLE msg_cursors (
+        peer  TEXT NOT NULL,
+        scope BLOB NOT NULL,
+        seq   INTEGER NOT NULL,
+        PRIMARY KEY (peer, scope)
+    );",
 ];
 
 /// A peer the store remembers.

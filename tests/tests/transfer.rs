@@ -207,6 +207,26 @@ async fn a_provider_sending_corrupt_chunks_is_dropped_and_the_download_finishes_
     }
 }
 
+/// A sender (data in `dirs[0]`) sharing a random video of `mib` MiB written in `dirs[2]`, and a
+/// receiver (`dirs[1]`) reporting progress after every chunk.
+async fn video_share(
+    dirs: &[tempfile::TempDir],
+    name: &str,
+    mib: usize,
+    seed: u64,
+) -> (Node, Node, PathBuf, Ticket) {
+    let video = dirs[2].path().join(name);
+    random_file(&video, mib * 1024 * 1024, seed);
+    let sender = node(dirs[0].path(), "sender", Faults::default()).await;
+    let mut config = NodeConfig::loopback(dirs[1].path())
+        .with_name("receiver")
+        .with_mdns(false);
+    config.progress_interval = Duration::ZERO;
+    let receiver = Node::start(config).await.unwrap();
+    let ticket = sender.share(vec![video.clone()]).await.unwrap();
+    (sender, receiver, video, ticket)
+}
+
 /// Starts a download of `ticket` into `dest` and cancels it at its first progress event.
 async fn cancel_midway(receiver: &Node, ticket: Ticket, dest: &Path, keep: bool) {
     let mut events = receiver.events();
@@ -241,15 +261,7 @@ async fn cancel_midway(receiver: &Node, ticket: Ticket, dest: &Path, keep: bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_download_keeps_its_partial_data_for_a_resume_or_removes_it() {
     let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
-    let video = dirs[2].path().join("GOPR0002.MP4");
-    random_file(&video, 96 * 1024 * 1024, 9);
-    let sender = node(dirs[0].path(), "sender", Faults::default()).await;
-    let mut config = NodeConfig::loopback(dirs[1].path())
-        .with_name("receiver")
-        .with_mdns(false);
-    config.progress_interval = Duration::ZERO;
-    let receiver = Node::start(config).await.unwrap();
-    let ticket = sender.share(vec![video.clone()]).await.unwrap();
+    let (sender, receiver, video, ticket) = video_share(&dirs, "GOPR0002.MP4", 96, 9).await;
 
     // Kept: the .part stays, and the same download resumes from it.
     let keep = dirs[3].path();
@@ -283,6 +295,63 @@ async fn a_cancelled_download_keeps_its_partial_data_for_a_resume_or_removes_it(
         std::fs::read_dir(gone).unwrap().count(),
         0,
         "partial data removed"
+    );
+    sender.stop().await.unwrap();
+    receiver.stop().await.unwrap();
+}
+
+/// A lost signal: the only provider vanishes mid-transfer (its node stops) and comes back at the
+/// same address a moment later. The download waits, reconnects by itself and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_waits_for_a_vanished_provider_and_finishes_when_it_comes_back() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (sender, receiver, video, ticket) = video_share(&dirs, "GOPR0003.MP4", 48, 11).await;
+    let sender_addrs = sender.listen_addrs();
+
+    let mut events = receiver.events();
+    let handle = receiver.download(DownloadSpec {
+        ticket,
+        dest: dirs[3].path().to_path_buf(),
+        files: None,
+    });
+    let id = handle.id;
+    // At the first progress event: hold the download, and the provider goes away.
+    let done_before = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(Event::TransferProgress { transfer, done, .. }) = events.recv().await
+                && transfer == id
+            {
+                return done;
+            }
+        }
+    })
+    .await
+    .expect("progress arrives");
+    handle.pause();
+    sender.stop().await.unwrap();
+    // The download runs on with its provider gone: its stream fails and it starts redialling.
+    handle.resume();
+
+    // The provider's device comes back with the same identity, share and address.
+    let mut config = NodeConfig::loopback(dirs[0].path())
+        .with_name("sender")
+        .with_mdns(false);
+    config.listen = sender_addrs;
+    let sender = Node::start(config).await.expect("the provider restarts");
+
+    let report = tokio::time::timeout(Duration::from_secs(60), handle.wait())
+        .await
+        .expect("finishes within a minute")
+        .expect("the download finishes after the provider is back");
+    assert_eq!(
+        std::fs::read(dirs[3].path().join("GOPR0003.MP4")).unwrap(),
+        std::fs::read(&video).unwrap(),
+        "bytes equal"
+    );
+    assert!(done_before < report.bytes, "the provider left mid-transfer");
+    assert_eq!(
+        report.fetched, report.bytes,
+        "nothing fetched twice: {report:?}"
     );
     sender.stop().await.unwrap();
     receiver.stop().await.unwrap();

@@ -9,6 +9,8 @@ use super::manifest::{
     FileEntry, Hash, Manifest, ManifestError, chunk_size_for, is_valid_chunk_size,
 };
 use super::paths::RelPath;
+use super::tree;
+use blake3::hazmat::HasherExt;
 
 /// The read buffer used while hashing: the only memory that grows with nothing.
 const READ_BUF: usize = 256 * 1024;
@@ -177,9 +179,9 @@ fn walk_dir(
     Ok(())
 }
 
-/// Hashes a file of `size` bytes in one pass: the whole-file hash is returned and one hash per
-/// `chunk_size` bytes is appended to `chunks`. A file that is not `size` bytes long any more is an
-/// error.
+/// Hashes a file of `size` bytes in one pass: one hash per `chunk_size` bytes is appended to
+/// `chunks` (see [`super::tree`]) and the whole-file hash, merged from them, is returned. A file that
+/// is not `size` bytes long any more is an error.
 fn hash_file(
     path: &Path,
     size: u64,
@@ -192,11 +194,22 @@ fn hash_file(
         expected: size,
     };
     let mut file = File::open(path).map_err(io_err(path))?;
-    let mut whole = blake3::Hasher::new();
+    let whole_file = size <= u64::from(chunk_size);
+    let first = chunks.len();
     let mut chunk = blake3::Hasher::new();
+    let mut chunk_start: u64 = 0;
     let mut in_chunk: usize = 0;
-    let chunk_size = chunk_size as usize;
+    let chunk_len = chunk_size as usize;
     let mut read_total: u64 = 0;
+    let mut finish = |chunk: &mut blake3::Hasher, start: u64| {
+        chunks.push(if whole_file {
+            *chunk.finalize().as_bytes()
+        } else {
+            chunk.finalize_non_root()
+        });
+        *chunk = blake3::Hasher::new();
+        chunk.set_input_offset(start);
+    };
     loop {
         let n = match file.read(buf) {
             Ok(0) => break,
@@ -209,15 +222,14 @@ fn hash_file(
             return Err(changed());
         }
         let mut data = &buf[..n];
-        whole.update(data);
         while !data.is_empty() {
-            let take = data.len().min(chunk_size - in_chunk);
+            let take = data.len().min(chunk_len - in_chunk);
             chunk.update(&data[..take]);
             in_chunk += take;
             data = &data[take..];
-            if in_chunk == chunk_size {
-                chunks.push(*chunk.finalize().as_bytes());
-                chunk.reset();
+            if in_chunk == chunk_len {
+                chunk_start += u64::from(chunk_size);
+                finish(&mut chunk, chunk_start);
                 in_chunk = 0;
             }
         }
@@ -226,9 +238,9 @@ fn hash_file(
         return Err(changed());
     }
     if in_chunk > 0 {
-        chunks.push(*chunk.finalize().as_bytes());
+        finish(&mut chunk, 0);
     }
-    Ok(*whole.finalize().as_bytes())
+    tree::file_hash(size, chunk_size, &chunks[first..]).ok_or_else(changed)
 }
 
 #[cfg(test)]
@@ -427,11 +439,14 @@ mod tests {
             let bytes = data(len, 9);
             write(&file, &bytes);
             let (m, _) = Manifest::build_with_chunk_size(&[file], chunk_size).expect("build");
+            let whole = bytes.len() <= chunk_size as usize;
             let expected: Vec<Hash> = bytes
                 .chunks(chunk_size as usize)
-                .map(|c| *blake3::hash(c).as_bytes())
+                .enumerate()
+                .map(|(i, c)| tree::chunk_hash(c, i as u64 * u64::from(chunk_size), whole))
                 .collect();
             assert_eq!(m.chunk_hashes(), expected.as_slice());
+            assert_eq!(m.files()[0].hash, *blake3::hash(&bytes).as_bytes());
         }
     }
 }

@@ -5,7 +5,6 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,20 +15,26 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
 use super::library::{Content, Library};
+use super::sink::{Feedback, Pool, QUEUED_CHUNKS, Received, Sink, SinkReport};
 use super::wire::{self, Request, Response};
 use super::{ContentId, Manifest, ManifestError, PathError, Ticket, join_safe, state};
 use crate::events::{Event, PeerBytes};
 use crate::net;
 use crate::store::Store;
 
-/// Chunks written but not yet recorded never exceed this: at most this much is fetched twice after a crash.
-pub const BATCH_BYTES: u64 = 2 * 1024 * 1024;
 /// Bytes requested from one provider and not yet received.
-const WINDOW_BYTES: u64 = 8 * 1024 * 1024;
+const WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 /// Bytes asked for in one request.
 const RUN_BYTES: u64 = 1024 * 1024;
 /// A provider that sends nothing for this long while chunks are due is given up on.
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// When every provider is gone, the first redial comes after this; the wait doubles up to
+/// [`MAX_RECONNECT_BACKOFF`].
+const FIRST_RECONNECT: Duration = Duration::from_secs(1);
+/// The longest wait between redials of vanished providers.
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(16);
+/// A download whose providers are all gone waits this long for one to come back, then fails.
+const RECONNECT_FOR: Duration = Duration::from_secs(300);
 /// How long to wait for a provider to answer a dial.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -83,7 +88,7 @@ pub enum DownloadError {
     Node(#[from] crate::Error),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DownloadError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DownloadError + '_ {
     move |source| DownloadError::Io {
         path: path.to_path_buf(),
         source,
@@ -221,6 +226,7 @@ pub async fn run(
             &plan,
             &content,
             dl,
+            &spec.ticket,
             providers,
             &mut control,
         )
@@ -368,19 +374,19 @@ pub(crate) async fn fetch_manifest(
 
 /// One selected file and where its bytes go.
 #[derive(Clone, Debug)]
-struct FilePlan {
-    index: usize,
-    final_path: PathBuf,
-    part_path: PathBuf,
-    done: bool,
+pub(super) struct FilePlan {
+    pub(super) index: usize,
+    pub(super) final_path: PathBuf,
+    pub(super) part_path: PathBuf,
+    pub(super) done: bool,
 }
 
 /// What is on disk, what is missing, where everything goes.
-struct Plan {
-    files: Vec<FilePlan>,
+pub(super) struct Plan {
+    pub(super) files: Vec<FilePlan>,
     dirs: Vec<PathBuf>,
     /// Chunks still to fetch.
-    missing: Vec<u64>,
+    pub(super) missing: Vec<u64>,
     /// Chunks already safely on disk (servable).
     done: Vec<u64>,
     /// Where each manifest file is read from when served.
@@ -471,27 +477,23 @@ impl Plan {
         Ok(plan)
     }
 
-    /// Creates folders, empty files, and `.part` files of the right length.
+    /// Creates folders and empty files; `.part` files are created by the writer on first use.
     fn prepare(&self, manifest: &Manifest) -> Result<(), DownloadError> {
-        for d in &self.dirs {
-            fs::create_dir_all(d).map_err(io_err(d))?;
+        let mut made: BTreeSet<&Path> = BTreeSet::new();
+        let parents = self
+            .files
+            .iter()
+            .filter(|f| !f.done)
+            .filter_map(|f| f.final_path.parent());
+        for d in self.dirs.iter().map(PathBuf::as_path).chain(parents) {
+            if made.insert(d) {
+                fs::create_dir_all(d).map_err(io_err(d))?;
+            }
         }
         for f in self.files.iter().filter(|f| !f.done) {
-            if let Some(parent) = f.final_path.parent() {
-                fs::create_dir_all(parent).map_err(io_err(parent))?;
-            }
-            let size = manifest.files()[f.index].size;
-            if size == 0 {
+            if manifest.files()[f.index].size == 0 {
                 File::create(&f.final_path).map_err(io_err(&f.final_path))?;
-                continue;
             }
-            let file = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&f.part_path)
-                .map_err(io_err(&f.part_path))?;
-            file.set_len(size).map_err(io_err(&f.part_path))?;
         }
         Ok(())
     }
@@ -504,7 +506,7 @@ impl Plan {
 }
 
 /// Whether the file at `path` has this size and BLAKE3 hash.
-fn same_file(path: &Path, size: u64, hash: &[u8; 32]) -> io::Result<bool> {
+pub(super) fn same_file(path: &Path, size: u64, hash: &[u8; 32]) -> io::Result<bool> {
     if fs::metadata(path)?.len() != size {
         return Ok(false);
     }
@@ -515,9 +517,9 @@ fn same_file(path: &Path, size: u64, hash: &[u8; 32]) -> io::Result<bool> {
 
 /// Which chunks are waiting, requested (by whom), and which peers are banned.
 #[derive(Default)]
-struct Sched {
+pub(super) struct Sched {
     waiting: BTreeSet<u64>,
-    requested: HashMap<u64, PeerId>,
+    pub(super) requested: HashMap<u64, PeerId>,
     banned: HashMap<PeerId, String>,
 }
 
@@ -568,27 +570,6 @@ impl Sched {
     }
 }
 
-/// What the writer tells the coordinator.
-enum Feedback {
-    Bad { peer: PeerId, index: u64 },
-    Done(SinkReport),
-    Fatal(DownloadError),
-}
-
-#[derive(Default)]
-struct SinkReport {
-    fetched: u64,
-    rejected: u64,
-    peers: Vec<PeerBytes>,
-}
-
-/// A chunk as received, on its way to verification and disk.
-struct Received {
-    peer: PeerId,
-    index: u64,
-    data: Vec<u8>,
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn fetch(
     ctx: &Ctx,
@@ -597,6 +578,7 @@ async fn fetch(
     plan: &Plan,
     content: &Arc<Content>,
     dl: i64,
+    ticket: &Ticket,
     providers: Vec<PeerId>,
     control: &mut watch::Receiver<Control>,
 ) -> Result<SinkReport, DownloadError> {
@@ -605,7 +587,8 @@ async fn fetch(
         ..Sched::default()
     }));
     let wake = Arc::new(Notify::new());
-    let (chunk_tx, chunk_rx) = mpsc::channel::<Received>(2);
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Received>(QUEUED_CHUNKS);
+    let pool = Pool::default();
     let (fb_tx, mut fb_rx) = mpsc::unbounded_channel::<Feedback>();
 
     let sink = Sink::new(
@@ -617,12 +600,14 @@ async fn fetch(
         dl,
         fb_tx.clone(),
         sched.clone(),
-    )?;
+        pool.clone(),
+    );
     let sink_thread = std::thread::spawn(move || sink.run(chunk_rx));
 
     let mut workers = tokio::task::JoinSet::new();
     let mut aborts = HashMap::new();
-    for peer in providers {
+    let worker_control = control.clone();
+    let spawn = |peer: PeerId, workers: &mut tokio::task::JoinSet<_>| {
         let worker = Worker {
             ctx: ctx.clone(),
             peer,
@@ -631,16 +616,19 @@ async fn fetch(
             sched: sched.clone(),
             wake: wake.clone(),
             chunks: chunk_tx.clone(),
-            control: control.clone(),
+            pool: pool.clone(),
+            control: worker_control.clone(),
         };
-        aborts.insert(
-            peer,
-            workers.spawn(async move { (peer, worker.run().await) }),
-        );
+        workers.spawn(async move { (peer, worker.run().await) })
+    };
+    for peer in providers {
+        aborts.insert(peer, spawn(peer, &mut workers));
     }
-    drop(chunk_tx);
     let mut failures: Vec<String> = Vec::new();
+    // Set while every provider is gone: when to dial them again, and when to give up.
+    let mut reconnect: Option<(Instant, Instant, Duration)> = None;
     let result = loop {
+        let retry_at = reconnect.map(|(at, _, _)| tokio::time::Instant::from_std(at));
         tokio::select! {
             fb = fb_rx.recv() => match fb {
                 Some(Feedback::Bad { peer, index }) => {
@@ -674,8 +662,28 @@ async fn fetch(
                     sched.lock().unwrap_or_else(|p| p.into_inner()).requeue_peer(&peer);
                     wake.notify_waiters();
                 }
-                if workers.is_empty() && failures.is_empty() {
-                    failures.push("no provider was reachable".into());
+            }
+            () = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } },
+                if retry_at.is_some() => {
+                let banned = sched.lock().unwrap_or_else(|p| p.into_inner()).banned.clone();
+                for peer in connect_providers(ctx, ticket).await {
+                    if !banned.contains_key(&peer) && !aborts.contains_key(&peer) {
+                        tracing::info!(%peer, "provider back: resuming");
+                        aborts.insert(peer, spawn(peer, &mut workers));
+                    }
+                }
+                if let Some((at, until, backoff)) = reconnect.as_mut() {
+                    *backoff = (*backoff * 2).min(MAX_RECONNECT_BACKOFF);
+                    *at = Instant::now() + *backoff;
+                    if !workers.is_empty() {
+                        reconnect = None;
+                    } else if Instant::now() >= *until {
+                        failures.push(format!(
+                            "none came back within {} s",
+                            RECONNECT_FOR.as_secs()
+                        ));
+                        break Err(DownloadError::ProvidersFailed(failures.join("; ")));
+                    }
                 }
             }
             changed = control.changed() => {
@@ -686,13 +694,33 @@ async fn fetch(
             }
         }
         if workers.is_empty()
-            && !failures.is_empty()
+            && reconnect.is_none()
             && fb_rx.is_empty()
             && chunk_channel_idle(&sched)
         {
-            break Err(DownloadError::ProvidersFailed(failures.join("; ")));
+            // Every provider is gone (a lost network, a provider that stopped): dial them again
+            // with backoff, unless all of them were dropped for bad data.
+            let banned = sched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .banned
+                .clone();
+            if ticket
+                .providers
+                .iter()
+                .all(|p| banned.contains_key(&p.peer))
+            {
+                if failures.is_empty() {
+                    failures.push("no provider was reachable".into());
+                }
+                break Err(DownloadError::ProvidersFailed(failures.join("; ")));
+            }
+            tracing::info!("every provider is gone: reconnecting");
+            let now = Instant::now();
+            reconnect = Some((now + FIRST_RECONNECT, now + RECONNECT_FOR, FIRST_RECONNECT));
         }
     };
+    drop(chunk_tx);
     tracing::debug!(ok = result.is_ok(), "fetch loop ended");
     workers.abort_all();
     while workers.join_next().await.is_some() {}
@@ -720,6 +748,7 @@ struct Worker {
     sched: Arc<Mutex<Sched>>,
     wake: Arc<Notify>,
     chunks: mpsc::Sender<Received>,
+    pool: Pool,
     control: watch::Receiver<Control>,
 }
 
@@ -793,7 +822,7 @@ impl Worker {
                         return Err(format!("chunk {index} has {len} bytes, expected {want}"));
                     }
                     inflight_bytes -= u64::from(len);
-                    let mut data = vec![0u8; len as usize];
+                    let mut data = self.pool.take(len as usize);
                     r.read_exact(&mut data).await.map_err(|e| e.to_string())?;
                     // It stays "requested" until the writer settles it, so a worker stopped
                     // from here on cannot lose it: it is requeued with the peer's other chunks.
@@ -831,267 +860,5 @@ impl Worker {
                 }
             }
         }
-    }
-}
-
-/// The writer: verifies, writes, records in batches, finalises files. Runs on its own thread.
-struct Sink {
-    store: Arc<Store>,
-    sched: Arc<Mutex<Sched>>,
-    /// Chunks written in this run: a chunk fetched twice (requeued while in flight) counts once.
-    written: BTreeSet<u64>,
-    events: broadcast::Sender<Event>,
-    interval: Duration,
-    transfer: u64,
-    manifest: Arc<Manifest>,
-    content: Arc<Content>,
-    dl: i64,
-    feedback: mpsc::UnboundedSender<Feedback>,
-    /// Selected files not yet in place: manifest index -> (plan, chunks still missing).
-    open: HashMap<usize, (FilePlan, u64, Option<File>)>,
-    pending: Vec<u64>,
-    pending_bytes: u64,
-    touched: Vec<usize>,
-    done_bytes: u64,
-    total_bytes: u64,
-    report: SinkReport,
-    per_peer: HashMap<PeerId, u64>,
-    started: Instant,
-    last_event: Option<Instant>,
-}
-
-impl Sink {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        ctx: &Ctx,
-        transfer: u64,
-        manifest: Arc<Manifest>,
-        plan: &Plan,
-        content: Arc<Content>,
-        dl: i64,
-        feedback: mpsc::UnboundedSender<Feedback>,
-        sched: Arc<Mutex<Sched>>,
-    ) -> Result<Self, DownloadError> {
-        let missing: BTreeSet<u64> = plan.missing.iter().copied().collect();
-        let mut open = HashMap::new();
-        let mut total_bytes = 0;
-        for f in &plan.files {
-            total_bytes += manifest.files()[f.index].size;
-            if f.done {
-                continue;
-            }
-            let left = manifest
-                .chunks_of(f.index)
-                .filter(|i| missing.contains(i))
-                .count() as u64;
-            open.insert(f.index, (f.clone(), left, None));
-        }
-        let done_bytes = total_bytes
-            - plan
-                .missing
-                .iter()
-                .filter_map(|i| manifest.chunk(*i))
-                .map(|c| u64::from(c.len))
-                .sum::<u64>();
-        Ok(Self {
-            store: ctx.store.clone(),
-            sched,
-            written: BTreeSet::new(),
-            events: ctx.events.clone(),
-            interval: ctx.progress_interval,
-            transfer,
-            manifest,
-            content,
-            dl,
-            feedback,
-            open,
-            pending: Vec::new(),
-            pending_bytes: 0,
-            touched: Vec::new(),
-            done_bytes,
-            total_bytes,
-            report: SinkReport::default(),
-            per_peer: HashMap::new(),
-            started: Instant::now(),
-            last_event: None,
-        })
-    }
-
-    fn run(mut self, mut chunks: mpsc::Receiver<Received>) {
-        // Files whose chunks were all on disk already (resumed) are finalised first.
-        let ready: Vec<usize> = self
-            .open
-            .iter()
-            .filter(|(_, (_, left, _))| *left == 0)
-            .map(|(i, _)| *i)
-            .collect();
-        for file in ready {
-            if let Err(e) = self.finish_file(file) {
-                let _ = self.feedback.send(Feedback::Fatal(e));
-                return;
-            }
-        }
-        while !self.open.is_empty() {
-            let Some(chunk) = chunks.blocking_recv() else {
-                let _ = self.flush();
-                return;
-            };
-            if let Err(e) = self.accept(chunk) {
-                let _ = self.flush();
-                let _ = self.feedback.send(Feedback::Fatal(e));
-                return;
-            }
-        }
-        self.progress(true);
-        self.report.peers = self.peers();
-        let report = std::mem::take(&mut self.report);
-        tracing::debug!("writer done");
-        let _ = self.feedback.send(Feedback::Done(report));
-    }
-
-    fn accept(&mut self, chunk: Received) -> Result<(), DownloadError> {
-        let Received { peer, index, data } = chunk;
-        self.report.fetched += data.len() as u64;
-        let Some(c) = self.manifest.chunk(index) else {
-            return Ok(());
-        };
-        if self.written.contains(&index) {
-            self.settle(index);
-            return Ok(());
-        }
-        if !c.verify(&data) {
-            self.report.rejected += data.len() as u64;
-            let _ = self.feedback.send(Feedback::Bad { peer, index });
-            return Ok(());
-        }
-        let Some((plan, left, file)) = self.open.get_mut(&c.file) else {
-            return Ok(());
-        };
-        if file.is_none() {
-            *file = Some(
-                File::options()
-                    .write(true)
-                    .open(&plan.part_path)
-                    .map_err(io_err(&plan.part_path))?,
-            );
-        }
-        if let Some(f) = file {
-            f.write_all_at(&data, c.offset)
-                .map_err(io_err(&plan.part_path))?;
-        }
-        *left = left.saturating_sub(1);
-        let finished = *left == 0;
-        if !self.touched.contains(&c.file) {
-            self.touched.push(c.file);
-        }
-        self.written.insert(index);
-        self.settle(index);
-        self.pending.push(index);
-        self.pending_bytes += data.len() as u64;
-        self.done_bytes += data.len() as u64;
-        *self.per_peer.entry(peer).or_default() += data.len() as u64;
-        if finished {
-            self.finish_file(c.file)?;
-        } else if self.pending_bytes + u64::from(self.manifest.chunk_size()) > BATCH_BYTES {
-            self.flush()?;
-        }
-        self.progress(false);
-        Ok(())
-    }
-
-    /// Bytes kept from each provider, largest first.
-    fn peers(&self) -> Vec<PeerBytes> {
-        let mut peers: Vec<PeerBytes> = self
-            .per_peer
-            .iter()
-            .map(|(p, b)| PeerBytes {
-                peer: *p,
-                bytes: *b,
-            })
-            .collect();
-        peers.sort_by_key(|p| std::cmp::Reverse(p.bytes));
-        peers
-    }
-
-    /// The chunk is on disk: no longer in flight for the scheduler.
-    fn settle(&self, index: u64) {
-        self.sched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .requested
-            .remove(&index);
-    }
-
-    /// Syncs the files written to, then records their chunks: after a crash at most this batch is lost.
-    fn flush(&mut self) -> Result<(), DownloadError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        for file in self.touched.drain(..) {
-            if let Some((plan, _, Some(f))) = self.open.get(&file) {
-                f.sync_data().map_err(io_err(&plan.part_path))?;
-            }
-        }
-        state::record_chunks(&self.store, self.dl, &self.pending)?;
-        self.content.add(&self.pending);
-        self.pending.clear();
-        self.pending_bytes = 0;
-        Ok(())
-    }
-
-    /// Verifies a complete `.part` file whole and renames it into place.
-    fn finish_file(&mut self, file: usize) -> Result<(), DownloadError> {
-        self.flush()?;
-        let Some((plan, _, handle)) = self.open.remove(&file) else {
-            return Ok(());
-        };
-        drop(handle);
-        let entry = &self.manifest.files()[file];
-        if entry.size > 0 {
-            if !same_file(&plan.part_path, entry.size, &entry.hash)
-                .map_err(io_err(&plan.part_path))?
-            {
-                let chunks: Vec<u64> = self.manifest.chunks_of(file).collect();
-                state::unrecord_chunks(&self.store, self.dl, &chunks)?;
-                return Err(DownloadError::Io {
-                    path: plan.part_path.clone(),
-                    source: io::Error::other(
-                        "the file does not verify whole; its chunks will be fetched again",
-                    ),
-                });
-            }
-            fs::rename(&plan.part_path, &plan.final_path).map_err(io_err(&plan.final_path))?;
-            if let Some(dir) = plan.final_path.parent() {
-                let _ = File::open(dir).and_then(|d| d.sync_all());
-            }
-        }
-        self.content.relocate(file, plan.final_path.clone());
-        Ok(())
-    }
-
-    fn progress(&mut self, last: bool) {
-        let now = Instant::now();
-        if !last
-            && self
-                .last_event
-                .is_some_and(|t| now.duration_since(t) < self.interval)
-        {
-            return;
-        }
-        self.last_event = Some(now);
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = (self.report.fetched as f64 / secs) as u64;
-        let left = self.total_bytes.saturating_sub(self.done_bytes);
-        let peers = self.peers();
-        let _ = self.events.send(Event::TransferProgress {
-            transfer: self.transfer,
-            content: self.content.id,
-            done: self.done_bytes,
-            total: self.total_bytes,
-            received: self.report.fetched,
-            rate,
-            eta_secs: (rate > 0).then(|| left / rate),
-            peers,
-        });
     }
 }

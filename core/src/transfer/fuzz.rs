@@ -125,6 +125,7 @@ fn manifest(
                     h
                 })
                 .collect();
+            crate::transfer::tree::fill_file_hashes(chunk_size, &mut files, &chunks);
             Manifest::new(chunk_size, files, dirs, chunks).expect("generated manifest is valid")
         })
 }

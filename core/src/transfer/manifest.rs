@@ -1,10 +1,11 @@
-//! The manifest of a share: its files and empty folders, a chunk size and a BLAKE3 hash per chunk.
+//! The manifest of a share: its files and empty folders, a chunk size and a BLAKE3 hash per chunk
+//! that merges into the file's hash ([`super::tree`]).
 //!
 //! Chunks are cut per file: file `k` has `ceil(size / chunk_size)` chunks (an empty file has none)
 //! and chunks are numbered globally in file order, so chunk `i` is found by a binary search over
 //! the first chunk of each file (computed after decoding, never stored).
 //!
-//! ## Encoding (version 1)
+//! ## Encoding (version 2)
 //! One version byte, then [postcard](https://docs.rs/postcard) of
 //! `{ chunk_size: u32, files: [{ path: [str], size: u64, hash: [u8; 32] }], dirs: [[str]],
 //! chunks: [[u8; 32]] }`. The encoding is canonical (files and folders sorted by path, component by
@@ -15,7 +16,7 @@
 //! [`Manifest::decode`] checks the version, the encoded size ([`MAX_ENCODED_LEN`]), the number of
 //! files and folders ([`MAX_FILES`], [`MAX_DIRS`]) before allocating for them, every path (see
 //! [`super::paths`]), that no path appears twice and no file is also a folder of another entry,
-//! the chunk size, and that the chunk hashes match the file sizes. Paths are kept as one string
+//! the chunk size, that the chunk hashes match the file sizes and add up to each file's hash. Paths are kept as one string
 //! each, so memory stays within a small multiple of the input.
 
 use std::ops::Range;
@@ -24,9 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use super::content_id::ContentId;
 use super::paths::{PathError, RelPath};
+use super::tree;
 
 /// The manifest encoding this code writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// The smallest chunk size accepted (only forced sizes go below [`AUTO_MIN_CHUNK_SIZE`]).
 pub const MIN_CHUNK_SIZE: u32 = 16 * 1024;
@@ -96,14 +98,18 @@ pub struct ChunkRef {
     pub offset: u64,
     /// Its length (the chunk size, or less for the last chunk of a file).
     pub len: u32,
-    /// Its BLAKE3 hash.
+    /// Its hash: see [`super::tree`].
     pub hash: Hash,
+    /// True when the chunk is its whole file (so its hash is the file's hash).
+    pub whole_file: bool,
 }
 
 impl ChunkRef {
     /// Whether `data` is this chunk: right length and right hash.
     pub fn verify(&self, data: &[u8]) -> bool {
-        data.len() == self.len as usize && blake3::hash(data) == blake3::Hash::from(self.hash)
+        data.len() == self.len as usize
+            && blake3::Hash::from(tree::chunk_hash(data, self.offset, self.whole_file))
+                == blake3::Hash::from(self.hash)
     }
 }
 
@@ -223,6 +229,12 @@ pub enum ManifestError {
         /// Hashes present.
         actual: u64,
     },
+    /// The chunk hashes of a file do not add up to its hash (see [`super::tree`]).
+    #[error("{path:?}: the chunk hashes do not add up to the file hash")]
+    FileHash {
+        /// The file.
+        path: String,
+    },
     /// The sizes add up to more than 2^64 bytes.
     #[error("the file sizes add up to more than 2^64 bytes")]
     SizeOverflow,
@@ -300,6 +312,17 @@ impl Manifest {
                 actual: chunks.len() as u64,
             });
         }
+        for (file, range) in files.iter().zip(first_chunk.windows(2)) {
+            let hashes = usize::try_from(range[0])
+                .ok()
+                .zip(usize::try_from(range[1]).ok())
+                .and_then(|(a, b)| chunks.get(a..b));
+            if hashes.and_then(|h| tree::file_hash(file.size, chunk_size, h)) != Some(file.hash) {
+                return Err(ManifestError::FileHash {
+                    path: file.path.to_string(),
+                });
+            }
+        }
         Ok(Self {
             chunk_size,
             files,
@@ -364,6 +387,7 @@ impl Manifest {
             offset,
             len: u32::try_from(len).ok()?,
             hash,
+            whole_file: entry.size <= u64::from(self.chunk_size),
         })
     }
 
@@ -608,13 +632,26 @@ pub(crate) mod tests {
         }
     }
 
-    fn raw(files: Vec<RawFile>, dirs: &[&[&str]]) -> RawManifest {
+    fn raw(mut files: Vec<RawFile>, dirs: &[&[&str]]) -> RawManifest {
         let chunk_size = MIN_CHUNK_SIZE;
         let chunks = files
             .iter()
             .map(|f| f.size.div_ceil(chunk_size.into()))
             .fold(0u64, u64::saturating_add)
             .min(10_000);
+        let hashes: Vec<Hash> = (0..chunks).map(|i| [i as u8; 32]).collect();
+        // Consistent file hashes where the sizes fit the chunks, so only the flaw under test shows.
+        let mut next = 0usize;
+        for f in &mut files {
+            let n = f.size.div_ceil(chunk_size.into()) as usize;
+            if let Some(h) = hashes
+                .get(next..next.saturating_add(n))
+                .and_then(|h| tree::file_hash(f.size, chunk_size, h))
+            {
+                f.hash = h;
+            }
+            next = next.saturating_add(n);
+        }
         RawManifest {
             chunk_size,
             files,
@@ -622,7 +659,7 @@ pub(crate) mod tests {
                 .iter()
                 .map(|d| d.iter().map(|c| (*c).to_owned()).collect())
                 .collect(),
-            chunks: (0..chunks).map(|i| [i as u8; 32]).collect(),
+            chunks: hashes,
         }
     }
 
@@ -649,7 +686,9 @@ pub(crate) mod tests {
             entry(&["c"], 0),
             entry(&["d"], 5),
         ];
-        let chunks = (0..7u8).map(|i| [i; 32]).collect();
+        let chunks: Vec<Hash> = (0..7u8).map(|i| [i; 32]).collect();
+        let mut files = files;
+        tree::fill_file_hashes(MIN_CHUNK_SIZE, &mut files, &chunks);
         Manifest::new(
             MIN_CHUNK_SIZE,
             files,
@@ -712,7 +751,8 @@ pub(crate) mod tests {
                     file,
                     offset,
                     len,
-                    hash: [index as u8; 32]
+                    hash: [index as u8; 32],
+                    whole_file: file != 2 && file != 3,
                 }
             );
         }
@@ -739,6 +779,7 @@ pub(crate) mod tests {
             offset: 0,
             len: data.len() as u32,
             hash: *blake3::hash(data).as_bytes(),
+            whole_file: true,
         };
         assert!(c.verify(data));
         assert!(!c.verify(b"hello chunK"));
@@ -938,16 +979,38 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn rejects_chunk_hashes_that_do_not_add_up_to_the_file_hash() {
+        let mut r = raw(
+            vec![
+                raw_file(&["a"], 3 * u64::from(MIN_CHUNK_SIZE)),
+                raw_file(&["b"], 9),
+            ],
+            &[],
+        );
+        assert!(Manifest::decode(&r.encode()).is_ok());
+        r.chunks[1][0] ^= 1;
+        let err = decode_err(&r);
+        assert_eq!(
+            err.to_string(),
+            "\"a\": the chunk hashes do not add up to the file hash"
+        );
+        // A one-chunk file's chunk hash is its file hash.
+        let mut r = raw(vec![raw_file(&["b"], 9)], &[]);
+        r.files[0].hash[0] ^= 1;
+        assert!(matches!(decode_err(&r), ManifestError::FileHash { .. }));
+    }
+
+    #[test]
     fn rejects_bad_framing() {
         assert!(matches!(
             Manifest::decode(&[]),
             Err(ManifestError::Truncated)
         ));
         let mut bytes = sample().encode();
-        bytes[0] = 2;
+        bytes[0] = 3;
         assert_eq!(
             Manifest::decode(&bytes).expect_err("version").to_string(),
-            "unsupported manifest version 2 (this meshdrop reads version 1)"
+            "unsupported manifest version 3 (this meshdrop reads version 2)"
         );
         let bytes = sample().encode();
         for cut in [1, 2, bytes.len() / 2, bytes.len() - 1] {

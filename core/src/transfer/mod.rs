@@ -16,8 +16,10 @@ pub mod manifest;
 pub mod offer;
 pub mod paths;
 pub mod serve;
+mod sink;
 pub mod state;
 pub mod ticket;
+pub mod tree;
 pub mod wire;
 
 #[cfg(test)]

@@ -1,0 +1,335 @@
+//! The event listener a host implements, the events it receives, and the thread that delivers them.
+
+use std::sync::Arc;
+
+use meshdrop_core::Event;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::task::JoinHandle;
+
+use crate::messaging::{Message, MessageState};
+use crate::types::{OfferedFile, Transport, strings};
+
+/// Receives every event of a node, in order, on one thread of the bindings (not the UI thread).
+/// Hand events on (to a channel, a flow, a queue) and return: never wait in it for a call of the
+/// node, least of all `shutdown`, which waits for this thread.
+#[uniffi::export(foreign)]
+pub trait EventListener: Send + Sync {
+    /// Something happened on the node. Return quickly: events wait behind this call.
+    fn on_event(&self, event: NodeEvent);
+}
+
+/// Something that happened on the node.
+#[derive(Clone, Debug, PartialEq, uniffi::Enum)]
+pub enum NodeEvent {
+    /// The node is up and listens on these addresses.
+    Listening {
+        /// This node's peer id.
+        peer_id: String,
+        /// This node's device name.
+        name: String,
+        /// Where it listens.
+        addrs: Vec<String>,
+    },
+    /// Local discovery found a device.
+    PeerDiscovered {
+        /// The device.
+        peer_id: String,
+        /// Its name.
+        name: String,
+        /// Where it can be dialled.
+        addrs: Vec<String>,
+    },
+    /// Local discovery says the device is gone.
+    PeerLost {
+        /// The device.
+        peer_id: String,
+        /// Its name.
+        name: String,
+    },
+    /// A first encrypted connection to the peer is up.
+    PeerConnected {
+        /// The peer.
+        peer_id: String,
+        /// The remote address.
+        addr: String,
+        /// How it is carried.
+        transport: Transport,
+        /// The code both people see.
+        verification_code: String,
+    },
+    /// The peer told its name and version.
+    PeerIdentified {
+        /// The peer.
+        peer_id: String,
+        /// Its device name.
+        name: String,
+        /// Its software and version.
+        agent: String,
+    },
+    /// The last connection to the peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer_id: String,
+    },
+    /// Dialling a peer failed.
+    DialFailed {
+        /// The peer, when known.
+        peer_id: Option<String>,
+        /// Why.
+        error: String,
+    },
+    /// A download moved on (at most a few times per second).
+    TransferProgress {
+        /// The transfer (its `Transfer` object's id).
+        transfer_id: u64,
+        /// The share's content id.
+        content: String,
+        /// Bytes verified and on disk.
+        done: u64,
+        /// Bytes of the selected files.
+        total: u64,
+        /// Receive rate, bytes per second.
+        rate: u64,
+        /// Estimated seconds left.
+        eta_secs: Option<u64>,
+    },
+    /// A download finished: every selected file verified and in place.
+    TransferFinished {
+        /// The transfer.
+        transfer_id: u64,
+        /// The share's content id.
+        content: String,
+        /// Bytes of the selected files.
+        bytes: u64,
+    },
+    /// A download stopped with an error.
+    TransferFailed {
+        /// The transfer.
+        transfer_id: u64,
+        /// The share's content id.
+        content: String,
+        /// Why.
+        error: String,
+    },
+    /// A nearby device offers files: answer with `accept_offer` or `decline_offer`.
+    OfferReceived {
+        /// The offer.
+        offer_id: u64,
+        /// The sender.
+        peer_id: String,
+        /// The sender's device name.
+        name: String,
+        /// The code both screens show.
+        verification_code: String,
+        /// Bytes offered.
+        total: u64,
+        /// The files offered.
+        files: Vec<OfferedFile>,
+    },
+    /// The receiver accepted our offer.
+    OfferAccepted {
+        /// The receiver.
+        peer_id: String,
+        /// The share's content id.
+        content: String,
+        /// How many files it takes.
+        files: u32,
+    },
+    /// The receiver declined our offer.
+    OfferDeclined {
+        /// The receiver.
+        peer_id: String,
+        /// The share's content id.
+        content: String,
+        /// Why.
+        reason: String,
+    },
+    /// How far the receiver of our offer is.
+    SendProgress {
+        /// The receiver.
+        peer_id: String,
+        /// The share's content id.
+        content: String,
+        /// Bytes verified on the receiver.
+        done: u64,
+        /// Bytes accepted.
+        total: u64,
+    },
+    /// A message for this device (or one of its rooms) arrived; shown once, whatever the path.
+    MessageReceived {
+        /// The message.
+        message: Message,
+    },
+    /// A message this device wrote moved on.
+    MessageStateChanged {
+        /// The message's id.
+        message_id: String,
+        /// Its new state.
+        state: MessageState,
+    },
+    /// The node stopped: the last event.
+    Stopped,
+}
+
+impl NodeEvent {
+    /// The bindings' form of a core event; `None` for kinds the bindings do not carry yet.
+    pub fn from_core(event: Event) -> Option<Self> {
+        #[allow(unreachable_patterns)] // the core grows event kinds before the bindings do
+        Some(match event {
+            Event::Listening { peer, name, addrs } => Self::Listening {
+                peer_id: peer.to_string(),
+                name,
+                addrs: strings(&addrs),
+            },
+            Event::PeerDiscovered { peer, name, addrs } => Self::PeerDiscovered {
+                peer_id: peer.to_string(),
+                name,
+                addrs: strings(&addrs),
+            },
+            Event::PeerLost { peer, name } => Self::PeerLost {
+                peer_id: peer.to_string(),
+                name,
+            },
+            Event::PeerConnected {
+                peer,
+                addr,
+                transport,
+                verification_code,
+            } => Self::PeerConnected {
+                peer_id: peer.to_string(),
+                addr: addr.to_string(),
+                transport: transport.into(),
+                verification_code,
+            },
+            Event::PeerIdentified {
+                peer, name, agent, ..
+            } => Self::PeerIdentified {
+                peer_id: peer.to_string(),
+                name,
+                agent,
+            },
+            Event::PeerDisconnected { peer } => Self::PeerDisconnected {
+                peer_id: peer.to_string(),
+            },
+            Event::DialFailed { peer, error } => Self::DialFailed {
+                peer_id: peer.map(|p| p.to_string()),
+                error,
+            },
+            Event::TransferProgress {
+                transfer,
+                content,
+                done,
+                total,
+                rate,
+                eta_secs,
+                ..
+            } => Self::TransferProgress {
+                transfer_id: transfer,
+                content: content.to_string(),
+                done,
+                total,
+                rate,
+                eta_secs,
+            },
+            Event::TransferFinished {
+                transfer,
+                content,
+                bytes,
+                ..
+            } => Self::TransferFinished {
+                transfer_id: transfer,
+                content: content.to_string(),
+                bytes,
+            },
+            Event::TransferFailed {
+                transfer,
+                content,
+                error,
+            } => Self::TransferFailed {
+                transfer_id: transfer,
+                content: content.to_string(),
+                error,
+            },
+            Event::OfferReceived {
+                offer,
+                peer,
+                name,
+                verification_code,
+                total,
+                files,
+            } => Self::OfferReceived {
+                offer_id: offer,
+                peer_id: peer.to_string(),
+                name,
+                verification_code,
+                total,
+                files: files.into_iter().map(Into::into).collect(),
+            },
+            Event::OfferAccepted {
+                peer,
+                content,
+                files,
+            } => Self::OfferAccepted {
+                peer_id: peer.to_string(),
+                content: content.to_string(),
+                files,
+            },
+            Event::OfferDeclined {
+                peer,
+                content,
+                reason,
+            } => Self::OfferDeclined {
+                peer_id: peer.to_string(),
+                content: content.to_string(),
+                reason,
+            },
+            Event::SendProgress {
+                peer,
+                content,
+                done,
+                total,
+            } => Self::SendProgress {
+                peer_id: peer.to_string(),
+                content: content.to_string(),
+                done,
+                total,
+            },
+            Event::MessageReceived { message } => Self::MessageReceived {
+                message: message.into(),
+            },
+            Event::MessageStateChanged { id, state } => Self::MessageStateChanged {
+                message_id: id.to_string(),
+                state: state.into(),
+            },
+            Event::Stopped => Self::Stopped,
+            _ => return None,
+        })
+    }
+}
+
+/// Delivers the node's events to `listener` on a blocking thread of the runtime, in order, until
+/// the node stops (its `Stopped` event is delivered last) or its event stream closes.
+pub(crate) fn deliver(
+    runtime: &tokio::runtime::Runtime,
+    mut events: broadcast::Receiver<Event>,
+    listener: Arc<dyn EventListener>,
+) -> JoinHandle<()> {
+    runtime.spawn_blocking(move || {
+        loop {
+            match events.blocking_recv() {
+                Ok(event) => {
+                    let last = event == Event::Stopped;
+                    if let Some(event) = NodeEvent::from_core(event) {
+                        listener.on_event(event);
+                    }
+                    if last {
+                        return;
+                    }
+                }
+                // A listener this slow misses events: progress comes again, state can be re-read.
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
+}

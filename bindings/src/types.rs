@@ -1,0 +1,215 @@
+//! Records and enums mirroring core types, with strings for peer ids, addresses and paths.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use meshdrop_core::transfer::offer;
+use meshdrop_core::{DownloadReport as CoreReport, PeerInfo as CorePeer};
+
+use crate::error::{MeshdropError, invalid};
+
+/// How a node starts.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct NodeConfig {
+    /// Where the identity key and the store live (an app's private files folder).
+    pub data_dir: String,
+    /// The device name shown to others; `None` keeps the stored one.
+    #[uniffi(default = None)]
+    pub device_name: Option<String>,
+    /// IPs to listen on (the interface allow-list, e.g. `127.0.0.1` in tests); empty: every interface.
+    #[uniffi(default = [])]
+    pub bind: Vec<String>,
+    /// Advertise and browse with the core's own mDNS (off when a platform driver does it).
+    #[uniffi(default = true)]
+    pub mdns: bool,
+}
+
+impl TryFrom<NodeConfig> for meshdrop_core::NodeConfig {
+    type Error = MeshdropError;
+
+    fn try_from(c: NodeConfig) -> Result<Self, MeshdropError> {
+        let config = if c.bind.is_empty() {
+            Self::new(&c.data_dir)
+        } else {
+            let ips = c
+                .bind
+                .iter()
+                .map(|ip| ip.parse::<IpAddr>().map_err(|e| invalid("IP", ip, e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Self::bound_to(&c.data_dir, &ips)
+        };
+        let config = config.with_mdns(c.mdns);
+        Ok(match c.device_name {
+            Some(name) => config.with_name(name),
+            None => config,
+        })
+    }
+}
+
+/// How a connection is carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum Transport {
+    /// TCP with Noise and Yamux.
+    Tcp,
+    /// QUIC.
+    Quic,
+    /// Something else.
+    Other,
+}
+
+impl From<meshdrop_core::Transport> for Transport {
+    fn from(t: meshdrop_core::Transport) -> Self {
+        match t {
+            meshdrop_core::Transport::Tcp => Self::Tcp,
+            meshdrop_core::Transport::Quic => Self::Quic,
+            meshdrop_core::Transport::Other => Self::Other,
+        }
+    }
+}
+
+/// A peer as the node knows it now.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct PeerInfo {
+    /// The peer id.
+    pub peer_id: String,
+    /// Its device name (empty when not yet learned).
+    pub name: String,
+    /// Addresses it can be dialled on.
+    pub addrs: Vec<String>,
+    /// Whether a connection is up.
+    pub connected: bool,
+    /// Whether local discovery currently sees it.
+    pub discovered: bool,
+    /// The code both people see on their screens.
+    pub verification_code: String,
+}
+
+impl From<CorePeer> for PeerInfo {
+    fn from(p: CorePeer) -> Self {
+        Self {
+            peer_id: p.peer.to_string(),
+            name: p.name,
+            addrs: strings(&p.addrs),
+            connected: p.connected,
+            discovered: p.discovered,
+            verification_code: p.verification_code,
+        }
+    }
+}
+
+/// A file in an offer.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct OfferedFile {
+    /// Relative path (`/`-separated).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl From<offer::OfferedFile> for OfferedFile {
+    fn from(f: offer::OfferedFile) -> Self {
+        Self {
+            path: f.path,
+            size: f.size,
+        }
+    }
+}
+
+/// What a finished download did.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct DownloadReport {
+    /// The share's content id.
+    pub content: String,
+    /// Files now in place.
+    pub files: u64,
+    /// Bytes of the selected files.
+    pub bytes: u64,
+    /// Bytes received from the network in this run.
+    pub fetched: u64,
+    /// Bytes already on disk from an earlier run.
+    pub resumed: u64,
+    /// Bytes of files already present and identical.
+    pub skipped: u64,
+    /// Wall time in seconds.
+    pub secs: f64,
+}
+
+impl From<CoreReport> for DownloadReport {
+    fn from(r: CoreReport) -> Self {
+        Self {
+            content: r.content.to_string(),
+            files: r.files as u64,
+            bytes: r.bytes,
+            fetched: r.fetched,
+            resumed: r.resumed,
+            skipped: r.skipped,
+            secs: r.secs,
+        }
+    }
+}
+
+/// How an offer ended for the sender.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum SendOutcome {
+    /// The receiver has every accepted file, verified.
+    Delivered {
+        /// Bytes delivered.
+        bytes: u64,
+    },
+    /// The receiver said no.
+    Declined {
+        /// Why.
+        reason: String,
+    },
+    /// The receiver accepted but its download failed.
+    Failed {
+        /// The receiver's error.
+        error: String,
+    },
+}
+
+impl From<offer::SendOutcome> for SendOutcome {
+    fn from(o: offer::SendOutcome) -> Self {
+        match o {
+            offer::SendOutcome::Delivered { bytes } => Self::Delivered { bytes },
+            offer::SendOutcome::Declined { reason } => Self::Declined { reason },
+            offer::SendOutcome::Failed { error } => Self::Failed { error },
+        }
+    }
+}
+
+/// What a platform's DNS-SD driver advertises for this node (Bonjour `NWListener`, Android NSD).
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct Advertisement {
+    /// The service type, without domain: `_meshdrop._udp`.
+    pub service_type: String,
+    /// The instance name.
+    pub instance_name: String,
+    /// The port for the SRV record.
+    pub port: u16,
+    /// The TXT record.
+    pub txt: HashMap<String, String>,
+}
+
+/// Addresses (or anything displayable) as strings.
+pub(crate) fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
+}
+
+/// Parses every string, naming the first bad one.
+pub(crate) fn parse_all<T>(what: &str, items: &[String]) -> Result<Vec<T>, MeshdropError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    items.iter().map(|s| parse(what, s)).collect()
+}
+
+/// Parses one string, naming it when bad.
+pub(crate) fn parse<T>(what: &str, s: &str) -> Result<T, MeshdropError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| invalid(what, s, e))
+}

@@ -1,0 +1,437 @@
+//! Messages on the terminal: `msg PEER TEXT`, `inbox`, `chat`, `room create|join|list`. Each asks
+//! the node running on the data dir when there is one; otherwise `msg` and `chat` start a node for
+//! their own duration, and `inbox` and `room` work on the store directly.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use meshdrop_core::messaging::crypto::RoomKey;
+use meshdrop_core::messaging::{room, state};
+use meshdrop_core::store::Store;
+use meshdrop_core::{Event, Message, MessageId, MessageState, Node, Recipient, Room};
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+
+use crate::Cli;
+use crate::control::{Client, Request};
+use crate::output::Output;
+
+/// What to do with rooms.
+#[derive(clap::Subcommand, Debug)]
+pub enum RoomCommand {
+    /// Create a room and print its invite (share it with the people who should join).
+    Create {
+        /// The room's name.
+        name: String,
+    },
+    /// Join a room from its invite (`meshroom1…`).
+    Join {
+        /// The invite.
+        invite: String,
+    },
+    /// List the rooms this device is in, with their invites.
+    List,
+}
+
+/// `msg PEER TEXT`: queues a message to a peer id, or to a room (`room:ID`). A running node
+/// delivers it; otherwise a node started here tries until the message is handed over or `wait`
+/// passes (it stays queued then).
+pub async fn msg(
+    cli: &Cli,
+    data_dir: &Path,
+    out: Output,
+    peer: &str,
+    text: &str,
+    wait: u64,
+) -> Result<()> {
+    let to: Recipient = peer.trim().parse().map_err(|_| {
+        anyhow!(
+            "{peer:?} is not a peer id (nor room:ID); see `meshdrop peers` and `meshdrop room list`"
+        )
+    })?;
+    if let Some(mut client) = Client::connect(data_dir).await {
+        let v = client
+            .request(&Request::SendMessage {
+                to: to.to_string(),
+                text: text.to_string(),
+            })
+            .await?;
+        let id = v.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+        report(
+            out,
+            id,
+            &to,
+            MessageState::Queued,
+            "the running node delivers it",
+        );
+        return Ok(());
+    }
+    let node = Node::start(crate::commands::config(cli, data_dir)).await?;
+    let mut events = node.events();
+    let result = match to {
+        Recipient::Peer(p) => node.send_message(p, text),
+        Recipient::Room(r) => node.send_room_message(r, text),
+    };
+    let id = match result {
+        Ok(id) => id,
+        Err(e) => {
+            node.stop().await?;
+            return Err(e.into());
+        }
+    };
+    let state = follow(&mut events, id, Duration::from_secs(wait)).await;
+    node.stop().await?;
+    let note = match state {
+        MessageState::Queued => "no path to it yet; it is sent the next time meshdrop runs here",
+        MessageState::Sent => "handed over; a receipt marks it delivered",
+        MessageState::Delivered => "the recipient has it",
+        MessageState::Failed => "it expired",
+    };
+    report(out, &id.to_string(), &to, state, note);
+    Ok(())
+}
+
+/// Waits until message `id` is handed over (or delivered, or failed), at most `wait`; after a
+/// hand-over, waits briefly for the receipt too.
+async fn follow(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    id: MessageId,
+    wait: Duration,
+) -> MessageState {
+    let mut state = MessageState::Queued;
+    let mut deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(Event::MessageStateChanged { id: i, state: s })) if i == id => {
+                state = s;
+                match s {
+                    MessageState::Sent => {
+                        let soon = tokio::time::Instant::now() + Duration::from_secs(3);
+                        deadline = deadline.min(soon);
+                    }
+                    MessageState::Delivered | MessageState::Failed => return s,
+                    MessageState::Queued => {}
+                }
+            }
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(_)) | Err(_) => return state,
+        }
+    }
+}
+
+fn report(out: Output, id: &str, to: &Recipient, state: MessageState, note: &str) {
+    if out.json {
+        out.raw(&json!({"event": "message_queued", "id": id, "to": to, "state": state}));
+    } else {
+        println!("message {id} to {to}: {} ({note})", state.as_str());
+    }
+}
+
+/// Where messages are read and written: the running node, or one started here.
+enum Backend {
+    Control(Client),
+    Local(Node),
+}
+
+impl Backend {
+    async fn messages(&mut self) -> Result<Vec<Message>> {
+        match self {
+            Backend::Control(c) => {
+                let v = c.request(&Request::Messages).await?;
+                messages_from_json(v)
+            }
+            Backend::Local(n) => Ok(n.messages()?),
+        }
+    }
+
+    async fn send(&mut self, to: Recipient, text: &str) -> Result<()> {
+        match self {
+            Backend::Control(c) => {
+                c.request(&Request::SendMessage {
+                    to: to.to_string(),
+                    text: text.to_string(),
+                })
+                .await?;
+            }
+            Backend::Local(n) => {
+                match to {
+                    Recipient::Peer(p) => n.send_message(p, text)?,
+                    Recipient::Room(r) => n.send_room_message(r, text)?,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    async fn rooms(&mut self) -> Result<Vec<Room>> {
+        match self {
+            Backend::Control(c) => {
+                let v = c.request(&Request::Rooms).await?;
+                rooms_from_json(v)
+            }
+            Backend::Local(n) => Ok(n.rooms()),
+        }
+    }
+}
+
+fn messages_from_json(v: serde_json::Value) -> Result<Vec<Message>> {
+    let list = v.as_array().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for m in list {
+        let field = |k: &str| {
+            m.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        out.push(Message {
+            id: field("id").parse()?,
+            from: field("from")
+                .parse()
+                .context("bad author from the running node")?,
+            to: field("to").parse()?,
+            text: field("text"),
+            state: MessageState::parse(&field("state")).unwrap_or(MessageState::Queued),
+            time: m.get("time").and_then(|v| v.as_u64()).unwrap_or(0),
+            outgoing: m.get("outgoing").and_then(|v| v.as_bool()).unwrap_or(false),
+        });
+    }
+    Ok(out)
+}
+
+fn rooms_from_json(v: serde_json::Value) -> Result<Vec<Room>> {
+    let list = v.as_array().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for r in list {
+        let field = |k: &str| {
+            r.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        out.push(Room {
+            id: field("id").parse()?,
+            name: field("name"),
+            invite: field("invite"),
+        });
+    }
+    Ok(out)
+}
+
+/// `inbox`: every stored message in causal order (one JSON object per message with `--json`).
+pub async fn inbox(data_dir: &Path, out: Output) -> Result<()> {
+    let messages = match Client::connect(data_dir).await {
+        Some(mut client) => messages_from_json(client.request(&Request::Messages).await?)?,
+        None => state::messages(&open_store(data_dir)?)?,
+    };
+    if !out.json && messages.is_empty() {
+        println!("no messages");
+    }
+    for m in &messages {
+        print_message(out, m);
+    }
+    Ok(())
+}
+
+/// Prints one message: a JSON object, or `time  from → to  [state]  text`.
+pub fn print_message(out: Output, m: &Message) {
+    if out.json {
+        out.raw(&json!(m));
+    } else {
+        println!(
+            "{}  {} → {}  [{}]  {}",
+            utc(m.time),
+            short(&m.from.to_string()),
+            short(&m.to.to_string()),
+            m.state.as_str(),
+            m.text
+        );
+    }
+}
+
+fn short(id: &str) -> String {
+    match id.strip_prefix("room:") {
+        Some(room) => format!("room:{}", &room[..room.len().min(8)]),
+        None => format!("…{}", &id[id.len().saturating_sub(8)..]),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time in milliseconds.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `room create|join|list`.
+pub async fn room(data_dir: &Path, out: Output, cmd: &RoomCommand) -> Result<()> {
+    let rooms = if let Some(mut client) = Client::connect(data_dir).await {
+        let req = match cmd {
+            RoomCommand::Create { name } => Request::CreateRoom { name: name.clone() },
+            RoomCommand::Join { invite } => Request::JoinRoom {
+                invite: invite.clone(),
+            },
+            RoomCommand::List => Request::Rooms,
+        };
+        let v = client.request(&req).await?;
+        match cmd {
+            RoomCommand::List => rooms_from_json(v)?,
+            _ => rooms_from_json(json!([v]))?,
+        }
+    } else {
+        let store = open_store(data_dir)?;
+        match cmd {
+            RoomCommand::Create { name } => {
+                room::check_name(name)?;
+                let key = RoomKey::generate()?;
+                vec![save_room(&store, name, key)?]
+            }
+            RoomCommand::Join { invite } => {
+                let (name, key) = room::decode_invite(invite)?;
+                vec![save_room(&store, &name, key)?]
+            }
+            RoomCommand::List => state::rooms(&store)?
+                .into_iter()
+                .map(|(id, name, key)| Room {
+                    id,
+                    invite: room::encode_invite(&name, &key),
+                    name,
+                })
+                .collect(),
+        }
+    };
+    for r in &rooms {
+        if out.json {
+            let mut v = json!(r);
+            v["event"] = json!("room");
+            out.raw(&v);
+        } else {
+            println!("{}  room:{}\n  invite: {}", r.name, r.id, r.invite);
+        }
+    }
+    if rooms.is_empty() && !out.json {
+        println!("no rooms");
+    }
+    Ok(())
+}
+
+/// The data dir's store, when no node runs on it (created with the identity on first use).
+fn open_store(data_dir: &Path) -> Result<Store> {
+    meshdrop_core::node::describe(data_dir, None)?;
+    Ok(Store::open(data_dir)?)
+}
+
+fn save_room(store: &Store, name: &str, key: RoomKey) -> Result<Room> {
+    state::insert_room(store, name, &key)?;
+    Ok(Room {
+        id: meshdrop_core::RoomId(key.room_id()),
+        name: name.to_string(),
+        invite: room::encode_invite(name, &key),
+    })
+}
+
+/// `chat [--room ROOM | --peer PEER]`: shows the conversation (new messages and state changes as
+/// they come) and sends each typed line.
+pub async fn chat(
+    cli: &Cli,
+    data_dir: &Path,
+    out: Output,
+    room: Option<&str>,
+    peer: Option<&str>,
+) -> Result<()> {
+    let mut backend = match Client::connect(data_dir).await {
+        Some(client) => Backend::Control(client),
+        None => Backend::Local(Node::start(crate::commands::config(cli, data_dir)).await?),
+    };
+    let result = chat_loop(&mut backend, out, room, peer).await;
+    if let Backend::Local(node) = backend {
+        node.stop().await?;
+    }
+    result
+}
+
+async fn chat_loop(
+    backend: &mut Backend,
+    out: Output,
+    room: Option<&str>,
+    peer: Option<&str>,
+) -> Result<()> {
+    let rooms = backend.rooms().await?;
+    let target = match (room, peer) {
+        (Some(_), Some(_)) => bail!("chat either in a room or with a peer, not both"),
+        (None, Some(p)) => Recipient::Peer(
+            p.trim()
+                .parse()
+                .map_err(|e| anyhow!("{p:?} is not a peer id ({e})"))?,
+        ),
+        (Some(r), None) => {
+            let r = r.trim().trim_start_matches("room:");
+            let found = rooms
+                .iter()
+                .find(|x| x.name == r || x.id.to_string() == r)
+                .ok_or_else(|| {
+                    anyhow!("not in a room {r:?}; join it with `meshdrop room join INVITE`")
+                })?;
+            Recipient::Room(found.id)
+        }
+        (None, None) => match rooms.as_slice() {
+            [only] => Recipient::Room(only.id),
+            _ => bail!(
+                "say whom to chat with: --room ROOM or --peer PEER (rooms: `meshdrop room list`)"
+            ),
+        },
+    };
+    let in_conversation = |m: &Message| match target {
+        Recipient::Room(_) => m.to == target,
+        Recipient::Peer(p) => m.to == target || (m.from == p && !m.outgoing),
+    };
+    if !out.json {
+        eprintln!("chatting with {target}; type a line and press Enter to send, Ctrl-D to leave");
+    }
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(8);
+    tokio::spawn(async move {
+        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = stdin.next_line().await {
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut shown: HashMap<MessageId, MessageState> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some(line) if !line.trim().is_empty() => backend.send(target, line.trim()).await?,
+                Some(_) => {}
+                None => return Ok(()),
+            },
+            _ = tick.tick() => {
+                for m in backend.messages().await?.iter().filter(|m| in_conversation(m)) {
+                    if shown.insert(m.id, m.state) != Some(m.state) {
+                        print_message(out, m);
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}

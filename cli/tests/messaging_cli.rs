@@ -1,0 +1,148 @@
+//! Messaging from the command line: `msg`, `inbox --json`, `room create|join` and `chat`, through
+//! the node running on the data dir (its control socket), or with none running (stays queued).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{Proc, assert_one_line_error};
+use serde_json::Value;
+
+fn meshdrop(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(common::BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("meshdrop runs")
+}
+
+/// The JSON lines a successful command printed.
+fn json_lines(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Waits for an event named `event` whose `pick` field is `value`.
+fn wait_event(p: &Proc, event: &str, pick: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let v = p.wait_for(event);
+        if pick(&v) {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn a_message_and_a_room_line_go_through_the_running_nodes() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Proc::spawn(da.path(), &["--name", "alice", "--json", "run"]);
+    let b = Proc::spawn(db.path(), &["--name", "bob", "--json", "run"]);
+    let al = a.wait_for("listening");
+    let bl = b.wait_for("listening");
+    let (a_peer, b_peer) = (al["peer"].as_str().unwrap(), bl["peer"].as_str().unwrap());
+    let b_addr = bl["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|a| a.contains("/tcp/"))
+        .unwrap()
+        .to_string();
+    json_lines(&meshdrop(
+        da.path(),
+        &["--json", "connect", &format!("{b_addr}/p2p/{b_peer}")],
+    ));
+
+    let queued = json_lines(&meshdrop(
+        da.path(),
+        &["--json", "msg", b_peer, "hello bob"],
+    ));
+    assert_eq!(queued[0]["event"], "message_queued");
+    let id = queued[0]["id"].as_str().unwrap().to_string();
+    let got = wait_event(&b, "message_received", |v| {
+        v["message"]["id"] == id.as_str()
+    });
+    assert_eq!(got["message"]["text"], "hello bob");
+    wait_event(&a, "message_state_changed", |v| {
+        v["id"] == id.as_str() && v["state"] == "delivered"
+    });
+
+    for (dir, from, to) in [(db.path(), a_peer, b_peer), (da.path(), a_peer, b_peer)] {
+        let inbox = json_lines(&meshdrop(dir, &["--json", "inbox"]));
+        assert_eq!(inbox.len(), 1, "{inbox:?}");
+        let m = &inbox[0];
+        assert_eq!(m["id"], id.as_str());
+        assert_eq!(
+            (m["from"].as_str(), m["to"].as_str()),
+            (Some(from), Some(to))
+        );
+        assert_eq!(m["text"], "hello bob");
+        assert_eq!(m["state"], "delivered");
+        assert!(m["time"].as_u64().unwrap() > 0);
+    }
+
+    // A room: alice creates it, bob joins by invite, a line typed in alice's chat reaches bob.
+    let room = json_lines(&meshdrop(da.path(), &["--json", "room", "create", "camp"]));
+    let invite = room[0]["invite"].as_str().unwrap();
+    let joined = json_lines(&meshdrop(db.path(), &["--json", "room", "join", invite]));
+    assert_eq!(joined[0]["id"], room[0]["id"]);
+    let loopback = ["--bind", "127.0.0.1", "--no-mdns"];
+    let mut chat = Proc::start(
+        da.path(),
+        &loopback,
+        &["--json", "chat", "--room", "camp"],
+        true,
+    );
+    chat.write_line("anyone at camp?");
+    let line = wait_event(&b, "message_received", |v| {
+        v["message"]["text"] == "anyone at camp?"
+    });
+    assert_eq!(
+        line["message"]["to"],
+        format!("room:{}", room[0]["id"].as_str().unwrap())
+    );
+}
+
+#[test]
+fn without_a_running_node_a_message_stays_queued_and_bad_input_is_a_clear_error() {
+    let (da, nobody) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let to = json_lines(&meshdrop(nobody.path(), &["--json", "id"]))[0]["peer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = meshdrop(
+        da.path(),
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--no-mdns",
+            "--json",
+            "msg",
+            &to,
+            "are you there?",
+            "--wait",
+            "1",
+        ],
+    );
+    let queued = json_lines(&out);
+    assert_eq!(queued[0]["state"], "queued");
+    let inbox = json_lines(&meshdrop(da.path(), &["--json", "inbox"]));
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["state"], "queued");
+
+    let out = meshdrop(da.path(), &["msg", "not-a-peer", "hi"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_one_line_error(&out.status, &stderr, "is not a peer id");
+    let out = meshdrop(da.path(), &["room", "join", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_one_line_error(&out.status, &stderr, "not a room invite");
+}

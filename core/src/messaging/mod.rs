@@ -1,0 +1,195 @@
+//! Offline-first messaging: signed, encrypted envelopes written to SQLite before anything is sent,
+//! reconciled between peers whenever they meet, carried for others within a quota, acknowledged by
+//! receipts that travel back the same way, and ordered by a hybrid logical clock.
+//!
+//! The parts: [`envelope`] (the signed unit and its checks), [`crypto`] (encryption to a peer id
+//! or a room key), [`hlc`] (the clock), [`room`] (room invites), [`state`] (the tables),
+//! [`service`] (what the node does with messages) and [`sync`] (the `/meshdrop/msg/1` protocol).
+
+pub mod crypto;
+pub mod envelope;
+pub mod hlc;
+pub mod room;
+pub mod service;
+pub mod state;
+pub mod sync;
+
+use std::fmt;
+use std::str::FromStr;
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize, Serializer};
+
+pub use room::Room;
+
+/// A message's unique id: the BLAKE3 hash of its signed envelope.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct MessageId(pub [u8; 32]);
+
+/// A room's id, derived from its key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RoomId(pub [u8; 32]);
+
+macro_rules! hex_id {
+    ($t:ty, $what:literal) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&data_encoding::HEXLOWER.encode(&self.0))
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({self})", $what)
+            }
+        }
+        impl FromStr for $t {
+            type Err = crate::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                data_encoding::HEXLOWER_PERMISSIVE
+                    .decode(s.as_bytes())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .map(Self)
+                    .ok_or_else(|| crate::Error::Message(format!("not a {}: {s:?}", $what)))
+            }
+        }
+        impl TryFrom<String> for $t {
+            type Error = crate::Error;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_string())
+            }
+        }
+    };
+}
+hex_id!(MessageId, "message id");
+hex_id!(RoomId, "room id");
+
+/// Whom a message is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Recipient {
+    /// One device.
+    Peer(PeerId),
+    /// Every member of a room.
+    Room(RoomId),
+}
+
+impl fmt::Display for Recipient {
+    /// A peer id, or `room:<hex id>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Recipient::Peer(p) => write!(f, "{p}"),
+            Recipient::Room(r) => write!(f, "room:{r}"),
+        }
+    }
+}
+
+impl FromStr for Recipient {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("room:") {
+            Some(room) => room.parse().map(Recipient::Room),
+            None => s
+                .parse()
+                .map(Recipient::Peer)
+                .map_err(|e| crate::Error::Message(format!("not a peer id: {s:?}: {e}"))),
+        }
+    }
+}
+
+impl Serialize for Recipient {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// Where a message is on its way. Incoming messages are `delivered`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Stored here, not yet handed to any peer.
+    Queued,
+    /// Handed to at least one peer (the recipient or a carrier).
+    Sent,
+    /// The recipient confirmed it (a receipt came back), or it is an incoming message.
+    Delivered,
+    /// It expired before a receipt came back.
+    Failed,
+}
+
+impl MessageState {
+    /// The name stored and shown: `queued`, `sent`, `delivered` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Queued => "queued",
+            MessageState::Sent => "sent",
+            MessageState::Delivered => "delivered",
+            MessageState::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored state name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => MessageState::Queued,
+            "sent" => MessageState::Sent,
+            "delivered" => MessageState::Delivered,
+            "failed" => MessageState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A message this device can read: one it wrote, one addressed to it, or one in a room it is in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Message {
+    /// Its unique id.
+    pub id: MessageId,
+    /// The author.
+    pub from: PeerId,
+    /// The recipient: a peer, or a room.
+    pub to: Recipient,
+    /// The text.
+    pub text: String,
+    /// Where it is on its way.
+    pub state: MessageState,
+    /// When the author wrote it, by the author's clock (milliseconds since the Unix epoch).
+    pub time: u64,
+    /// Whether this device wrote it.
+    pub outgoing: bool,
+}
+
+/// How much a node carries for others (messages neither from nor for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CarryQuota {
+    /// At most this many messages of one author.
+    pub per_author: u32,
+    /// At most this many messages in all.
+    pub total: u32,
+}
+
+impl Default for CarryQuota {
+    fn default() -> Self {
+        Self {
+            per_author: 500,
+            total: 5000,
+        }
+    }
+}
+
+/// Counts of what the node stores, for the app and for tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MessageStats {
+    /// Envelopes stored (own, for this device, and carried).
+    pub envelopes: u64,
+    /// Envelopes carried for others.
+    pub carried: u64,
+    /// Messages this device can read.
+    pub messages: u64,
+}

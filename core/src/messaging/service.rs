@@ -1,0 +1,580 @@
+//! What the node does with messages: writes them (stored before anything is sent), takes in what
+//! peers hand over (checked, deduplicated, decrypted when for this device, carried within quota
+//! otherwise), answers with receipts, and fails what expired.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use libp2p::PeerId;
+use libp2p::identity::Keypair;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, broadcast};
+
+use super::crypto::{self, OpeningKey, RoomKey};
+use super::envelope::{Envelope, MAX_HOPS};
+use super::hlc::Clock;
+use super::room::{self, Room};
+use super::state::{self, Keep};
+use super::{CarryQuota, Message, MessageId, MessageState, MessageStats, Recipient, RoomId};
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::store::Store;
+
+/// The longest text accepted in one message, in bytes.
+pub const MAX_TEXT: usize = 8 * 1024;
+
+/// The plaintext inside an envelope.
+#[derive(Serialize, Deserialize)]
+enum Body {
+    /// A message.
+    Text(String),
+    /// The recipient got the message with this id.
+    Receipt([u8; 32]),
+}
+
+/// What became of an envelope a peer handed over.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// New: stored (and shown, when for this device).
+    Stored,
+    /// Already here.
+    Duplicate,
+    /// Refused (forged, malformed, expired, over quota, not for a room this device is in...).
+    Rejected(String),
+}
+
+/// The node's messaging state.
+pub struct Messenger {
+    local: PeerId,
+    key: Keypair,
+    opening: OpeningKey,
+    store: Arc<Store>,
+    clock: Clock,
+    events: broadcast::Sender<Event>,
+    ttl_ms: u64,
+    quota: CarryQuota,
+    rooms: Mutex<HashMap<RoomId, (String, RoomKey)>>,
+    /// Signalled when there is something new to tell connected peers about.
+    pub(crate) changed: Notify,
+    /// Signalled when this device should pull from every connected peer again (it joined a room).
+    pub(crate) pull_all: Notify,
+}
+
+impl Messenger {
+    /// Loads the rooms and the clock from the store.
+    pub fn new(
+        key: Keypair,
+        store: Arc<Store>,
+        events: broadcast::Sender<Event>,
+        config: &NodeConfig,
+    ) -> Result<Self> {
+        let opening = OpeningKey::of(&key)
+            .ok_or_else(|| Error::Message("the device key is not Ed25519".into()))?;
+        let rooms = state::rooms(&store)?
+            .into_iter()
+            .map(|(id, name, key)| (id, (name, key)))
+            .collect();
+        let clock = Clock::new(config.clock_offset_ms, state::latest_time(&store)?);
+        Ok(Self {
+            local: key.public().to_peer_id(),
+            key,
+            opening,
+            store,
+            clock,
+            events,
+            ttl_ms: u64::try_from(config.message_ttl.as_millis()).unwrap_or(u64::MAX),
+            quota: config.carry,
+            rooms: Mutex::new(rooms),
+            changed: Notify::new(),
+            pull_all: Notify::new(),
+        })
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, (String, RoomKey)>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The ids of the rooms this device is in, sorted.
+    pub fn room_ids(&self) -> Vec<RoomId> {
+        let mut ids: Vec<RoomId> = self.rooms().keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Writes and signs an envelope with `body` for `to`.
+    fn write(&self, to: Recipient, body: &Body) -> Result<Envelope> {
+        let time = self.clock.now();
+        let expires = self.clock.physical_ms().saturating_add(self.ttl_ms);
+        let plain = postcard::to_stdvec(body).map_err(|e| Error::Message(e.to_string()))?;
+        let aad = Envelope::aad(&self.local, &to);
+        let sealed = match to {
+            Recipient::Peer(peer) => crypto::seal(&peer, &aad, &plain),
+            Recipient::Room(room) => {
+                let key = self
+                    .rooms()
+                    .get(&room)
+                    .map(|(_, k)| k.clone())
+                    .ok_or_else(|| Error::NotFound {
+                        what: format!("room {room}"),
+                    })?;
+                key.encrypt(&aad, &plain)
+            }
+        }
+        .map_err(|e| Error::Message(format!("cannot encrypt to {to}: {e}")))?;
+        Envelope::sign(&self.key, to, time, expires, sealed)
+            .map_err(|e| Error::Message(e.to_string()))
+    }
+
+    /// Writes a message to a peer or a room: stored as `queued` before anything is sent.
+    pub fn send(&self, to: Recipient, text: &str) -> Result<MessageId> {
+        if text.len() > MAX_TEXT {
+            return Err(Error::Message(format!(
+                "the text has {} bytes; at most {MAX_TEXT} fit in a message",
+                text.len()
+            )));
+        }
+        if to == Recipient::Peer(self.local) {
+            return Err(Error::Message("that is this device's own peer id".into()));
+        }
+        let env = self.write(to, &Body::Text(text.to_string()))?;
+        let msg = Message {
+            id: env.id,
+            from: self.local,
+            to,
+            text: text.to_string(),
+            state: MessageState::Queued,
+            time: env.time.ms,
+            outgoing: true,
+        };
+        let keep = Keep {
+            hops: MAX_HOPS,
+            carried: false,
+            source: None,
+        };
+        state::write(&self.store, |tx| {
+            state::insert_envelope(tx, &env, &keep)?;
+            state::insert_message(tx, &msg, env.time, env.expires_ms)
+        })?;
+        self.changed.notify_one();
+        Ok(env.id)
+    }
+
+    /// Takes an envelope handed over by `from` with `hops` left.
+    pub fn accept(&self, from: PeerId, hops: u8, raw: &[u8]) -> Outcome {
+        match self.try_accept(from, hops, raw) {
+            Ok(o) => o,
+            Err(e) => Outcome::Rejected(e.to_string()),
+        }
+    }
+
+    fn try_accept(&self, from: PeerId, hops: u8, raw: &[u8]) -> Result<Outcome> {
+        let reject = |why: &str| Ok(Outcome::Rejected(why.to_string()));
+        let env = match Envelope::decode(raw, self.clock.physical_ms()) {
+            Ok(env) => env,
+            Err(e) => return Ok(Outcome::Rejected(e.to_string())),
+        };
+        if hops > MAX_HOPS {
+            return reject("hop limit above the maximum");
+        }
+        if env.author == self.local || state::has_envelope(&self.store, &env.id)? {
+            return Ok(Outcome::Duplicate);
+        }
+        match env.to {
+            Recipient::Peer(p) if p == self.local => self.receive_direct(from, env),
+            Recipient::Peer(_) => self.carry(from, hops, env),
+            Recipient::Room(room) => {
+                let key = self.rooms().get(&room).map(|(_, k)| k.clone());
+                match key {
+                    Some(key) => self.receive_room(from, hops, env, &key),
+                    None => reject("not a room this device is in"),
+                }
+            }
+        }
+    }
+
+    fn receive_direct(&self, from: PeerId, env: Envelope) -> Result<Outcome> {
+        let aad = Envelope::aad(&env.author, &env.to);
+        let Ok(plain) = crypto::open(&self.opening, &aad, &env.body) else {
+            return Ok(Outcome::Rejected("cannot decrypt".into()));
+        };
+        let keep = Keep {
+            hops: 0,
+            carried: false,
+            source: Some(&from),
+        };
+        match postcard::from_bytes::<Body>(&plain) {
+            Ok(Body::Text(text)) => {
+                let msg = Message {
+                    id: env.id,
+                    from: env.author,
+                    to: env.to,
+                    text,
+                    state: MessageState::Delivered,
+                    time: env.time.ms,
+                    outgoing: false,
+                };
+                if !self.store_readable(&env, &keep, &msg)? {
+                    return Ok(Outcome::Duplicate);
+                }
+                let receipt = self.write(Recipient::Peer(env.author), &Body::Receipt(env.id.0))?;
+                let keep = Keep {
+                    hops: MAX_HOPS,
+                    carried: false,
+                    source: None,
+                };
+                state::write(&self.store, |tx| {
+                    state::insert_envelope(tx, &receipt, &keep)
+                })?;
+                self.changed.notify_one();
+                Ok(Outcome::Stored)
+            }
+            Ok(Body::Receipt(id)) => {
+                if !state::write(&self.store, |tx| state::insert_envelope(tx, &env, &keep))? {
+                    return Ok(Outcome::Duplicate);
+                }
+                let id = MessageId(id);
+                let from_states = [
+                    MessageState::Queued,
+                    MessageState::Sent,
+                    MessageState::Failed,
+                ];
+                if state::set_state(&self.store, &id, &from_states, MessageState::Delivered)? {
+                    self.emit(Event::MessageStateChanged {
+                        id,
+                        state: MessageState::Delivered,
+                    });
+                }
+                Ok(Outcome::Stored)
+            }
+            Err(_) => Ok(Outcome::Rejected("malformed body".into())),
+        }
+    }
+
+    fn receive_room(
+        &self,
+        from: PeerId,
+        hops: u8,
+        env: Envelope,
+        key: &RoomKey,
+    ) -> Result<Outcome> {
+        let aad = Envelope::aad(&env.author, &env.to);
+        let Ok(plain) = key.decrypt(&aad, &env.body) else {
+            return Ok(Outcome::Rejected("cannot decrypt".into()));
+        };
+        let Ok(Body::Text(text)) = postcard::from_bytes::<Body>(&plain) else {
+            return Ok(Outcome::Rejected("malformed room body".into()));
+        };
+        let msg = Message {
+            id: env.id,
+            from: env.author,
+            to: env.to,
+            text,
+            state: MessageState::Delivered,
+            time: env.time.ms,
+            outgoing: false,
+        };
+        let keep = Keep {
+            hops: hops.saturating_sub(1),
+            carried: false,
+            source: Some(&from),
+        };
+        if !self.store_readable(&env, &keep, &msg)? {
+            return Ok(Outcome::Duplicate);
+        }
+        self.changed.notify_one();
+        Ok(Outcome::Stored)
+    }
+
+    /// Stores an envelope and its readable message once; shows it. `false` when already there.
+    fn store_readable(&self, env: &Envelope, keep: &Keep<'_>, msg: &Message) -> Result<bool> {
+        let new = state::write(&self.store, |tx| {
+            let new = state::insert_envelope(tx, env, keep)?;
+            if new {
+                state::insert_message(tx, msg, env.time, env.expires_ms)?;
+            }
+            Ok(new)
+        })?;
+        if new {
+            self.clock.observe(env.time);
+            self.emit(Event::MessageReceived {
+                message: msg.clone(),
+            });
+        }
+        Ok(new)
+    }
+
+    fn carry(&self, from: PeerId, hops: u8, env: Envelope) -> Result<Outcome> {
+        if hops == 0 {
+            return Ok(Outcome::Rejected("hop limit reached".into()));
+        }
+        let (of_author, total) = state::carried_counts(&self.store, &env.author)?;
+        if of_author >= u64::from(self.quota.per_author) || total >= u64::from(self.quota.total) {
+            return Ok(Outcome::Rejected("over the carry quota".into()));
+        }
+        let keep = Keep {
+            hops: hops - 1,
+            carried: true,
+            source: Some(&from),
+        };
+        if !state::write(&self.store, |tx| state::insert_envelope(tx, &env, &keep))? {
+            return Ok(Outcome::Duplicate);
+        }
+        self.changed.notify_one();
+        Ok(Outcome::Stored)
+    }
+
+    /// Marks this device's messages handed to a peer as `sent`.
+    pub fn handed_over(&self, ids: &[MessageId]) {
+        for id in ids {
+            match state::set_state(&self.store, id, &[MessageState::Queued], MessageState::Sent) {
+                Ok(true) => self.emit(Event::MessageStateChanged {
+                    id: *id,
+                    state: MessageState::Sent,
+                }),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot record a sent message"),
+            }
+        }
+    }
+
+    /// Drops expired envelopes and fails this device's messages that expired undelivered.
+    pub fn sweep(&self) {
+        match state::expire(&self.store, self.clock.physical_ms()) {
+            Ok(failed) => {
+                for id in failed {
+                    self.emit(Event::MessageStateChanged {
+                        id,
+                        state: MessageState::Failed,
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot expire messages"),
+        }
+    }
+
+    /// This device's peer id.
+    pub fn local(&self) -> PeerId {
+        self.local
+    }
+
+    /// The (shifted) wall clock in milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.physical_ms()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Every message this device can read, in causal order.
+    pub fn messages(&self) -> Result<Vec<Message>> {
+        state::messages(&self.store)
+    }
+
+    /// What the store holds.
+    pub fn stats(&self) -> Result<MessageStats> {
+        state::stats(&self.store)
+    }
+
+    /// Creates a room; the returned invite lets others join.
+    pub fn create_room(&self, name: &str) -> Result<Room> {
+        room::check_name(name)?;
+        let key = RoomKey::generate().map_err(|e| Error::Message(e.to_string()))?;
+        self.add_room(name, key)
+    }
+
+    /// Joins a room from its invite (joining twice is harmless).
+    pub fn join_room(&self, invite: &str) -> Result<Room> {
+        let (name, key) = room::decode_invite(invite)?;
+        self.add_room(&name, key)
+    }
+
+    fn add_room(&self, name: &str, key: RoomKey) -> Result<Room> {
+        state::insert_room(&self.store, name, &key)?;
+        let id = RoomId(key.room_id());
+        let invite = room::encode_invite(name, &key);
+        self.rooms().insert(id, (name.to_string(), key));
+        // A new room widens what peers should hand over: pull again.
+        self.pull_all.notify_one();
+        Ok(Room {
+            id,
+            name: name.to_string(),
+            invite,
+        })
+    }
+
+    /// The rooms this device is in.
+    pub fn room_list(&self) -> Vec<Room> {
+        let mut rooms: Vec<Room> = self
+            .rooms()
+            .iter()
+            .map(|(id, (name, key))| Room {
+                id: *id,
+                name: name.clone(),
+                invite: room::encode_invite(name, key),
+            })
+            .collect();
+        rooms.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
+        rooms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Device {
+        messenger: Messenger,
+        events: broadcast::Receiver<Event>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn device(quota: CarryQuota) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let (tx, events) = broadcast::channel(64);
+        let mut config = NodeConfig::loopback(dir.path());
+        config.carry = quota;
+        let messenger = Messenger::new(Keypair::generate_ed25519(), store, tx, &config).unwrap();
+        Device {
+            messenger,
+            events,
+            _dir: dir,
+        }
+    }
+
+    /// The envelopes `from` would hand to `to`, as (hops, raw).
+    fn handover(from: &Messenger, to: &PeerId) -> Vec<(u8, Vec<u8>)> {
+        let upto = state::max_seq(from.store()).unwrap();
+        state::candidates(
+            from.store(),
+            &from.local(),
+            to,
+            (0, upto),
+            from.now_ms(),
+            10_000,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.hops, o.raw))
+        .collect()
+    }
+
+    #[test]
+    fn a_message_arriving_twice_is_stored_and_shown_once() {
+        let alice = device(CarryQuota::default());
+        let mut bob = device(CarryQuota::default());
+        let bob_id = bob.messenger.local();
+        alice
+            .messenger
+            .send(Recipient::Peer(bob_id), "hello")
+            .unwrap();
+        let (hops, raw) = handover(&alice.messenger, &bob_id).remove(0);
+        let from = alice.messenger.local();
+        assert_eq!(bob.messenger.accept(from, hops, &raw), Outcome::Stored);
+        assert_eq!(bob.messenger.accept(from, hops, &raw), Outcome::Duplicate);
+        assert_eq!(bob.messenger.messages().unwrap().len(), 1);
+        let shown = std::iter::from_fn(|| bob.events.try_recv().ok())
+            .filter(|e| matches!(e, Event::MessageReceived { .. }))
+            .count();
+        assert_eq!(shown, 1);
+    }
+
+    #[test]
+    fn peers_in_sync_have_nothing_to_exchange_whatever_the_history() {
+        let alice = device(CarryQuota::default());
+        let bob = device(CarryQuota::default());
+        let bob_id = bob.messenger.local();
+        for i in 0..300 {
+            alice
+                .messenger
+                .send(Recipient::Peer(bob_id), &format!("line {i}"))
+                .unwrap();
+        }
+        let store = alice.messenger.store();
+        let upto = state::max_seq(store).unwrap();
+        let now = alice.messenger.now_ms();
+        let first = state::candidates(
+            store,
+            &alice.messenger.local(),
+            &bob_id,
+            (0, upto),
+            now,
+            1000,
+        );
+        assert_eq!(first.unwrap().len(), 300);
+        // Bob's cursor is now `upto`: the next pull is answered from an empty index range.
+        let again = state::candidates(
+            store,
+            &alice.messenger.local(),
+            &bob_id,
+            (upto, upto),
+            now,
+            1000,
+        );
+        assert!(again.unwrap().is_empty());
+    }
+
+    #[test]
+    fn forged_and_garbage_envelopes_are_rejected_and_nothing_is_stored() {
+        let alice = device(CarryQuota::default());
+        let bob = device(CarryQuota::default());
+        let bob_id = bob.messenger.local();
+        alice.messenger.send(Recipient::Peer(bob_id), "hi").unwrap();
+        let (hops, mut raw) = handover(&alice.messenger, &bob_id).remove(0);
+        let mid = raw.len() / 2;
+        raw[mid] ^= 0x55;
+        let from = alice.messenger.local();
+        assert!(matches!(
+            bob.messenger.accept(from, hops, &raw),
+            Outcome::Rejected(_)
+        ));
+        assert!(matches!(
+            bob.messenger.accept(from, hops, b"\x00\x01garbage"),
+            Outcome::Rejected(_)
+        ));
+        assert_eq!(bob.messenger.stats().unwrap().envelopes, 0);
+    }
+
+    #[test]
+    fn a_carrier_stores_ciphertext_within_its_quota_and_decrements_the_hops() {
+        let alice = device(CarryQuota::default());
+        let carrier = device(CarryQuota {
+            per_author: 3,
+            total: 10,
+        });
+        let carol = Keypair::generate_ed25519().public().to_peer_id();
+        for i in 0..5 {
+            alice
+                .messenger
+                .send(Recipient::Peer(carol), &format!("secret {i}"))
+                .unwrap();
+        }
+        let from = alice.messenger.local();
+        let outcomes: Vec<Outcome> = handover(&alice.messenger, &carrier.messenger.local())
+            .into_iter()
+            .map(|(hops, raw)| carrier.messenger.accept(from, hops, &raw))
+            .collect();
+        assert_eq!(
+            outcomes.iter().filter(|o| **o == Outcome::Stored).count(),
+            3
+        );
+        assert_eq!(carrier.messenger.stats().unwrap().carried, 3);
+        assert!(carrier.messenger.messages().unwrap().is_empty());
+        let onward = handover(&carrier.messenger, &carol);
+        assert!(onward.iter().all(|(hops, _)| *hops == MAX_HOPS - 1));
+        // A hop limit of zero travels no further.
+        let dave = device(CarryQuota::default());
+        let (_, raw) = &onward[0];
+        assert_eq!(
+            dave.messenger.accept(carrier.messenger.local(), 0, raw),
+            Outcome::Rejected("hop limit reached".into())
+        );
+    }
+}

@@ -1,0 +1,402 @@
+//! The messaging tables (created by the store's migration 3): envelopes as received (ciphertext,
+//! numbered in arrival order for sync cursors), the readable messages, rooms and sync cursors.
+
+use libp2p::PeerId;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::crypto::RoomKey;
+use super::envelope::Envelope;
+use super::hlc::Timestamp;
+use super::{Message, MessageId, MessageState, MessageStats, Recipient, RoomId};
+use crate::error::Result;
+use crate::store::Store;
+
+/// How an envelope is kept.
+pub struct Keep<'a> {
+    /// Hops it may still travel from here.
+    pub hops: u8,
+    /// Whether it is only carried for others (counts against the carry quota).
+    pub carried: bool,
+    /// The peer it came from; `None` when written here.
+    pub source: Option<&'a PeerId>,
+}
+
+/// Stores an envelope; `false` when one with the same id is already there.
+pub fn insert_envelope(
+    tx: &Transaction<'_>,
+    env: &Envelope,
+    keep: &Keep<'_>,
+) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO msg_envelopes (id, author, recipient, expires, hops, carried, source, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            &env.id.0[..],
+            env.author.to_base58(),
+            env.to.to_string(),
+            ms(env.expires_ms),
+            keep.hops,
+            keep.carried,
+            keep.source.map(|p| p.to_base58()).unwrap_or_default(),
+            env.raw(),
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// Stores a readable message.
+pub fn insert_message(
+    tx: &Transaction<'_>,
+    msg: &Message,
+    time: Timestamp,
+    expires_ms: u64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO msg_messages
+            (id, author, recipient, text, hlc_ms, hlc_counter, expires, state, outgoing)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            &msg.id.0[..],
+            msg.from.to_base58(),
+            msg.to.to_string(),
+            msg.text,
+            ms(time.ms),
+            time.counter,
+            ms(expires_ms),
+            msg.state.as_str(),
+            msg.outgoing,
+        ],
+    )
+    .map(drop)
+}
+
+/// Runs `f` in one transaction.
+pub fn write<R>(
+    store: &Store,
+    f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<R>,
+) -> Result<R> {
+    store.with(|conn| {
+        let tx = conn.transaction()?;
+        let r = f(&tx)?;
+        tx.commit()?;
+        Ok(r)
+    })
+}
+
+/// Whether an envelope with this id is stored.
+pub fn has_envelope(store: &Store, id: &MessageId) -> Result<bool> {
+    store.with(|c| {
+        c.query_row(
+            "SELECT 1 FROM msg_envelopes WHERE id = ?1",
+            [&id.0[..]],
+            |_| Ok(()),
+        )
+        .optional()
+        .map(|r| r.is_some())
+    })
+}
+
+/// How many envelopes are carried for `author`, and in all.
+pub fn carried_counts(store: &Store, author: &PeerId) -> Result<(u64, u64)> {
+    store.with(|c| {
+        let of_author: i64 = c.query_row(
+            "SELECT COUNT(*) FROM msg_envelopes WHERE carried = 1 AND author = ?1",
+            [author.to_base58()],
+            |r| r.get(0),
+        )?;
+        let total: i64 = c.query_row(
+            "SELECT COUNT(*) FROM msg_envelopes WHERE carried = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok((count(of_author), count(total)))
+    })
+}
+
+/// Moves an outgoing message to `to` if it is in one of `from`; `true` when it moved.
+pub fn set_state(
+    store: &Store,
+    id: &MessageId,
+    from: &[MessageState],
+    to: MessageState,
+) -> Result<bool> {
+    store.with(|c| {
+        let mut changed = false;
+        for state in from {
+            changed |= c.execute(
+                "UPDATE msg_messages SET state = ?1 WHERE id = ?2 AND outgoing = 1 AND state = ?3",
+                params![to.as_str(), &id.0[..], state.as_str()],
+            )? > 0;
+        }
+        Ok(changed)
+    })
+}
+
+/// Every readable message, in causal (hybrid clock) order, the same on every replica.
+pub fn messages(store: &Store) -> Result<Vec<Message>> {
+    store.with(|c| {
+        let mut stmt = c.prepare(
+            "SELECT id, author, recipient, text, state, hlc_ms, outgoing FROM msg_messages
+             ORDER BY hlc_ms, hlc_counter, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, bool>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, from, to, text, state, time, outgoing) = row?;
+            // A row that does not parse is skipped: the store outlives format changes.
+            let (Ok(id), Ok(from), Ok(to), Some(state)) = (
+                <[u8; 32]>::try_from(id),
+                from.parse::<PeerId>(),
+                to.parse::<Recipient>(),
+                MessageState::parse(&state),
+            ) else {
+                continue;
+            };
+            out.push(Message {
+                id: MessageId(id),
+                from,
+                to,
+                text,
+                state,
+                time: u64::try_from(time).unwrap_or(0),
+                outgoing,
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// The latest hybrid timestamp stored, to start the clock after it.
+pub fn latest_time(store: &Store) -> Result<Timestamp> {
+    store.with(|c| {
+        c.query_row(
+            "SELECT hlc_ms, hlc_counter FROM msg_messages ORDER BY hlc_ms DESC, hlc_counter DESC LIMIT 1",
+            [],
+            |r| {
+                Ok(Timestamp {
+                    ms: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    counter: r.get(1)?,
+                })
+            },
+        )
+        .optional()
+        .map(Option::unwrap_or_default)
+    })
+}
+
+/// An envelope offered to a peer.
+pub struct Offered {
+    /// Its arrival number here.
+    pub seq: u64,
+    /// Its id.
+    pub id: MessageId,
+    /// Hops it may still travel.
+    pub hops: u8,
+    /// Its recipient, as stored.
+    pub recipient: String,
+    /// Whether this node wrote it.
+    pub own: bool,
+    /// Whether this node only carries it for others.
+    pub carried: bool,
+    /// The envelope.
+    pub raw: Vec<u8>,
+}
+
+/// The highest arrival number.
+pub fn max_seq(store: &Store) -> Result<u64> {
+    store.with(|c| {
+        c.query_row("SELECT COALESCE(MAX(seq), 0) FROM msg_envelopes", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(count)
+    })
+}
+
+/// Unexpired envelopes numbered in `(since, upto]` that `peer` might take: addressed to it, or
+/// still allowed to travel; neither written by it nor received from it. At most `limit`.
+pub fn candidates(
+    store: &Store,
+    local: &PeerId,
+    peer: &PeerId,
+    (since, upto): (u64, u64),
+    now_ms: u64,
+    limit: usize,
+) -> Result<Vec<Offered>> {
+    let peer = peer.to_base58();
+    let local = local.to_base58();
+    store.with(|c| {
+        let mut stmt = c.prepare_cached(
+            "SELECT seq, id, hops, recipient, author, raw, carried FROM msg_envelopes
+             WHERE seq > ?1 AND seq <= ?2 AND expires > ?3 AND author != ?4 AND source != ?4
+               AND (recipient = ?4 OR hops > 0)
+             ORDER BY seq LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                ms(since),
+                ms(upto),
+                ms(now_ms),
+                peer,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, u8>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                    r.get::<_, bool>(6)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, id, hops, recipient, author, raw, carried) = row?;
+            let Ok(id) = <[u8; 32]>::try_from(id) else {
+                continue;
+            };
+            out.push(Offered {
+                seq: count(seq),
+                id: MessageId(id),
+                hops,
+                recipient,
+                own: author == local,
+                carried,
+                raw,
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// Forgets carried envelopes (handed to their recipient: carrying them on is pointless).
+pub fn forget_carried(store: &Store, ids: &[MessageId]) -> Result<()> {
+    write(store, |tx| {
+        for id in ids {
+            tx.execute(
+                "DELETE FROM msg_envelopes WHERE id = ?1 AND carried = 1",
+                [&id.0[..]],
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// The cursor of what was pulled from `peer` for a set of rooms (`scope`).
+pub fn cursor(store: &Store, peer: &PeerId, scope: &[u8; 32]) -> Result<u64> {
+    store.with(|c| {
+        c.query_row(
+            "SELECT seq FROM msg_cursors WHERE peer = ?1 AND scope = ?2",
+            params![peer.to_base58(), &scope[..]],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map(|s| s.map(count).unwrap_or(0))
+    })
+}
+
+/// Records the cursor of `peer` for `scope`.
+pub fn set_cursor(store: &Store, peer: &PeerId, scope: &[u8; 32], seq: u64) -> Result<()> {
+    store.with(|c| {
+        c.execute(
+            "INSERT INTO msg_cursors (peer, scope, seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (peer, scope) DO UPDATE SET seq = excluded.seq",
+            params![peer.to_base58(), &scope[..], ms(seq)],
+        )
+        .map(drop)
+    })
+}
+
+/// Remembers a room.
+pub fn insert_room(store: &Store, name: &str, key: &RoomKey) -> Result<()> {
+    store.with(|c| {
+        c.execute(
+            "INSERT INTO msg_rooms (id, name, key) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO NOTHING",
+            params![&key.room_id()[..], name, &key.0[..]],
+        )
+        .map(drop)
+    })
+}
+
+/// Every room this device is in.
+pub fn rooms(store: &Store) -> Result<Vec<(RoomId, String, RoomKey)>> {
+    store.with(|c| {
+        let mut stmt = c.prepare("SELECT name, key FROM msg_rooms ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, key) = row?;
+            let Ok(key) = <[u8; 32]>::try_from(key) else {
+                continue;
+            };
+            let key = RoomKey(key);
+            out.push((RoomId(key.room_id()), name, key));
+        }
+        Ok(out)
+    })
+}
+
+/// Drops envelopes past their expiry and fails the outgoing messages that expired undelivered
+/// (direct messages without a receipt, room messages never handed over). Returns the failed ones.
+pub fn expire(store: &Store, now_ms: u64) -> Result<Vec<MessageId>> {
+    write(store, |tx| {
+        let mut stmt = tx.prepare(
+            "SELECT id FROM msg_messages WHERE outgoing = 1 AND expires <= ?1
+               AND (state = 'queued' OR (state = 'sent' AND recipient NOT LIKE 'room:%'))",
+        )?;
+        let ids: Vec<Vec<u8>> = stmt
+            .query_map([ms(now_ms)], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        drop(stmt);
+        let mut failed = Vec::new();
+        for id in ids {
+            tx.execute(
+                "UPDATE msg_messages SET state = 'failed' WHERE id = ?1",
+                [&id],
+            )?;
+            if let Ok(id) = <[u8; 32]>::try_from(id) {
+                failed.push(MessageId(id));
+            }
+        }
+        tx.execute(
+            "DELETE FROM msg_envelopes WHERE expires <= ?1",
+            [ms(now_ms)],
+        )?;
+        Ok(failed)
+    })
+}
+
+/// What the store holds.
+pub fn stats(store: &Store) -> Result<MessageStats> {
+    store.with(|c: &mut Connection| {
+        let q = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).map(count);
+        Ok(MessageStats {
+            envelopes: q("SELECT COUNT(*) FROM msg_envelopes")?,
+            carried: q("SELECT COUNT(*) FROM msg_envelopes WHERE carried = 1")?,
+            messages: q("SELECT COUNT(*) FROM msg_messages")?,
+        })
+    })
+}
+
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
