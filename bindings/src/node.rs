@@ -116,12 +116,11 @@ impl Node {
             files: files.map(|f| f.into_iter().map(|i| i as usize).collect()),
         };
         let rt = runtime()?;
-        let events = self.core.events();
         let handle = {
             let _in_runtime = rt.enter();
             self.core.download(spec)
         };
-        let transfer = Transfer::spawn(rt, handle, events, self.ops.clone());
+        let transfer = Transfer::spawn(rt, handle, self.ops.clone());
         let mut transfers = self.transfers.lock().unwrap_or_else(|p| p.into_inner());
         transfers.retain(|t| !t.ended());
         transfers.push(transfer.clone());

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use meshdrop_core::{Event, TransferHandle};
-use tokio::sync::{broadcast, mpsc, watch};
+use meshdrop_core::{TransferControls, TransferHandle};
+use tokio::sync::watch;
 
 use crate::error::MeshdropError;
 use crate::ops::Ops;
@@ -12,43 +12,32 @@ use crate::types::DownloadReport;
 /// A download's end, once known.
 type Outcome = Option<Result<DownloadReport, MeshdropError>>;
 
-/// What the host asks of a running download.
-#[derive(Clone, Copy)]
-enum Control {
-    Pause,
-    Resume,
-    Cancel { keep_partial: bool },
-}
-
 /// A running download. Progress arrives as `TransferProgress` events with this id.
 #[derive(uniffi::Object)]
 pub struct Transfer {
     id: u64,
-    control: mpsc::UnboundedSender<Control>,
+    controls: TransferControls,
     outcome: watch::Receiver<Outcome>,
     ops: Arc<Ops>,
 }
 
 impl Transfer {
-    /// Wraps a core handle: a task on the runtime owns it, applies the host's requests and takes
-    /// its result when the core announces its end. `events` must be subscribed before the
-    /// download started, so that the end cannot be missed.
+    /// Wraps a core handle: a task on the runtime waits for its end, so that the host may wait
+    /// any number of times.
     pub(crate) fn spawn(
         runtime: &tokio::runtime::Runtime,
         handle: TransferHandle,
-        events: broadcast::Receiver<Event>,
         ops: Arc<Ops>,
     ) -> Arc<Self> {
-        let (control, control_rx) = mpsc::unbounded_channel();
         let (done, outcome) = watch::channel(None);
-        let id = handle.id;
+        let (id, controls) = (handle.id, handle.controls());
         runtime.spawn(async move {
-            let result = own(handle, events, control_rx).await;
+            let result = handle.wait().await;
             done.send_replace(Some(result.map(Into::into).map_err(Into::into)));
         });
         Arc::new(Self {
             id,
-            control,
+            controls,
             outcome,
             ops,
         })
@@ -56,7 +45,7 @@ impl Transfer {
 
     /// Cancels (keeping partial data) and waits for the end; used by shutdown.
     pub(crate) async fn cancel_and_wait(&self) {
-        self.cancel(true);
+        self.controls.cancel(true);
         let mut outcome = self.outcome.clone();
         let _ = outcome.wait_for(Option::is_some).await;
     }
@@ -65,31 +54,6 @@ impl Transfer {
     pub(crate) fn ended(&self) -> bool {
         self.outcome.borrow().is_some()
     }
-}
-
-/// Owns the core handle until the download ends, then returns its result.
-async fn own(
-    handle: TransferHandle,
-    mut events: broadcast::Receiver<Event>,
-    mut control: mpsc::UnboundedReceiver<Control>,
-) -> Result<meshdrop_core::DownloadReport, meshdrop_core::DownloadError> {
-    loop {
-        tokio::select! {
-            Some(c) = control.recv() => match c {
-                Control::Pause => handle.pause(),
-                Control::Resume => handle.resume(),
-                Control::Cancel { keep_partial } => handle.cancel(keep_partial),
-            },
-            event = events.recv() => match event {
-                Ok(Event::TransferFinished { transfer, .. } | Event::TransferFailed { transfer, .. })
-                    if transfer == handle.id => break,
-                Ok(_) => {}
-                // The end may be among the missed events: wait for it without control.
-                Err(_) => break,
-            },
-        }
-    }
-    handle.wait().await
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -101,17 +65,17 @@ impl Transfer {
 
     /// Stops requesting data until `resume`.
     pub fn pause(&self) {
-        let _ = self.control.send(Control::Pause);
+        self.controls.pause();
     }
 
     /// Resumes after a pause.
     pub fn resume(&self) {
-        let _ = self.control.send(Control::Resume);
+        self.controls.resume();
     }
 
     /// Cancels; partial data is kept for a later resume when `keep_partial`, removed otherwise.
     pub fn cancel(&self, keep_partial: bool) {
-        let _ = self.control.send(Control::Cancel { keep_partial });
+        self.controls.cancel(keep_partial);
     }
 
     /// Waits for the end: the report, or why it failed (`Cancelled` after `cancel`).

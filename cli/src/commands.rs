@@ -101,6 +101,8 @@ pub(crate) fn config(cli: &Cli, data_dir: &std::path::Path) -> NodeConfig {
     };
     config.name = cli.name.clone();
     config.mdns = !cli.no_mdns;
+    // Only a long-running node picks up interrupted downloads; `get` resumes its own.
+    config.resume_downloads = matches!(cli.command, crate::Command::Run { .. });
     config
 }
 

@@ -22,6 +22,8 @@ pub struct NodeConfig {
     pub redial_recent: Duration,
     /// Minimum time between progress events of a transfer (zero: one per chunk).
     pub progress_interval: Duration,
+    /// Restart, at start, the downloads that were running when the node last stopped or died.
+    pub resume_downloads: bool,
     /// Faults to inject into what this node serves (tests only; all off by default).
     pub faults: crate::transfer::serve::Faults,
     /// Added to the system clock when stamping messages (tests simulate skewed device clocks).
@@ -54,6 +56,7 @@ impl NodeConfig {
             mdns: true,
             redial_recent: Duration::from_secs(7 * 24 * 3600),
             progress_interval: Duration::from_millis(250),
+            resume_downloads: true,
             faults: Default::default(),
             clock_offset_ms: 0,
             message_ttl: Duration::from_secs(7 * 24 * 3600),

@@ -23,7 +23,7 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use messaging::{Message, MessageId, MessageState, Recipient, Room, RoomId};
 pub use node::Node;
 pub use transfer::download::{DownloadError, DownloadReport, DownloadSpec};
-pub use transfer::handle::TransferHandle;
+pub use transfer::handle::{TransferControls, TransferHandle};
 pub use transfer::{ContentId, Ticket};
 
 /// The version of this core, as published in identify and DNS-SD records.

@@ -49,6 +49,8 @@ struct Inner {
     commands: mpsc::Sender<NodeCommand>,
     task: Mutex<Option<JoinHandle<()>>>,
     transfers: download::Ctx,
+    /// Tells running downloads that the node stops.
+    stop_downloads: tokio::sync::watch::Sender<bool>,
     offers: Arc<offer::Pending>,
     server: JoinHandle<()>,
     offer_server: JoinHandle<()>,
@@ -146,6 +148,7 @@ impl Node {
         load_shares(&store, &library);
         let incoming = net.take_incoming(&crate::transfer::wire::PROTOCOL)?;
         let server = tokio::spawn(serve::run(incoming, library.clone(), config.faults));
+        let stop_downloads = tokio::sync::watch::Sender::new(false);
         let transfers = download::Ctx {
             net: net.commands.clone(),
             streams: net.streams.clone(),
@@ -154,6 +157,8 @@ impl Node {
             events: events.clone(),
             progress_interval: config.progress_interval,
             next_transfer: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+            running: Default::default(),
+            stopping: stop_downloads.subscribe(),
         };
 
         let offers = Arc::new(offer::Pending::default());
@@ -192,7 +197,7 @@ impl Node {
         let task = tokio::spawn(async move {
             supervisor.run(cmd_rx, &mut net_rx, disc_rx).await;
         });
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(Inner {
                 peer_id,
                 name,
@@ -202,6 +207,7 @@ impl Node {
                 commands: cmd_tx,
                 task: Mutex::new(Some(task)),
                 transfers,
+                stop_downloads,
                 offers,
                 server,
                 offer_server,
@@ -210,7 +216,40 @@ impl Node {
                 advert,
                 platform_discovery: disc_tx,
             }),
-        })
+        };
+        if config.resume_downloads {
+            node.resume_interrupted();
+        }
+        Ok(node)
+    }
+
+    /// Restarts the downloads that were running when this node last stopped or died; they report
+    /// through the usual transfer events.
+    fn resume_interrupted(&self) {
+        let ctx = &self.inner.transfers;
+        let interrupted = match state::interrupted_downloads(&ctx.store) {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list interrupted downloads");
+                return;
+            }
+        };
+        for d in interrupted {
+            let Ok(ticket) = d.ticket.parse::<Ticket>() else {
+                tracing::warn!(ticket = %d.ticket, "stored ticket does not parse");
+                continue;
+            };
+            tracing::info!(content = %ticket.content, dest = %d.dest.display(), "resuming download");
+            let spec = DownloadSpec {
+                ticket,
+                dest: d.dest,
+                files: d.files,
+            };
+            // Runs on by itself (the handle is held until the end, which is announced as a
+            // transfer event); a node stop ends it, to resume at the next start.
+            let handle = handle::spawn(ctx, spec);
+            tokio::spawn(handle.wait());
+        }
     }
 
     /// What to advertise with DNS-SD: instance name, port and TXT record
@@ -406,13 +445,18 @@ impl Node {
         self.inner.messenger.room_list()
     }
 
-    /// How many envelopes and messages the store holds (and how many are carried for others).
+    /// How many envelopes and messages the store holds (and how many are carried for others), and
+    /// how many envelopes this node handed to peers since it started.
     pub fn message_stats(&self) -> Result<MessageStats> {
         self.inner.messenger.stats()
     }
 
     /// Stops the node: mDNS goodbye, connections closed, store flushed. Returns when all is done.
     pub async fn stop(&self) -> Result<()> {
+        // Downloads first: they record what they wrote, stay `active`, and resume at next start.
+        let _ = self.inner.stop_downloads.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        self.inner.transfers.wait_idle(deadline).await;
         self.inner.server.abort();
         self.inner.offer_server.abort();
         self.inner.message_sync.abort();

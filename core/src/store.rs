@@ -86,6 +86,10 @@ const MIGRATIONS: &[&str] = &[
         seq   INTEGER NOT NULL,
         PRIMARY KEY (peer, scope)
     );",
+    // 4: what a download needs to restart by itself after the node restarts: its ticket and the
+    // files picked (a JSON array of manifest indexes; NULL for all).
+    "ALTER TABLE downloads ADD COLUMN ticket TEXT NOT NULL DEFAULT '';
+    ALTER TABLE downloads ADD COLUMN files TEXT;",
 ];
 
 /// A peer the store remembers.

@@ -23,7 +23,7 @@ use crate::net;
 use crate::store::Store;
 
 /// Bytes requested from one provider and not yet received.
-const WINDOW_BYTES: u64 = 4 * 1024 * 1024;
+const WINDOW_BYTES: u64 = 2 * 1024 * 1024;
 /// Bytes asked for in one request.
 const RUN_BYTES: u64 = 1024 * 1024;
 /// A provider that sends nothing for this long while chunks are due is given up on.
@@ -143,6 +143,9 @@ pub enum Control {
     },
 }
 
+/// One lock per share and destination (see [`Ctx::running`]).
+pub type Running = Arc<Mutex<HashMap<(ContentId, PathBuf), Arc<tokio::sync::Mutex<()>>>>>;
+
 /// What the downloader needs from the node.
 #[derive(Clone)]
 pub struct Ctx {
@@ -160,6 +163,37 @@ pub struct Ctx {
     pub progress_interval: Duration,
     /// Numbers transfers.
     pub next_transfer: Arc<std::sync::atomic::AtomicU64>,
+    /// One lock per share and destination, held by the download running there.
+    pub running: Running,
+    /// Turns true when the node stops: running downloads record what they wrote and end.
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    /// Waits until no download runs (they end once [`Ctx::stopping`] turns true), at most until
+    /// `deadline`.
+    pub async fn wait_idle(&self, deadline: tokio::time::Instant) {
+        let slots: Vec<_> = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for slot in slots {
+            let _ = tokio::time::timeout_at(deadline, slot.lock()).await;
+        }
+    }
+
+    /// The lock of downloads of `content` into `dest`.
+    fn slot(&self, content: ContentId, dest: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|_, lock| Arc::strong_count(lock) > 1);
+        running
+            .entry((content, dest.to_path_buf()))
+            .or_default()
+            .clone()
+    }
 }
 
 /// Runs one download to its end.
@@ -181,8 +215,18 @@ pub async fn run(
     state::save_manifest(&ctx.store, &content_id, &encoded)?;
     fs::create_dir_all(&spec.dest).map_err(io_err(&spec.dest))?;
     let dest = spec.dest.canonicalize().map_err(io_err(&spec.dest))?;
+    // One run at a time per share and destination: a second one (a node that resumed it at
+    // start, and the user asking again) waits, then finds the files in place.
+    let slot = ctx.slot(content_id, &dest);
+    let _running = slot.lock().await;
     let dl = state::download_id(&ctx.store, &content_id, &dest)?;
     state::set_download_state(&ctx.store, dl, "active")?;
+    state::save_download_source(
+        &ctx.store,
+        dl,
+        &spec.ticket.to_string(),
+        spec.files.as_deref(),
+    )?;
 
     let plan = Plan::make(&ctx.store, dl, &manifest, &dest, spec.files.as_deref())?;
     let needed: u64 = plan
@@ -241,6 +285,8 @@ pub async fn run(
             if cancelled && !keep {
                 plan.remove_parts();
                 state::forget_download(&ctx.store, dl)?;
+            } else if matches!(e, DownloadError::Node(crate::Error::Stopped)) {
+                // Stays `active`: the node resumes it when it starts again.
             } else {
                 state::set_download_state(
                     &ctx.store,
@@ -627,7 +673,11 @@ async fn fetch(
     let mut failures: Vec<String> = Vec::new();
     // Set while every provider is gone: when to dial them again, and when to give up.
     let mut reconnect: Option<(Instant, Instant, Duration)> = None;
+    let mut stopping = ctx.stopping.clone();
     let result = loop {
+        if *stopping.borrow_and_update() {
+            break Err(DownloadError::Node(crate::Error::Stopped));
+        }
         let retry_at = reconnect.map(|(at, _, _)| tokio::time::Instant::from_std(at));
         tokio::select! {
             fb = fb_rx.recv() => match fb {
@@ -686,6 +736,11 @@ async fn fetch(
                     }
                 }
             }
+            changed = stopping.changed() => {
+                if changed.is_err() {
+                    break Err(DownloadError::Node(crate::Error::Stopped));
+                }
+            }
             changed = control.changed() => {
                 if changed.is_err() || matches!(*control.borrow(), Control::Cancel { .. }) {
                     break Err(DownloadError::Cancelled);
@@ -699,7 +754,10 @@ async fn fetch(
             && chunk_channel_idle(&sched)
         {
             // Every provider is gone (a lost network, a provider that stopped): dial them again
-            // with backoff, unless all of them were dropped for bad data.
+            // with backoff, unless all of them were dropped for bad data or the node stopped.
+            if ctx.net.is_closed() {
+                break Err(DownloadError::Node(crate::Error::Stopped));
+            }
             let banned = sched
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -715,7 +773,10 @@ async fn fetch(
                 }
                 break Err(DownloadError::ProvidersFailed(failures.join("; ")));
             }
-            tracing::info!("every provider is gone: reconnecting");
+            tracing::warn!(
+                "every provider is gone: redialling them for up to {} s",
+                RECONNECT_FOR.as_secs()
+            );
             let now = Instant::now();
             reconnect = Some((now + FIRST_RECONNECT, now + RECONNECT_FOR, FIRST_RECONNECT));
         }

@@ -1,5 +1,6 @@
 //! A running download as the app holds it: pause, resume, cancel, wait.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::watch;
@@ -12,8 +13,31 @@ use crate::events::Event;
 pub struct TransferHandle {
     /// The transfer's id, as in its events.
     pub id: u64,
-    control: watch::Sender<Control>,
+    controls: TransferControls,
     task: JoinHandle<Result<DownloadReport, DownloadError>>,
+}
+
+/// Pause, resume and cancel of a running download, cheap to clone and share (for instance with a
+/// UI while another task waits for the end). The download is cancelled, keeping its partial data,
+/// once the handle and every clone of these are gone.
+#[derive(Clone)]
+pub struct TransferControls(Arc<watch::Sender<Control>>);
+
+impl TransferControls {
+    /// Stops requesting chunks until [`TransferControls::resume`].
+    pub fn pause(&self) {
+        let _ = self.0.send(Control::Pause);
+    }
+
+    /// Resumes after a pause.
+    pub fn resume(&self) {
+        let _ = self.0.send(Control::Run);
+    }
+
+    /// Cancels; partial data is kept for a later resume when `keep_partial`, removed otherwise.
+    pub fn cancel(&self, keep_partial: bool) {
+        let _ = self.0.send(Control::Cancel { keep: keep_partial });
+    }
 }
 
 /// Starts a download task; its end is also announced as an event.
@@ -40,23 +64,32 @@ pub fn spawn(ctx: &Ctx, spec: DownloadSpec) -> TransferHandle {
         });
         result
     });
-    TransferHandle { id, control, task }
+    TransferHandle {
+        id,
+        controls: TransferControls(Arc::new(control)),
+        task,
+    }
 }
 
 impl TransferHandle {
     /// Stops requesting chunks until [`TransferHandle::resume`].
     pub fn pause(&self) {
-        let _ = self.control.send(Control::Pause);
+        self.controls.pause();
     }
 
     /// Resumes after a pause.
     pub fn resume(&self) {
-        let _ = self.control.send(Control::Run);
+        self.controls.resume();
     }
 
     /// Cancels; partial data is kept for a later resume when `keep_partial`, removed otherwise.
     pub fn cancel(&self, keep_partial: bool) {
-        let _ = self.control.send(Control::Cancel { keep: keep_partial });
+        self.controls.cancel(keep_partial);
+    }
+
+    /// Pause, resume and cancel, to share while [`TransferHandle::wait`] runs elsewhere.
+    pub fn controls(&self) -> TransferControls {
+        self.controls.clone()
     }
 
     /// Waits for the end of the download.

@@ -102,7 +102,52 @@ pub fn download_id(store: &Store, content: &ContentId, dest: &Path) -> Result<i6
     })
 }
 
-/// Sets a download's state (`active`, `paused`, `done`, `failed`, `cancelled`).
+/// Remembers how to restart a download: its ticket and the files picked (`None`: all).
+pub fn save_download_source(
+    store: &Store,
+    id: i64,
+    ticket: &str,
+    files: Option<&[usize]>,
+) -> Result<()> {
+    let files = files.map(|f| serde_json::to_string(f).unwrap_or_default());
+    store.with(|c| {
+        c.execute(
+            "UPDATE downloads SET ticket = ?2, files = ?3 WHERE id = ?1",
+            params![id, ticket, files],
+        )
+        .map(drop)
+    })
+}
+
+/// A download that was running when its node stopped or died.
+pub struct Interrupted {
+    /// Its ticket, as text.
+    pub ticket: String,
+    /// Where it goes.
+    pub dest: PathBuf,
+    /// The files picked (`None`: all).
+    pub files: Option<Vec<usize>>,
+}
+
+/// Downloads still `active` (the node stopped or died while they ran) that can restart.
+pub fn interrupted_downloads(store: &Store) -> Result<Vec<Interrupted>> {
+    store.with(|c| {
+        let mut stmt = c.prepare(
+            "SELECT ticket, dest, files FROM downloads WHERE state = 'active' AND ticket != ''",
+        )?;
+        stmt.query_map([], |r| {
+            let files: Option<String> = r.get(2)?;
+            Ok(Interrupted {
+                ticket: r.get(0)?,
+                dest: PathBuf::from(r.get::<_, String>(1)?),
+                files: files.and_then(|f| serde_json::from_str(&f).ok()),
+            })
+        })?
+        .collect()
+    })
+}
+
+/// Sets a download's state (`active`, `done`, `failed`, `cancelled`).
 pub fn set_download_state(store: &Store, id: i64, state: &str) -> Result<()> {
     store.with(|c| {
         c.execute(
