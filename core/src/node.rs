@@ -187,8 +187,11 @@ impl Node {
             events: events.clone(),
             peers: HashMap::new(),
         };
-        let since = store::now_secs().saturating_sub(config.redial_recent.as_secs());
-        supervisor.load_recent_peers(since);
+        // A zero window redials no one (not even peers seen in this very second).
+        if !config.redial_recent.is_zero() {
+            let since = store::now_secs().saturating_sub(config.redial_recent.as_secs());
+            supervisor.load_recent_peers(since);
+        }
         let _ = events.send(Event::Listening {
             peer: peer_id,
             name: name.clone(),

@@ -271,6 +271,37 @@ async fn a_room_split_in_two_partitions_ends_with_the_same_messages_in_the_same_
 }
 
 #[tokio::test]
+async fn a_room_message_reaches_every_member_of_a_line_longer_than_the_hop_limit() {
+    // Ten members in a line: the last is nine hops from the first (the hop limit is eight).
+    let dirs: Vec<_> = (0..10).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        nodes.push(start(config(dir.path(), &format!("member-{i}"))).await);
+    }
+    for pair in nodes.windows(2) {
+        link(&pair[0], &pair[1]).await;
+    }
+    let room = nodes[0].create_room("long line").unwrap();
+    for n in &nodes[1..] {
+        n.join_room(&room.invite).unwrap();
+    }
+    let mut last = nodes[9].events();
+    let id = nodes[0].send_room_message(room.id, "pass it on").unwrap();
+    let got = wait_for(&mut last, "the far end gets the message", |e| {
+        received(e, id)
+    })
+    .await;
+    assert_eq!(got.text, "pass it on");
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        let on_n: Vec<MessageId> = n.messages().unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(on_n, vec![id], "member {i} holds it exactly once");
+    }
+    for n in &nodes {
+        n.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn replies_sort_after_questions_with_clocks_ten_minutes_apart() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut fast = config(da.path(), "fast");

@@ -192,4 +192,6 @@ pub struct MessageStats {
     pub carried: u64,
     /// Messages this device can read.
     pub messages: u64,
+    /// Envelopes handed to peers since the node started (every transmission, repeats included).
+    pub sent: u64,
 }

@@ -3,6 +3,7 @@
 //! otherwise), answers with receipts, and fails what expired.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
@@ -55,6 +56,8 @@ pub struct Messenger {
     ttl_ms: u64,
     quota: CarryQuota,
     rooms: Mutex<HashMap<RoomId, (String, RoomKey)>>,
+    /// Envelopes handed to peers since start.
+    sent: AtomicU64,
     /// Signalled when there is something new to tell connected peers about.
     pub(crate) changed: Notify,
     /// Signalled when this device should pull from every connected peer again (it joined a room).
@@ -86,6 +89,7 @@ impl Messenger {
             ttl_ms: u64::try_from(config.message_ttl.as_millis()).unwrap_or(u64::MAX),
             quota: config.carry,
             rooms: Mutex::new(rooms),
+            sent: AtomicU64::new(0),
             changed: Notify::new(),
             pull_all: Notify::new(),
         })
@@ -278,8 +282,10 @@ impl Messenger {
             time: env.time.ms,
             outgoing: false,
         };
+        // Members pass room messages on without spending a hop (only members accept them, and
+        // each stores one once): every member must end with every message, however far.
         let keep = Keep {
-            hops: hops.saturating_sub(1),
+            hops,
             carried: false,
             source: Some(&from),
         };
@@ -377,9 +383,17 @@ impl Messenger {
         state::messages(&self.store)
     }
 
-    /// What the store holds.
+    /// Counts one envelope handed to a peer.
+    pub(crate) fn count_sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What the store holds, and how many envelopes were handed to peers since start.
     pub fn stats(&self) -> Result<MessageStats> {
-        state::stats(&self.store)
+        Ok(MessageStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            ..state::stats(&self.store)?
+        })
     }
 
     /// Creates a room; the returned invite lets others join.

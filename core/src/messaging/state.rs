@@ -381,7 +381,7 @@ pub fn expire(store: &Store, now_ms: u64) -> Result<Vec<MessageId>> {
     })
 }
 
-/// What the store holds.
+/// What the store holds (`sent` is counted in memory by the service, not here).
 pub fn stats(store: &Store) -> Result<MessageStats> {
     store.with(|c: &mut Connection| {
         let q = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).map(count);
@@ -389,6 +389,7 @@ pub fn stats(store: &Store) -> Result<MessageStats> {
             envelopes: q("SELECT COUNT(*) FROM msg_envelopes")?,
             carried: q("SELECT COUNT(*) FROM msg_envelopes WHERE carried = 1")?,
             messages: q("SELECT COUNT(*) FROM msg_messages")?,
+            sent: 0,
         })
     })
 }

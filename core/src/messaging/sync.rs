@@ -343,6 +343,7 @@ async fn serve(
                 raw: env.raw,
             };
             wire::write_msg(&mut stream, &frame).await?;
+            messenger.count_sent();
             sent += 1;
             if env.own {
                 own.push(env.id);
