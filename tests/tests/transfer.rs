@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use meshdrop_core::transfer::serve::Faults;
-use meshdrop_core::{DownloadSpec, Event, Node, NodeConfig, Ticket};
+use meshdrop_core::{DownloadSpec, Event, Node, NodeConfig, Ticket, TransferHandle};
 
 async fn node(dir: &Path, name: &str, faults: Faults) -> Node {
     let _ = tracing_subscriber::fmt()
@@ -227,8 +227,13 @@ async fn video_share(
     (sender, receiver, video, ticket)
 }
 
-/// Starts a download of `ticket` into `dest` and cancels it at its first progress event.
-async fn cancel_midway(receiver: &Node, ticket: Ticket, dest: &Path, keep: bool) {
+/// Starts a download of `ticket` into `dest` and waits for its first progress event; returns the
+/// handle and the bytes done then (less than the total: the download is midway).
+async fn start_until_progress(
+    receiver: &Node,
+    ticket: Ticket,
+    dest: &Path,
+) -> (TransferHandle, u64) {
     let mut events = receiver.events();
     let handle = receiver.download(DownloadSpec {
         ticket,
@@ -236,7 +241,7 @@ async fn cancel_midway(receiver: &Node, ticket: Ticket, dest: &Path, keep: bool)
         files: None,
     });
     let id = handle.id;
-    tokio::time::timeout(Duration::from_secs(30), async {
+    let done = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             if let Ok(Event::TransferProgress {
                 transfer,
@@ -246,13 +251,19 @@ async fn cancel_midway(receiver: &Node, ticket: Ticket, dest: &Path, keep: bool)
             }) = events.recv().await
                 && transfer == id
             {
-                assert!(done < total, "cancelled before the end");
-                return;
+                assert!(done < total, "still midway");
+                return done;
             }
         }
     })
     .await
     .expect("progress arrives");
+    (handle, done)
+}
+
+/// Starts a download of `ticket` into `dest` and cancels it at its first progress event.
+async fn cancel_midway(receiver: &Node, ticket: Ticket, dest: &Path, keep: bool) {
+    let (handle, _) = start_until_progress(receiver, ticket, dest).await;
     handle.cancel(keep);
     let err = handle.wait().await.expect_err("cancelled");
     assert_eq!(err.to_string(), "cancelled");
@@ -308,25 +319,8 @@ async fn a_download_waits_for_a_vanished_provider_and_finishes_when_it_comes_bac
     let (sender, receiver, video, ticket) = video_share(&dirs, "GOPR0003.MP4", 48, 11).await;
     let sender_addrs = sender.listen_addrs();
 
-    let mut events = receiver.events();
-    let handle = receiver.download(DownloadSpec {
-        ticket,
-        dest: dirs[3].path().to_path_buf(),
-        files: None,
-    });
-    let id = handle.id;
     // At the first progress event: hold the download, and the provider goes away.
-    let done_before = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Ok(Event::TransferProgress { transfer, done, .. }) = events.recv().await
-                && transfer == id
-            {
-                return done;
-            }
-        }
-    })
-    .await
-    .expect("progress arrives");
+    let (handle, done_before) = start_until_progress(&receiver, ticket, dirs[3].path()).await;
     handle.pause();
     sender.stop().await.unwrap();
     // The download runs on with its provider gone: its stream fails and it starts redialling.
@@ -364,24 +358,7 @@ async fn a_download_waits_for_a_vanished_provider_and_finishes_when_it_comes_bac
 async fn a_node_restarted_mid_download_resumes_it_by_itself() {
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let (sender, receiver, video, ticket) = video_share(&dirs, "GOPR0004.MP4", 48, 12).await;
-    let mut events = receiver.events();
-    let handle = receiver.download(DownloadSpec {
-        ticket,
-        dest: dirs[3].path().to_path_buf(),
-        files: None,
-    });
-    let id = handle.id;
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Ok(Event::TransferProgress { transfer, .. }) = events.recv().await
-                && transfer == id
-            {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("progress arrives");
+    let (handle, _) = start_until_progress(&receiver, ticket, dirs[3].path()).await;
     receiver.stop().await.unwrap();
     let err = handle.wait().await.expect_err("stopped with its node");
     assert_eq!(err.to_string(), "the node has stopped");

@@ -64,6 +64,19 @@ pub struct Messenger {
     pub(crate) pull_all: Notify,
 }
 
+/// The message a readable envelope from someone else carries.
+fn received(env: &Envelope, text: String) -> Message {
+    Message {
+        id: env.id,
+        from: env.author,
+        to: env.to,
+        text,
+        state: MessageState::Delivered,
+        time: env.time.ms,
+        outgoing: false,
+    }
+}
+
 impl Messenger {
     /// Loads the rooms and the clock from the store.
     pub fn new(
@@ -213,15 +226,7 @@ impl Messenger {
         };
         match postcard::from_bytes::<Body>(&plain) {
             Ok(Body::Text(text)) => {
-                let msg = Message {
-                    id: env.id,
-                    from: env.author,
-                    to: env.to,
-                    text,
-                    state: MessageState::Delivered,
-                    time: env.time.ms,
-                    outgoing: false,
-                };
+                let msg = received(&env, text);
                 if !self.store_readable(&env, &keep, &msg)? {
                     return Ok(Outcome::Duplicate);
                 }
@@ -273,15 +278,7 @@ impl Messenger {
         let Ok(Body::Text(text)) = postcard::from_bytes::<Body>(&plain) else {
             return Ok(Outcome::Rejected("malformed room body".into()));
         };
-        let msg = Message {
-            id: env.id,
-            from: env.author,
-            to: env.to,
-            text,
-            state: MessageState::Delivered,
-            time: env.time.ms,
-            outgoing: false,
-        };
+        let msg = received(&env, text);
         // Members pass room messages on without spending a hop (only members accept them, and
         // each stores one once): every member must end with every message, however far.
         let keep = Keep {
