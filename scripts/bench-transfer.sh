@@ -15,8 +15,9 @@ SIZE_MIB=1024
 command -v socat >/dev/null || { apt-get update -qq && apt-get install -y -qq socat >/dev/null; }
 SENDME="${SENDME:-$(command -v sendme || echo /tmp/sendme-install/bin/sendme)}"
 [ -x "$SENDME" ] || { cargo install sendme --locked --root /tmp/sendme-install; SENDME=/tmp/sendme-install/bin/sendme; }
-cargo build --quiet --release -p meshdrop
-MD="${CARGO_TARGET_DIR:-$PWD/target}/release/meshdrop"
+# The `dist` profile: what ships (fat LTO, one codegen unit).
+cargo build --quiet --profile dist -p meshdrop
+MD="${CARGO_TARGET_DIR:-$PWD/target}/dist/meshdrop"
 
 NS="mdbench$$"
 WORK="$(mktemp -d /tmp/mdbench.XXXXXX)"
@@ -105,7 +106,7 @@ echo "### ${SIZE_MIB} MiB random file over loopback (namespace with loopback onl
 echo
 echo "| tool | wall s | MiB/s | sender peak RSS MB | receiver peak RSS MB |"
 echo "|---|---|---|---|---|"
-echo "| meshdrop (release) | $md_s | $(rate "$SIZE_MIB" "$md_s") | $md_tx | $md_rx |"
+echo "| meshdrop (dist profile) | $md_s | $(rate "$SIZE_MIB" "$md_s") | $md_tx | $md_rx |"
 echo "| sendme 0.37 | $sm_s | $(rate "$SIZE_MIB" "$sm_s") | $sm_tx | $sm_rx |"
 echo "| raw TCP (socat) | $tcp_s | $(rate "$SIZE_MIB" "$tcp_s") | | |"
 echo "| dd conv=fsync | $dd_s | $(rate "$SIZE_MIB" "$dd_s") | | |"

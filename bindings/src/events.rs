@@ -93,6 +93,11 @@ pub enum NodeEvent {
         /// Estimated seconds left.
         eta_secs: Option<u64>,
     },
+    /// Every chunk of a served share was uploaded at least once.
+    ShareDistributed {
+        /// The share's content id.
+        content: String,
+    },
     /// A download finished: every selected file verified and in place.
     TransferFinished {
         /// The transfer.
@@ -230,6 +235,9 @@ impl NodeEvent {
                 total,
                 rate,
                 eta_secs,
+            },
+            Event::ShareDistributed { content } => Self::ShareDistributed {
+                content: content.to_string(),
             },
             Event::TransferFinished {
                 transfer,

@@ -1,4 +1,6 @@
-//! Messages and rooms: thin async methods over the core's messenger, and their records.
+//! Messages, rooms and contacts: thin async methods over the core's messenger, and their records.
+
+use std::path::PathBuf;
 
 use meshdrop_core::{PeerId, RoomId};
 
@@ -52,10 +54,14 @@ pub struct Message {
     pub id: String,
     /// The author's peer id.
     pub from_peer: String,
+    /// The author's device name, when known as a contact.
+    pub from_name: Option<String>,
     /// The recipient.
     pub to: Recipient,
     /// The text.
     pub text: String,
+    /// The ticket of the files attached (download it with `Node::download`), if any.
+    pub attachment: Option<String>,
     /// Where it is on its way.
     pub state: MessageState,
     /// When the author wrote it, by the author's clock (milliseconds since the Unix epoch).
@@ -69,6 +75,7 @@ impl From<meshdrop_core::Message> for Message {
         Self {
             id: m.id.to_string(),
             from_peer: m.from.to_string(),
+            from_name: m.from_name,
             to: match m.to {
                 meshdrop_core::Recipient::Peer(p) => Recipient::Peer {
                     peer_id: p.to_string(),
@@ -78,6 +85,7 @@ impl From<meshdrop_core::Message> for Message {
                 },
             },
             text: m.text,
+            attachment: m.attachment.map(|t| t.to_string()),
             state: m.state.into(),
             time_ms: m.time,
             outgoing: m.outgoing,
@@ -103,6 +111,40 @@ impl From<meshdrop_core::Room> for Room {
             name: r.name,
             invite: r.invite,
         }
+    }
+}
+
+/// A device this one knows: met on the network or named by a room invite.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct Contact {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Its device name (empty when never learned).
+    pub name: String,
+    /// Unix seconds of when this device first learned of it.
+    pub first_seen: u64,
+    /// Unix seconds of the last meeting; `None` when only known from an invite.
+    pub last_seen: Option<u64>,
+}
+
+impl From<meshdrop_core::store::Contact> for Contact {
+    fn from(c: meshdrop_core::store::Contact) -> Self {
+        Self {
+            peer_id: c.peer.to_string(),
+            name: c.name,
+            first_seen: c.first_seen,
+            last_seen: c.last_seen,
+        }
+    }
+}
+
+impl TryFrom<Recipient> for meshdrop_core::Recipient {
+    type Error = MeshdropError;
+    fn try_from(r: Recipient) -> Result<Self, MeshdropError> {
+        Ok(match r {
+            Recipient::Peer { peer_id } => Self::Peer(parse("peer id", &peer_id)?),
+            Recipient::Room { room_id } => Self::Room(parse("room id", &room_id)?),
+        })
     }
 }
 
@@ -134,6 +176,28 @@ impl Node {
             .ops
             .run(async move { Ok(core.send_room_message(room, &text)?) });
         Ok(id.await?.to_string())
+    }
+
+    /// Sends a text with files attached to a peer or a room: the files are shared from this
+    /// device and the message carries the ticket. Returns the message id.
+    pub async fn send_with_attachment(
+        &self,
+        to: Recipient,
+        text: String,
+        paths: Vec<String>,
+    ) -> Result<String, MeshdropError> {
+        let to = meshdrop_core::Recipient::try_from(to)?;
+        let paths: Vec<PathBuf> = paths.into_iter().map(PathBuf::from).collect();
+        let core = self.core.clone();
+        let id = self
+            .ops
+            .run(async move { Ok(core.send_with_attachment(to, &text, paths).await?) });
+        Ok(id.await?.to_string())
+    }
+
+    /// The devices this one knows, with their names.
+    pub fn contacts(&self) -> Result<Vec<Contact>, MeshdropError> {
+        Ok(self.core.contacts()?.into_iter().map(Into::into).collect())
     }
 
     /// Every message this device can read, in the same causal order on every device.

@@ -361,6 +361,7 @@ async fn a_message_arrives_once_and_its_sender_sees_it_delivered() {
         (id.as_str(), "hi bob")
     );
     assert_eq!(message.from_peer, a.node.peer_id());
+    assert_eq!(message.attachment, None);
     assert!(!message.outgoing);
     a.wait_for("delivered", |e| {
         matches!(e, NodeEvent::MessageStateChanged { message_id, state: MessageState::Delivered } if *message_id == id)
@@ -368,6 +369,24 @@ async fn a_message_arrives_once_and_its_sender_sees_it_delivered() {
     .await;
     let history = b.node.messages().await.unwrap();
     assert_eq!(history.iter().filter(|m| m.id == id).count(), 1);
+    // Bob met alice: she becomes a contact (named once identified), and her messages carry her name.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let knows_alice = || {
+        let contacts = b.node.contacts().unwrap();
+        contacts
+            .iter()
+            .any(|c| c.peer_id == a.node.peer_id() && c.name == "alice")
+    };
+    while !knows_alice() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob never named alice"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let history = b.node.messages().await.unwrap();
+    let from = history.iter().find(|m| m.id == id).unwrap();
+    assert_eq!(from.from_name.as_deref(), Some("alice"));
 
     let bad = a.node.send_message("not-a-peer".into(), "x".into()).await;
     assert!(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use meshdrop_core::transfer::limits::TransferLimits;
 use meshdrop_core::{Multiaddr, Node, NodeConfig, PeerInfo};
 use serde_json::Value;
 
@@ -45,8 +46,19 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Peers { timeout } => peers(&cli, &data_dir, out, *timeout).await,
         Command::Connect { address } => connect(&cli, &data_dir, out, address).await,
         Command::Demo { nodes } => crate::demo::run(*nodes, out).await,
-        Command::Msg { peer, text, wait } => {
-            crate::messaging::msg(&cli, &data_dir, out, peer, text, *wait).await
+        Command::Msg {
+            peer,
+            text,
+            attach,
+            wait,
+        } => {
+            let send = crate::messaging::Send {
+                to: peer,
+                text,
+                attach,
+                wait: Duration::from_secs(*wait),
+            };
+            crate::messaging::msg(&cli, &data_dir, out, send).await
         }
         Command::Inbox => crate::messaging::inbox(&data_dir, out).await,
         Command::Chat { room, peer } => {
@@ -92,6 +104,41 @@ pub fn parse_multiaddr(s: &str) -> Result<Multiaddr> {
     })
 }
 
+/// Parses a rate in bytes per second: a number with an optional unit, B, KB, MB, GB (powers of
+/// 1000), KiB, MiB, GiB (powers of 1024) or kbit, mbit, gbit (bits).
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate; try 2MB, 500KiB or 20mbit"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kbit" => 1e3 / 8.0,
+        "mbit" => 1e6 / 8.0,
+        "gbit" => 1e9 / 8.0,
+        other => {
+            return Err(format!(
+                "unknown rate unit {other:?}; use B, KB, MB, GB, KiB, MiB, GiB, kbit, mbit or gbit"
+            ));
+        }
+    };
+    let rate = (number * scale).round();
+    if rate < 1.0 {
+        return Err(format!("{s:?} is below one byte per second"));
+    }
+    Ok(rate as u64)
+}
+
 /// The node configuration the global flags ask for.
 pub(crate) fn config(cli: &Cli, data_dir: &std::path::Path) -> NodeConfig {
     let mut config = if cli.bind.is_empty() {
@@ -101,6 +148,11 @@ pub(crate) fn config(cli: &Cli, data_dir: &std::path::Path) -> NodeConfig {
     };
     config.name = cli.name.clone();
     config.mdns = !cli.no_mdns;
+    config.limits = TransferLimits {
+        max_upload_rate: cli.max_upload_rate,
+        max_download_rate: cli.max_download_rate,
+        upload_slots: cli.upload_slots.into(),
+    };
     // Only a long-running node picks up interrupted downloads; `get` resumes its own.
     config.resume_downloads = matches!(cli.command, crate::Command::Run { .. });
     config
@@ -204,4 +256,25 @@ async fn connect(cli: &Cli, data_dir: &std::path::Path, out: Output, address: &s
     };
     node.stop().await?;
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_read_as_people_write_them() {
+        assert_eq!(parse_rate("2MB"), Ok(2_000_000));
+        assert_eq!(parse_rate("500KiB"), Ok(512_000));
+        assert_eq!(parse_rate("20mbit"), Ok(2_500_000));
+        assert_eq!(parse_rate("1.5 GiB"), Ok(1_610_612_736));
+        assert_eq!(parse_rate("4096"), Ok(4096));
+        assert!(parse_rate("fast").unwrap_err().contains("not a rate"));
+        assert!(
+            parse_rate("3 parsecs")
+                .unwrap_err()
+                .contains("unknown rate unit")
+        );
+        assert!(parse_rate("0").unwrap_err().contains("below one byte"));
+    }
 }

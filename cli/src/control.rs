@@ -34,7 +34,12 @@ pub enum Request {
         to: String,
         /// The text.
         text: String,
+        /// Absolute paths of files to attach (shared by the running node).
+        #[serde(default)]
+        attach: Vec<PathBuf>,
     },
+    /// The devices this one knows (met or named by an invite).
+    Contacts,
     /// Every stored message.
     Messages,
     /// The rooms this device is in.
@@ -124,13 +129,16 @@ async fn answer(node: &Node, req: Request) -> Result<Value> {
             let peer = node.connect(addr).await?;
             json!({"peer": peer, "verification_code": node.verification_code(&peer)})
         }
-        Request::SendMessage { to, text } => {
-            let id = match to.parse::<Recipient>()? {
-                Recipient::Peer(p) => node.send_message(p, &text)?,
-                Recipient::Room(r) => node.send_room_message(r, &text)?,
+        Request::SendMessage { to, text, attach } => {
+            let to = to.parse::<Recipient>()?;
+            let id = match (to, attach.is_empty()) {
+                (Recipient::Peer(p), true) => node.send_message(p, &text)?,
+                (Recipient::Room(r), true) => node.send_room_message(r, &text)?,
+                (to, false) => node.send_with_attachment(to, &text, attach).await?,
             };
             json!({"id": id})
         }
+        Request::Contacts => json!(node.contacts()?),
         Request::Messages => json!(node.messages()?),
         Request::Rooms => json!(node.rooms()),
         Request::CreateRoom { name } => json!(node.create_room(&name)?),

@@ -34,6 +34,16 @@ pub struct Cli {
     /// Do not advertise or browse with mDNS (peers can still be added by address).
     #[arg(long, global = true)]
     no_mdns: bool,
+    /// Most bytes per second served to all peers together, e.g. 2MB, 500KiB, 20mbit (default: no limit).
+    #[arg(long, global = true, value_name = "RATE", value_parser = commands::parse_rate)]
+    max_upload_rate: Option<u64>,
+    /// Most bytes per second received by all downloads together (default: no limit).
+    #[arg(long, global = true, value_name = "RATE", value_parser = commands::parse_rate)]
+    max_download_rate: Option<u64>,
+    /// Requests served at once, across peers; the others wait their turn.
+    #[arg(long, global = true, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    upload_slots: u16,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,10 +118,14 @@ enum Command {
     },
     /// Send a message to a peer (or a room): stored first, delivered directly or carried by others.
     Msg {
-        /// The recipient's peer id, or `room:ID` (see `meshdrop room list`).
+        /// The recipient: a peer id, the name of a device met before, or `room:ID`.
         peer: String,
         /// The text.
         text: String,
+        /// Attach files and folders: shared from this device, the message carries the ticket
+        /// (the recipient downloads it with `meshdrop get`).
+        #[arg(long, value_name = "PATH", num_args = 1..)]
+        attach: Vec<PathBuf>,
         /// When no node runs here, how long to try handing it over (seconds).
         #[arg(long, default_value_t = 30)]
         wait: u64,
@@ -123,7 +137,7 @@ enum Command {
         /// The room (name or id).
         #[arg(long)]
         room: Option<String>,
-        /// The peer (peer id).
+        /// The peer (peer id, or the name of a device met before).
         #[arg(long, conflicts_with = "room")]
         peer: Option<String>,
     },
@@ -141,14 +155,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    one_malloc_arena();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -162,5 +171,31 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (`target=level` pairs, as in `meshdrop_core=debug`);
+/// warnings only by default.
+fn init_logging() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::WARN));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
+}
+
+/// glibc gives each thread that allocates an arena of its own; the node's few threads (the
+/// runtime's workers, a download's writer and syncer) then each keep freed chunk buffers, which
+/// only adds to resident memory. One arena is enough for this allocation rate.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called first thing in main, before any other thread exists or allocates.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }

@@ -1,15 +1,17 @@
-//! Messages on the terminal: `msg PEER TEXT`, `inbox`, `chat`, `room create|join|list`. Each asks
-//! the node running on the data dir when there is one; otherwise `msg` and `chat` start a node for
-//! their own duration, and `inbox` and `room` work on the store directly.
+//! Messages on the terminal: `msg PEER TEXT [--attach PATH...]`, `inbox`, `chat`,
+//! `room create|join|list`. Each asks the node running on the data dir when there is one;
+//! otherwise `msg` and `chat` start a node for their own duration, and `inbox` and `room` work on
+//! the store directly. A peer is named by its peer id or by the name of a device met before.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use meshdrop_core::messaging::crypto::RoomKey;
+use meshdrop_core::messaging::room::Inviter;
 use meshdrop_core::messaging::{room, state};
-use meshdrop_core::store::Store;
+use meshdrop_core::store::{Contact, Store};
 use meshdrop_core::{Event, Message, MessageId, MessageState, Node, Recipient, Room};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
@@ -35,27 +37,36 @@ pub enum RoomCommand {
     List,
 }
 
-/// `msg PEER TEXT`: queues a message to a peer id, or to a room (`room:ID`). A running node
-/// delivers it; otherwise a node started here tries until the message is handed over or `wait`
-/// passes (it stays queued then).
-pub async fn msg(
-    cli: &Cli,
-    data_dir: &Path,
-    out: Output,
-    peer: &str,
-    text: &str,
-    wait: u64,
-) -> Result<()> {
-    let to: Recipient = peer.trim().parse().map_err(|_| {
-        anyhow!(
-            "{peer:?} is not a peer id (nor room:ID); see `meshdrop peers` and `meshdrop room list`"
-        )
-    })?;
+/// What `msg` sends.
+pub struct Send<'a> {
+    /// The recipient as typed: a peer id, a contact's name, or `room:ID`.
+    pub to: &'a str,
+    /// The text.
+    pub text: &'a str,
+    /// Files and folders to attach.
+    pub attach: &'a [PathBuf],
+    /// When no node runs here, how long to try handing the message over.
+    pub wait: Duration,
+}
+
+/// `msg PEER TEXT [--attach PATH...]`: queues a message to a peer (id or contact name), or to a
+/// room (`room:ID`), with the attached files shared from this device. A running node delivers it
+/// (and serves the attachment); otherwise a node started here tries until the message is handed
+/// over or `wait` passes (it stays queued then, and the attachment is served by later runs).
+pub async fn msg(cli: &Cli, data_dir: &Path, out: Output, send: Send<'_>) -> Result<()> {
+    let attach = send
+        .attach
+        .iter()
+        .map(|p| std::path::absolute(p).with_context(|| format!("cannot attach {}", p.display())))
+        .collect::<Result<Vec<_>>>()?;
     if let Some(mut client) = Client::connect(data_dir).await {
+        let contacts = contacts_from_json(client.request(&Request::Contacts).await?)?;
+        let to = resolve(send.to, &contacts)?;
         let v = client
             .request(&Request::SendMessage {
                 to: to.to_string(),
-                text: text.to_string(),
+                text: send.text.to_string(),
+                attach,
             })
             .await?;
         let id = v.get("id").and_then(|v| v.as_str()).unwrap_or_default();
@@ -68,20 +79,26 @@ pub async fn msg(
         );
         return Ok(());
     }
+    // Resolved before a node starts: a mistyped name costs no network.
+    let to = resolve(send.to, &open_store(data_dir)?.contacts()?)?;
     let node = Node::start(crate::commands::config(cli, data_dir)).await?;
     let mut events = node.events();
-    let result = match to {
-        Recipient::Peer(p) => node.send_message(p, text),
-        Recipient::Room(r) => node.send_room_message(r, text),
+    let sent = async {
+        let id = match (to, attach.is_empty()) {
+            (Recipient::Peer(p), true) => node.send_message(p, send.text)?,
+            (Recipient::Room(r), true) => node.send_room_message(r, send.text)?,
+            (to, false) => node.send_with_attachment(to, send.text, attach).await?,
+        };
+        anyhow::Ok(id)
     };
-    let id = match result {
-        Ok(id) => id,
+    let id = match sent.await {
+        Ok(sent) => sent,
         Err(e) => {
             node.stop().await?;
-            return Err(e.into());
+            return Err(e);
         }
     };
-    let state = follow(&mut events, id, Duration::from_secs(wait)).await;
+    let state = follow(&mut events, id, send.wait).await;
     node.stop().await?;
     let note = match state {
         MessageState::Queued => "no path to it yet; it is sent the next time meshdrop runs here",
@@ -91,6 +108,47 @@ pub async fn msg(
     };
     report(out, &id.to_string(), &to, state, note);
     Ok(())
+}
+
+/// The recipient a user typed: a peer id, `room:ID`, or the name of exactly one known device.
+fn resolve(typed: &str, contacts: &[Contact]) -> Result<Recipient> {
+    let typed = typed.trim();
+    if let Ok(to) = typed.parse::<Recipient>() {
+        return Ok(to);
+    }
+    let named: Vec<&Contact> = contacts.iter().filter(|c| c.name == typed).collect();
+    match named.as_slice() {
+        [one] => Ok(Recipient::Peer(one.peer)),
+        [] => bail!(
+            "{typed:?} is not a peer id, room:ID, nor the name of a device met before \
+             (see `meshdrop peers` and `meshdrop room list`)"
+        ),
+        many => {
+            let ids: Vec<String> = many.iter().map(|c| c.peer.to_string()).collect();
+            bail!(
+                "{} devices are named {typed:?}; say which by peer id: {}",
+                many.len(),
+                ids.join(", ")
+            )
+        }
+    }
+}
+
+fn contacts_from_json(v: serde_json::Value) -> Result<Vec<Contact>> {
+    let list = v.as_array().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for c in list {
+        let field = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+        out.push(Contact {
+            peer: field("peer")
+                .parse()
+                .context("bad contact from the running node")?,
+            name: field("name").to_string(),
+            first_seen: c.get("first_seen").and_then(|v| v.as_u64()).unwrap_or(0),
+            last_seen: c.get("last_seen").and_then(|v| v.as_u64()),
+        });
+    }
+    Ok(out)
 }
 
 /// Waits until message `id` is handed over (or delivered, or failed), at most `wait`; after a
@@ -152,6 +210,7 @@ impl Backend {
                 c.request(&Request::SendMessage {
                     to: to.to_string(),
                     text: text.to_string(),
+                    attach: Vec::new(),
                 })
                 .await?;
             }
@@ -174,6 +233,13 @@ impl Backend {
             Backend::Local(n) => Ok(n.rooms()),
         }
     }
+
+    async fn contacts(&mut self) -> Result<Vec<Contact>> {
+        match self {
+            Backend::Control(c) => contacts_from_json(c.request(&Request::Contacts).await?),
+            Backend::Local(n) => Ok(n.contacts()?),
+        }
+    }
 }
 
 fn messages_from_json(v: serde_json::Value) -> Result<Vec<Message>> {
@@ -191,8 +257,16 @@ fn messages_from_json(v: serde_json::Value) -> Result<Vec<Message>> {
             from: field("from")
                 .parse()
                 .context("bad author from the running node")?,
+            from_name: m
+                .get("from_name")
+                .and_then(|v| v.as_str())
+                .map(String::from),
             to: field("to").parse()?,
             text: field("text"),
+            attachment: m
+                .get("attachment")
+                .and_then(|v| v.as_str())
+                .and_then(|t| t.parse().ok()),
             state: MessageState::parse(&field("state")).unwrap_or(MessageState::Queued),
             time: m.get("time").and_then(|v| v.as_u64()).unwrap_or(0),
             outgoing: m.get("outgoing").and_then(|v| v.as_bool()).unwrap_or(false),
@@ -235,19 +309,26 @@ pub async fn inbox(data_dir: &Path, out: Output) -> Result<()> {
     Ok(())
 }
 
-/// Prints one message: a JSON object, or `time  from → to  [state]  text`.
+/// Prints one message: a JSON object, or `time  from → to  [state]  text` (the author's name
+/// when known), and the attachment's ticket on a line of its own.
 pub fn print_message(out: Output, m: &Message) {
     if out.json {
         out.raw(&json!(m));
     } else {
+        let from = match &m.from_name {
+            Some(name) => name.clone(),
+            None => short(&m.from.to_string()),
+        };
         println!(
-            "{}  {} → {}  [{}]  {}",
+            "{}  {from} → {}  [{}]  {}",
             utc(m.time),
-            short(&m.from.to_string()),
             short(&m.to.to_string()),
             m.state.as_str(),
             m.text
         );
+        if let Some(ticket) = &m.attachment {
+            println!("  attachment (meshdrop get): {ticket}");
+        }
     }
 }
 
@@ -297,22 +378,27 @@ pub async fn room(data_dir: &Path, out: Output, cmd: &RoomCommand) -> Result<()>
             _ => rooms_from_json(json!([v]))?,
         }
     } else {
-        let store = open_store(data_dir)?;
+        let (peer, device) = meshdrop_core::node::describe(data_dir, None)?;
+        let me = Inviter { peer, name: device };
+        let store = Store::open(data_dir)?;
         match cmd {
             RoomCommand::Create { name } => {
                 room::check_name(name)?;
                 let key = RoomKey::generate()?;
-                vec![save_room(&store, name, key)?]
+                vec![save_room(&store, name, key, &me)?]
             }
             RoomCommand::Join { invite } => {
-                let (name, key) = room::decode_invite(invite)?;
-                vec![save_room(&store, &name, key)?]
+                let invitation = room::decode_invite(invite)?;
+                if let Some(from) = invitation.inviter.as_ref().filter(|f| f.peer != peer) {
+                    store.learn_contact(&from.peer, &from.name)?;
+                }
+                vec![save_room(&store, &invitation.name, invitation.key, &me)?]
             }
             RoomCommand::List => state::rooms(&store)?
                 .into_iter()
                 .map(|(id, name, key)| Room {
                     id,
-                    invite: room::encode_invite(&name, &key),
+                    invite: room::encode_invite(&name, &key, &me),
                     name,
                 })
                 .collect(),
@@ -339,12 +425,12 @@ fn open_store(data_dir: &Path) -> Result<Store> {
     Ok(Store::open(data_dir)?)
 }
 
-fn save_room(store: &Store, name: &str, key: RoomKey) -> Result<Room> {
+fn save_room(store: &Store, name: &str, key: RoomKey, me: &Inviter) -> Result<Room> {
     state::insert_room(store, name, &key)?;
     Ok(Room {
         id: meshdrop_core::RoomId(key.room_id()),
         name: name.to_string(),
-        invite: room::encode_invite(name, &key),
+        invite: room::encode_invite(name, &key, me),
     })
 }
 
@@ -377,11 +463,10 @@ async fn chat_loop(
     let rooms = backend.rooms().await?;
     let target = match (room, peer) {
         (Some(_), Some(_)) => bail!("chat either in a room or with a peer, not both"),
-        (None, Some(p)) => Recipient::Peer(
-            p.trim()
-                .parse()
-                .map_err(|e| anyhow!("{p:?} is not a peer id ({e})"))?,
-        ),
+        (None, Some(p)) => match resolve(p, &backend.contacts().await?)? {
+            Recipient::Peer(p) => Recipient::Peer(p),
+            Recipient::Room(_) => bail!("{p:?} is a room: use --room"),
+        },
         (Some(r), None) => {
             let r = r.trim().trim_start_matches("room:");
             let found = rooms
@@ -433,5 +518,42 @@ async fn chat_loop(
             }
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(name: &str) -> Contact {
+        Contact {
+            peer: meshdrop_core::PeerId::random(),
+            name: name.into(),
+            first_seen: 1,
+            last_seen: Some(2),
+        }
+    }
+
+    #[test]
+    fn a_recipient_is_a_peer_id_a_room_or_the_name_of_exactly_one_contact() {
+        let (ana, ben) = (contact("ana"), contact("ben"));
+        let twin = contact("ben");
+        let contacts = [ana.clone(), ben.clone(), twin.clone()];
+        assert_eq!(
+            resolve(" ana ", &contacts).unwrap(),
+            Recipient::Peer(ana.peer)
+        );
+        let by_id = resolve(&twin.peer.to_string(), &contacts).unwrap();
+        assert_eq!(by_id, Recipient::Peer(twin.peer));
+        let room = format!("room:{}", "ab".repeat(32));
+        assert!(matches!(resolve(&room, &[]).unwrap(), Recipient::Room(_)));
+        let ambiguous = resolve("ben", &contacts).unwrap_err().to_string();
+        assert!(
+            ambiguous.contains("2 devices are named \"ben\""),
+            "{ambiguous}"
+        );
+        assert!(ambiguous.contains(&ben.peer.to_string()), "{ambiguous}");
+        let unknown = resolve("cai", &contacts).unwrap_err().to_string();
+        assert!(unknown.contains("is not a peer id"), "{unknown}");
     }
 }

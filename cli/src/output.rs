@@ -65,6 +65,9 @@ impl Output {
                 "transfer {transfer}: {done}/{total} bytes, {} KiB/s",
                 rate / 1024
             ),
+            Event::ShareDistributed { content } => println!(
+                "share {content}: every chunk uploaded at least once; the others can finish without this device"
+            ),
             Event::TransferFinished {
                 transfer, bytes, ..
             } => println!("transfer {transfer}: finished, {bytes} bytes verified"),

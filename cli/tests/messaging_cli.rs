@@ -1,5 +1,6 @@
-//! Messaging from the command line: `msg`, `inbox --json`, `room create|join` and `chat`, through
-//! the node running on the data dir (its control socket), or with none running (stays queued).
+//! Messaging from the command line: `msg` (to a peer id or a device's name, with `--attach`),
+//! `inbox --json`, `room create|join` and `chat`, through the node running on the data dir (its
+//! control socket), or with none running (stays queued).
 
 mod common;
 
@@ -61,11 +62,9 @@ fn a_message_and_a_room_line_go_through_the_running_nodes() {
         da.path(),
         &["--json", "connect", &format!("{b_addr}/p2p/{b_peer}")],
     ));
-
-    let queued = json_lines(&meshdrop(
-        da.path(),
-        &["--json", "msg", b_peer, "hello bob"],
-    ));
+    // Once alice's node knows bob's name, she writes to him by name.
+    wait_event(&a, "peer_identified", |v| v["name"] == "bob");
+    let queued = json_lines(&meshdrop(da.path(), &["--json", "msg", "bob", "hello bob"]));
     assert_eq!(queued[0]["event"], "message_queued");
     let id = queued[0]["id"].as_str().unwrap().to_string();
     let got = wait_event(&b, "message_received", |v| {
@@ -88,7 +87,53 @@ fn a_message_and_a_room_line_go_through_the_running_nodes() {
         assert_eq!(m["text"], "hello bob");
         assert_eq!(m["state"], "delivered");
         assert!(m["time"].as_u64().unwrap() > 0);
+        assert!(m["attachment"].is_null());
     }
+    let on_b = json_lines(&meshdrop(db.path(), &["--json", "inbox"]));
+    assert_eq!(on_b[0]["from_name"], "alice", "bob sees who wrote");
+
+    // A file attached to a message: bob's inbox shows the ticket, `get` fetches the same bytes.
+    let files = tempfile::tempdir().unwrap();
+    let photo = files.path().join("summit.jpg");
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&photo, &bytes).unwrap();
+    let queued = json_lines(&meshdrop(
+        da.path(),
+        &[
+            "--json",
+            "msg",
+            "bob",
+            "the summit",
+            "--attach",
+            photo.to_str().unwrap(),
+        ],
+    ));
+    let id = queued[0]["id"].as_str().unwrap().to_string();
+    let got = wait_event(&b, "message_received", |v| {
+        v["message"]["id"] == id.as_str()
+    });
+    let ticket = got["message"]["attachment"].as_str().unwrap().to_string();
+    assert!(ticket.starts_with("meshdrop1"), "{got}");
+    let inbox = json_lines(&meshdrop(db.path(), &["--json", "inbox"]));
+    let listed = inbox.iter().find(|m| m["id"] == id.as_str()).unwrap();
+    assert_eq!(listed["attachment"], ticket.as_str());
+    let (fetcher, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (status, _, stderr) = Proc::spawn(
+        fetcher.path(),
+        &[
+            "--json",
+            "get",
+            &ticket,
+            "--out",
+            dest.path().to_str().unwrap(),
+        ],
+    )
+    .finish();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read(dest.path().join("summit.jpg")).unwrap(),
+        bytes
+    );
 
     // A room: alice creates it, bob joins by invite, a line typed in alice's chat reaches bob.
     let room = json_lines(&meshdrop(da.path(), &["--json", "room", "create", "camp"]));
@@ -139,7 +184,17 @@ fn without_a_running_node_a_message_stays_queued_and_bad_input_is_a_clear_error(
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0]["state"], "queued");
 
-    let out = meshdrop(da.path(), &["msg", "not-a-peer", "hi"]);
+    let out = meshdrop(
+        da.path(),
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--no-mdns",
+            "msg",
+            "not-a-peer",
+            "hi",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_one_line_error(&out.status, &stderr, "is not a peer id");
     let out = meshdrop(da.path(), &["room", "join", "hello"]);

@@ -32,6 +32,15 @@ pub struct NodeConfig {
     pub message_ttl: Duration,
     /// How much this node carries for others.
     pub carry: crate::messaging::CarryQuota,
+    /// Upload and download rates and upload slots.
+    pub limits: crate::transfer::limits::TransferLimits,
+    /// How many messages one author may make this node store for itself and its rooms.
+    pub inbox: crate::messaging::InboxQuota,
+    /// How often the node pulls from every connected peer without being poked: a backstop for
+    /// pokes lost while a peer was busy (peers in sync exchange two small frames). Zero: never.
+    pub message_resync: Duration,
+    /// Faults to inject into message sync (tests only; all off by default).
+    pub message_faults: crate::messaging::sync::Faults,
 }
 
 impl NodeConfig {
@@ -61,6 +70,10 @@ impl NodeConfig {
             clock_offset_ms: 0,
             message_ttl: Duration::from_secs(7 * 24 * 3600),
             carry: Default::default(),
+            limits: Default::default(),
+            inbox: Default::default(),
+            message_resync: Duration::from_secs(30),
+            message_faults: Default::default(),
         }
     }
 

@@ -118,6 +118,12 @@ pub enum Event {
         /// Bytes received from each provider in this run.
         peers: Vec<PeerBytes>,
     },
+    /// Every chunk of a share this node serves has been uploaded at least once: the peers that
+    /// fetch it can finish from each other now.
+    ShareDistributed {
+        /// The share.
+        content: ContentId,
+    },
     /// A download finished: every selected file verified and in place.
     TransferFinished {
         /// The transfer.

@@ -89,6 +89,13 @@ pub enum NetEvent {
         /// Why.
         error: String,
     },
+    /// A ping to the peer came back.
+    RoundTrip {
+        /// The peer.
+        peer: PeerId,
+        /// The round-trip time.
+        rtt: Duration,
+    },
 }
 
 /// A handle on the swarm task.
@@ -299,6 +306,9 @@ async fn run(
                             protocol: info.protocol_version,
                             listen_addrs: info.listen_addrs,
                         })
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+                        Some(NetEvent::RoundTrip { peer, rtt })
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(e) })) => {
                         tracing::debug!(%peer, error = %e, "ping failed, closing the connection");

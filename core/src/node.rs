@@ -22,9 +22,11 @@ use crate::messaging::service::Messenger;
 use crate::messaging::{self, Message, MessageId, MessageStats, Recipient, Room, RoomId};
 use crate::net::{self, Net, NetEvent};
 use crate::store::{self, Store};
+use crate::transfer::directory::Directory;
 use crate::transfer::download::{self, DownloadSpec};
 use crate::transfer::handle::{self, TransferHandle};
 use crate::transfer::library::{Content, Library};
+use crate::transfer::limits::Throttle;
 use crate::transfer::offer::{self, Decision, SendOutcome};
 use crate::transfer::{Manifest, Provider, Ticket, serve, state};
 
@@ -89,6 +91,7 @@ impl Node {
         let agent = format!("meshdrop/{} ({})", crate::VERSION, name);
         let messenger = Arc::new(Messenger::new(
             key.clone(),
+            &name,
             store.clone(),
             events.clone(),
             &config,
@@ -146,8 +149,19 @@ impl Node {
 
         let library = Arc::new(Library::default());
         load_shares(&store, &library);
+        let directory = Arc::new(Directory::default());
+        let throttle = Arc::new(Throttle::new(config.limits));
         let incoming = net.take_incoming(&crate::transfer::wire::PROTOCOL)?;
-        let server = tokio::spawn(serve::run(incoming, library.clone(), config.faults));
+        let server = tokio::spawn(serve::run(
+            incoming,
+            serve::Server {
+                library: library.clone(),
+                directory: directory.clone(),
+                throttle: throttle.clone(),
+                events: events.clone(),
+                faults: config.faults,
+            },
+        ));
         let stop_downloads = tokio::sync::watch::Sender::new(false);
         let transfers = download::Ctx {
             net: net.commands.clone(),
@@ -159,6 +173,8 @@ impl Node {
             next_transfer: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             running: Default::default(),
             stopping: stop_downloads.subscribe(),
+            directory: directory.clone(),
+            throttle,
         };
 
         let offers = Arc::new(offer::Pending::default());
@@ -176,6 +192,7 @@ impl Node {
             net.streams.clone(),
             incoming_messages,
             events.subscribe(),
+            &config,
         );
 
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
@@ -186,6 +203,7 @@ impl Node {
             discovery,
             events: events.clone(),
             peers: HashMap::new(),
+            directory,
         };
         // A zero window redials no one (not even peers seen in this very second).
         if !config.redial_recent.is_zero() {
@@ -419,12 +437,48 @@ impl Node {
     /// Sends a text message to a peer: stored as `queued`, then handed to the peer (or to peers
     /// that carry it) whenever a path appears. Follow it with `message_state_changed` events.
     pub fn send_message(&self, to: PeerId, text: &str) -> Result<MessageId> {
-        self.inner.messenger.send(Recipient::Peer(to), text)
+        self.inner.messenger.send(Recipient::Peer(to), text, None)
     }
 
     /// Sends a text message to a room this device is in.
     pub fn send_room_message(&self, room: RoomId, text: &str) -> Result<MessageId> {
-        self.inner.messenger.send(Recipient::Room(room), text)
+        self.inner.messenger.send(Recipient::Room(room), text, None)
+    }
+
+    /// Sends a message to a peer or a room with files attached: shares `paths` (served by this
+    /// device like any share, also after a restart) and puts the share's ticket in the message.
+    /// The recipient fetches it with [`Node::download_attachment`].
+    pub async fn send_with_attachment(
+        &self,
+        to: Recipient,
+        text: &str,
+        paths: Vec<std::path::PathBuf>,
+    ) -> Result<MessageId> {
+        self.inner.messenger.check(to, text)?;
+        let ticket = self.share(paths).await?;
+        self.inner.messenger.send(to, text, Some(&ticket))
+    }
+
+    /// Downloads the files attached to `message` into `dest` (a plain [`Node::download`] of its
+    /// ticket); `NotFound` when it has none.
+    pub fn download_attachment(
+        &self,
+        message: &Message,
+        dest: std::path::PathBuf,
+    ) -> Result<TransferHandle> {
+        let ticket = message.attachment.clone().ok_or_else(|| Error::NotFound {
+            what: format!("an attachment in message {}", message.id),
+        })?;
+        Ok(self.download(DownloadSpec {
+            ticket,
+            dest,
+            files: None,
+        }))
+    }
+
+    /// The devices this one knows, with their names: met on the network or named by an invite.
+    pub fn contacts(&self) -> Result<Vec<store::Contact>> {
+        self.inner.transfers.store.contacts()
     }
 
     /// Every message this device can read (written here, addressed to it, or in its rooms), in
@@ -688,6 +742,8 @@ struct Supervisor {
     discovery: Option<Discovery>,
     events: broadcast::Sender<Event>,
     peers: HashMap<PeerId, PeerState>,
+    /// What transfers know of peers: who is connected, their addresses and round trips.
+    directory: Arc<Directory>,
 }
 
 impl Supervisor {
@@ -828,6 +884,7 @@ impl Supervisor {
         match ev {
             NetEvent::NewListenAddr(addr) => tracing::info!(%addr, "listening"),
             NetEvent::Connected { peer, addr, first } => {
+                self.directory.set_connected(peer, true);
                 let state = self.peers.entry(peer).or_default();
                 state.connections += 1;
                 state.redial = None;
@@ -848,6 +905,7 @@ impl Supervisor {
                 };
                 state.connections = state.connections.saturating_sub(1);
                 if last {
+                    self.directory.set_connected(peer, false);
                     state.connections = 0;
                     if state.keep {
                         state.redial = Some(Redial {
@@ -869,6 +927,7 @@ impl Supervisor {
                 listen_addrs,
             } => {
                 let (agent, name) = split_agent(&agent);
+                self.directory.set_addrs(peer, listen_addrs.clone());
                 let state = self.peers.entry(peer).or_default();
                 if !name.is_empty() {
                     state.name = name.clone();
@@ -877,9 +936,10 @@ impl Supervisor {
                     .iter()
                     .map(|a| a.clone().with_p2p(peer).unwrap_or_else(|a| a))
                     .collect();
-                if state.keep {
-                    self.record_seen(&peer, &name, &with_id);
-                }
+                // Every device met becomes a contact with its name; only peers this node redials
+                // keep their addresses.
+                let addrs: &[Multiaddr] = if state.keep { &with_id } else { &[] };
+                self.record_seen(&peer, &name, addrs);
                 self.emit(Event::PeerIdentified {
                     peer,
                     name,
@@ -888,6 +948,7 @@ impl Supervisor {
                     listen_addrs,
                 });
             }
+            NetEvent::RoundTrip { peer, rtt } => self.directory.set_rtt(peer, rtt),
             NetEvent::DialFailed { peer, error } => {
                 tracing::debug!(?peer, %error, "dial failed");
                 self.emit(Event::DialFailed { peer, error });

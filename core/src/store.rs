@@ -90,6 +90,14 @@ const MIGRATIONS: &[&str] = &[
     // files picked (a JSON array of manifest indexes; NULL for all).
     "ALTER TABLE downloads ADD COLUMN ticket TEXT NOT NULL DEFAULT '';
     ALTER TABLE downloads ADD COLUMN files TEXT;",
+    // 5: contacts (peers learned when devices meet or from an invite; `last_seen` 0 until met),
+    // message attachments (a share ticket), and when a message arrived here (local clock, ms),
+    // which bounds how many one author may make this device store per hour.
+    "ALTER TABLE peers ADD COLUMN first_seen INTEGER NOT NULL DEFAULT 0;
+    UPDATE peers SET first_seen = last_seen;
+    ALTER TABLE msg_messages ADD COLUMN attachment TEXT;
+    ALTER TABLE msg_messages ADD COLUMN arrived INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX msg_messages_arrivals ON msg_messages (author, arrived);",
 ];
 
 /// A peer the store remembers.
@@ -104,6 +112,22 @@ pub struct KnownPeer {
     /// Unix seconds of the last time it was seen.
     pub last_seen: u64,
 }
+
+/// A device this one knows: met (discovery, a connection) or named in a room invite.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Contact {
+    /// Its peer id (which also carries its public key).
+    pub peer: PeerId,
+    /// Its device name, empty when never learned.
+    pub name: String,
+    /// Unix seconds of when this device first learned of it.
+    pub first_seen: u64,
+    /// Unix seconds of the last meeting; `None` when only known from an invite.
+    pub last_seen: Option<u64>,
+}
+
+/// The longest device name kept for a contact, in bytes (longer names are cut).
+pub const MAX_CONTACT_NAME: usize = 100;
 
 /// The node's database. Holding it holds the data dir's lock: one node per data dir.
 pub struct Store {
@@ -211,15 +235,86 @@ impl Store {
         };
         self.conn()
             .execute(
-                "INSERT INTO peers (peer_id, name, addrs, last_seen) VALUES (?1, ?2, COALESCE(?3, '[]'), ?4)
+                "INSERT INTO peers (peer_id, name, addrs, last_seen, first_seen)
+                 VALUES (?1, ?2, COALESCE(?3, '[]'), ?4, ?4)
                  ON CONFLICT (peer_id) DO UPDATE SET
                     name = CASE WHEN excluded.name = '' THEN peers.name ELSE excluded.name END,
                     addrs = COALESCE(?3, peers.addrs),
                     last_seen = excluded.last_seen",
-                params![peer.to_base58(), name, addrs_json, now_secs() as i64],
+                params![
+                    peer.to_base58(),
+                    cut(name, MAX_CONTACT_NAME),
+                    addrs_json,
+                    now_secs() as i64
+                ],
             )
             .map(drop)
             .map_err(|e| self.err(e))
+    }
+
+    /// Records a contact named by someone else (an invite) without meeting it: a new contact, or
+    /// a name for one whose name is unknown. A name learned by meeting the device is kept.
+    pub fn learn_contact(&self, peer: &PeerId, name: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO peers (peer_id, name, last_seen, first_seen) VALUES (?1, ?2, 0, ?3)
+                 ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name WHERE peers.name = ''",
+                params![
+                    peer.to_base58(),
+                    cut(name.trim(), MAX_CONTACT_NAME),
+                    now_secs() as i64
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The name of contact `peer`, when known.
+    pub fn contact_name(&self, peer: &PeerId) -> Result<Option<String>> {
+        self.conn()
+            .query_row(
+                "SELECT name FROM peers WHERE peer_id = ?1",
+                [peer.to_base58()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|n| n.filter(|n| !n.is_empty()))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every contact, by name then peer id.
+    pub fn contacts(&self) -> Result<Vec<Contact>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT peer_id, name, first_seen, last_seen FROM peers ORDER BY name, peer_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut contacts = Vec::new();
+        for row in rows {
+            let (id, name, first_seen, last_seen) = row.map_err(|e| self.err(e))?;
+            let Ok(peer) = id.parse::<PeerId>() else {
+                continue;
+            };
+            let last_seen = u64::try_from(last_seen).ok().filter(|s| *s > 0);
+            contacts.push(Contact {
+                peer,
+                name,
+                first_seen: u64::try_from(first_seen).unwrap_or(0),
+                last_seen,
+            });
+        }
+        Ok(contacts)
     }
 
     /// Peers seen at or after `since` (unix seconds), most recent first.
@@ -285,6 +380,15 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -315,6 +419,29 @@ mod tests {
         assert_eq!(peers.len(), 1);
         assert_eq!(peers[0].name, "alice");
         assert_eq!(peers[0].addrs, vec![addr]);
+    }
+
+    #[test]
+    fn contacts_learned_from_an_invite_keep_the_name_their_device_gave() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (met, named) = (PeerId::random(), PeerId::random());
+        store.peer_seen(&met, "ana", &[]).unwrap();
+        store.learn_contact(&met, "someone else's label").unwrap();
+        store.learn_contact(&named, "ben").unwrap();
+        let contacts = store.contacts().unwrap();
+        let names: Vec<(&str, bool)> = contacts
+            .iter()
+            .map(|c| (c.name.as_str(), c.last_seen.is_some()))
+            .collect();
+        assert_eq!(names, [("ana", true), ("ben", false)]);
+        assert!(contacts.iter().all(|c| c.first_seen > 0));
+        // Meeting the invited device later records the meeting.
+        store.peer_seen(&named, "ben", &[]).unwrap();
+        let ben = &store.contacts().unwrap()[1];
+        assert!(ben.last_seen.is_some());
+        store.learn_contact(&named, &"x".repeat(500)).unwrap();
+        assert_eq!(store.contacts().unwrap()[1].name, "ben");
     }
 
     #[test]

@@ -7,3 +7,40 @@
 
 pub mod netns;
 pub mod process;
+
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
+/// The log filter from `RUST_LOG` (`target=level` pairs, as in `meshdrop_core=debug`); nothing
+/// when it is unset or unreadable.
+pub fn log_filter() -> Targets {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse().ok())
+        .unwrap_or_default()
+}
+
+/// Routes logs to the test harness's captured output, once per test binary.
+pub fn init_test_logging() {
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_test_writer())
+        .with(log_filter())
+        .try_init();
+}
+
+/// Writes `len` pseudo-random bytes (deterministic per seed) to `path`, creating its folder.
+pub fn random_file(path: &std::path::Path, len: usize, seed: u64) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("test folder");
+    }
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::write(path, data).expect("test file written");
+}

@@ -1,13 +1,14 @@
 //! Offline-first messaging between real nodes in one process on 127.0.0.1: direct delivery with a
 //! receipt, store-and-forward through a carrier to a device that was off, rooms healed after a
-//! partition, clock skew, expiry and a flood from one peer.
+//! partition, clock skew, expiry, floods from one peer (carried and addressed to the device),
+//! attachments fetched by the transfer engine, contacts and their names, and lost pokes.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
-use meshdrop_core::messaging::CarryQuota;
+use meshdrop_core::messaging::{CarryQuota, InboxQuota};
 use meshdrop_core::{
     Event, Message, MessageId, MessageState, Multiaddr, Node, NodeConfig, Recipient, Transport,
 };
@@ -53,10 +54,7 @@ fn config(dir: &Path, name: &str) -> NodeConfig {
 }
 
 async fn start(config: NodeConfig) -> Node {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    meshdrop_tests::init_test_logging();
     Node::start(config).await.expect("node starts")
 }
 
@@ -402,6 +400,169 @@ async fn a_flood_of_ten_thousand_from_one_peer_stays_within_the_quota() {
         stats.carried, 300,
         "bob carries at most the per-author quota"
     );
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_flood_of_ten_thousand_direct_messages_stays_within_the_inbox_quota() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(config(da.path(), "flooder")).await;
+    let mut cfg = config(db.path(), "target");
+    cfg.inbox = InboxQuota {
+        per_author_per_hour: 300,
+    };
+    let b = start(cfg).await;
+    let (mut ea, mut eb) = (a.events(), b.events());
+    const FLOOD: usize = 10_000;
+    let started = std::time::Instant::now();
+    for i in 0..FLOOD {
+        a.send_message(b.peer_id(), &format!("spam {i}")).unwrap();
+    }
+    println!("wrote {FLOOD} messages in {:?}", started.elapsed());
+    // Bob writes to alice too: her receipt is stored after the flood, so bob sees `delivered`
+    // only once he has been through the whole flood.
+    let hello = b.send_message(a.peer_id(), "still responsive").unwrap();
+    let started = std::time::Instant::now();
+    link(&a, &b).await;
+    wait_for(&mut ea, "alice hears bob", |e| received(e, hello)).await;
+    println!("bob's message got through after {:?}", started.elapsed());
+    wait_for(&mut eb, "bob's message delivered", |e| {
+        state_of(e, hello, MessageState::Delivered)
+    })
+    .await;
+    println!("flood gone through after {:?}", started.elapsed());
+    let from_alice = b
+        .messages()
+        .unwrap()
+        .iter()
+        .filter(|m| m.from == a.peer_id())
+        .count();
+    assert_eq!(from_alice, 300, "bob stores at most the inbox quota");
+    eventually("alice gets a receipt for each message bob kept", || {
+        a.messages()
+            .unwrap()
+            .iter()
+            .filter(|m| m.outgoing && m.state == MessageState::Delivered)
+            .count()
+            == 300
+    })
+    .await;
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_attached_to_a_message_is_downloaded_by_its_recipient_byte_for_byte() {
+    let (da, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let files = tempfile::tempdir().unwrap();
+    let video = files.path().join("trip.mp4");
+    let bytes: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&video, &bytes).unwrap();
+    let a = start(config(da.path(), "alice")).await;
+    let c = start(config(dc.path(), "carol")).await;
+    let mut ec = c.events();
+    link(&a, &c).await;
+
+    let id = a
+        .send_with_attachment(Recipient::Peer(c.peer_id()), "the video", vec![video])
+        .await
+        .unwrap();
+    let got = wait_for(&mut ec, "carol gets the message", |e| received(e, id)).await;
+    assert_eq!(got.text, "the video");
+    let ticket = got.attachment.clone().expect("an attachment");
+    assert_eq!(ticket.providers[0].peer, a.peer_id(), "alice serves it");
+    let stored = c.messages().unwrap();
+    assert_eq!(stored[0].attachment.as_ref(), Some(&ticket));
+
+    let dest = tempfile::tempdir().unwrap();
+    let report = c
+        .download_attachment(&stored[0], dest.path().to_path_buf())
+        .unwrap()
+        .wait()
+        .await
+        .expect("the attachment downloads");
+    println!("attachment: {report:?}");
+    assert_eq!(std::fs::read(dest.path().join("trip.mp4")).unwrap(), bytes);
+    // A message without an attachment has nothing to download.
+    let plain = a.send_message(c.peer_id(), "did it arrive?").unwrap();
+    let plain = wait_for(&mut ec, "the plain message", |e| received(e, plain)).await;
+    assert!(
+        c.download_attachment(&plain, dest.path().to_path_buf())
+            .is_err()
+    );
+    a.stop().await.unwrap();
+    c.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn devices_learn_names_from_an_invite_and_when_they_meet() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(config(da.path(), "alice")).await;
+    let b = start(config(db.path(), "bob")).await;
+    let (mut ea, mut eb) = (a.events(), b.events());
+    // Bob joins alice's room before the two ever met: the invite names alice.
+    let room = a.create_room("camp").unwrap();
+    b.join_room(&room.invite).unwrap();
+    let known = b.contacts().unwrap();
+    assert_eq!(known.len(), 1, "{known:?}");
+    assert_eq!(
+        (known[0].peer, known[0].name.as_str(), known[0].last_seen),
+        (a.peer_id(), "alice", None)
+    );
+    assert!(a.contacts().unwrap().is_empty(), "alice knows no one yet");
+
+    // They meet: each learns the other (alice learns bob's name from the connection).
+    link(&b, &a).await;
+    eventually("alice knows bob by name", || {
+        a.contacts()
+            .unwrap()
+            .iter()
+            .any(|c| c.peer == b.peer_id() && c.name == "bob" && c.last_seen.is_some())
+    })
+    .await;
+    eventually("bob has met alice", || {
+        b.contacts()
+            .unwrap()
+            .iter()
+            .any(|c| c.peer == a.peer_id() && c.last_seen.is_some())
+    })
+    .await;
+
+    // Messages show their author's name, in events and in the store.
+    let line = a.send_room_message(room.id, "tea is ready").unwrap();
+    let got = wait_for(&mut eb, "bob gets the room line", |e| received(e, line)).await;
+    assert_eq!(got.from_name.as_deref(), Some("alice"));
+    let reply = b.send_message(a.peer_id(), "coming").unwrap();
+    wait_for(&mut ea, "alice gets the reply", |e| received(e, reply)).await;
+    let on_a = a.messages().unwrap();
+    let reply = on_a.iter().find(|m| m.id == reply).unwrap();
+    assert_eq!(reply.from_name.as_deref(), Some("bob"));
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_whose_poke_was_lost_still_arrives() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(config(da.path(), "alice")).await;
+    let mut cfg = config(db.path(), "bob");
+    // Bob drops every poke (as a busy node drops streams); only his periodic pull remains.
+    cfg.message_faults.drop_pokes = true;
+    cfg.message_resync = Duration::from_millis(300);
+    let b = start(cfg).await;
+    let mut eb = b.events();
+    let first = a.send_message(b.peer_id(), "before we met").unwrap();
+    link(&a, &b).await;
+    // Bob's pull at connection brings the first message; the second is written after it.
+    wait_for(&mut eb, "the first message", |e| received(e, first)).await;
+    let second = a
+        .send_message(b.peer_id(), "after the poke was lost")
+        .unwrap();
+    let got = wait_for(&mut eb, "the second message", |e| received(e, second)).await;
+    assert_eq!(got.text, "after the poke was lost");
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }

@@ -6,30 +6,13 @@ use std::time::Duration;
 
 use meshdrop_core::transfer::serve::Faults;
 use meshdrop_core::{DownloadSpec, Event, Node, NodeConfig, Ticket, TransferHandle};
+use meshdrop_tests::random_file;
 
 async fn node(dir: &Path, name: &str, faults: Faults) -> Node {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    meshdrop_tests::init_test_logging();
     let mut config = NodeConfig::loopback(dir).with_name(name).with_mdns(false);
     config.faults = faults;
     Node::start(config).await.expect("node starts")
-}
-
-/// Writes `len` pseudo-random bytes (deterministic per seed) to `path`.
-fn random_file(path: &Path, len: usize, seed: u64) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut data = Vec::with_capacity(len);
-    while data.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(len);
-    std::fs::write(path, data).unwrap();
 }
 
 /// Every regular file under `root`, relative path -> BLAKE3 hash.

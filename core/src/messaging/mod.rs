@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize, Serializer};
 
 pub use room::Room;
 
+use crate::transfer::Ticket;
+
 /// A message's unique id: the BLAKE3 hash of its signed envelope.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
@@ -153,16 +155,46 @@ pub struct Message {
     pub id: MessageId,
     /// The author.
     pub from: PeerId,
+    /// The author's device name, when this device knows it as a contact.
+    pub from_name: Option<String>,
     /// The recipient: a peer, or a room.
     pub to: Recipient,
     /// The text.
     pub text: String,
+    /// Files attached: the ticket of a share the author serves; fetch it with
+    /// [`crate::Node::download`] (any size: the transfer engine moves it, not the message).
+    #[serde(serialize_with = "ticket_text")]
+    pub attachment: Option<Ticket>,
     /// Where it is on its way.
     pub state: MessageState,
     /// When the author wrote it, by the author's clock (milliseconds since the Unix epoch).
     pub time: u64,
     /// Whether this device wrote it.
     pub outgoing: bool,
+}
+
+/// A ticket in its string form (`meshdrop1…`), or `null`.
+fn ticket_text<S: Serializer>(ticket: &Option<Ticket>, s: S) -> Result<S::Ok, S::Error> {
+    match ticket {
+        Some(t) => s.serialize_str(&t.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// How much one author may make this device store for itself and its rooms (direct messages and
+/// room messages it can read); beyond it, that author's messages are dropped until the hour ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InboxQuota {
+    /// At most this many messages of one author arrive in any hour.
+    pub per_author_per_hour: u32,
+}
+
+impl Default for InboxQuota {
+    fn default() -> Self {
+        Self {
+            per_author_per_hour: 1000,
+        }
+    }
 }
 
 /// How much a node carries for others (messages neither from nor for it).

@@ -1,6 +1,7 @@
 //! What the node does with messages: writes them (stored before anything is sent), takes in what
-//! peers hand over (checked, deduplicated, decrypted when for this device, carried within quota
-//! otherwise), answers with receipts, and fails what expired.
+//! peers hand over (checked, deduplicated, decrypted when for this device and stored within the
+//! author's inbox quota, carried within the carry quota otherwise), answers with receipts, and
+//! fails what expired.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,24 +15,67 @@ use tokio::sync::{Notify, broadcast};
 use super::crypto::{self, OpeningKey, RoomKey};
 use super::envelope::{Envelope, MAX_HOPS};
 use super::hlc::Clock;
-use super::room::{self, Room};
+use super::room::{self, Inviter, Room};
 use super::state::{self, Keep};
-use super::{CarryQuota, Message, MessageId, MessageState, MessageStats, Recipient, RoomId};
+use super::{
+    CarryQuota, InboxQuota, Message, MessageId, MessageState, MessageStats, Recipient, RoomId,
+};
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::store::Store;
+use crate::transfer::Ticket;
 
 /// The longest text accepted in one message, in bytes.
 pub const MAX_TEXT: usize = 8 * 1024;
 
-/// The plaintext inside an envelope.
+/// The window of the inbox quota.
+const HOUR_MS: u64 = 3600 * 1000;
+
+/// The plaintext inside an envelope. New kinds are added at the end: a node that does not know a
+/// kind rejects that one body and reads every other.
 #[derive(Serialize, Deserialize)]
 enum Body {
     /// A message.
     Text(String),
     /// The recipient got the message with this id.
     Receipt([u8; 32]),
+    /// A message with files attached: the ticket (`meshdrop1…`) of a share its author serves.
+    Attached { text: String, ticket: String },
+}
+
+impl Body {
+    /// The body of a message with `text` and an optional attachment.
+    fn message(text: &str, attachment: Option<&Ticket>) -> Self {
+        match attachment {
+            None => Body::Text(text.to_string()),
+            Some(t) => Body::Attached {
+                text: text.to_string(),
+                ticket: t.to_string(),
+            },
+        }
+    }
+}
+
+/// What a readable body says.
+enum Readable {
+    /// A message: text and attachment.
+    Message(String, Option<Ticket>),
+    /// A receipt for this message.
+    Receipt(MessageId),
+}
+
+/// Decodes a decrypted body, checking an attachment's ticket; the error says why it is refused.
+fn readable(plain: &[u8]) -> std::result::Result<Readable, &'static str> {
+    match postcard::from_bytes::<Body>(plain) {
+        Ok(Body::Text(text)) => Ok(Readable::Message(text, None)),
+        Ok(Body::Attached { text, ticket }) => match ticket.parse::<Ticket>() {
+            Ok(ticket) => Ok(Readable::Message(text, Some(ticket))),
+            Err(_) => Err("the attachment is not a valid ticket"),
+        },
+        Ok(Body::Receipt(id)) => Ok(Readable::Receipt(MessageId(id))),
+        Err(_) => Err("malformed body"),
+    }
 }
 
 /// What became of an envelope a peer handed over.
@@ -48,6 +92,8 @@ pub enum Outcome {
 /// The node's messaging state.
 pub struct Messenger {
     local: PeerId,
+    /// This device's name, given in the invites it hands out.
+    name: String,
     key: Keypair,
     opening: OpeningKey,
     store: Arc<Store>,
@@ -55,6 +101,7 @@ pub struct Messenger {
     events: broadcast::Sender<Event>,
     ttl_ms: u64,
     quota: CarryQuota,
+    inbox: InboxQuota,
     rooms: Mutex<HashMap<RoomId, (String, RoomKey)>>,
     /// Envelopes handed to peers since start.
     sent: AtomicU64,
@@ -65,12 +112,14 @@ pub struct Messenger {
 }
 
 /// The message a readable envelope from someone else carries.
-fn received(env: &Envelope, text: String) -> Message {
+fn received(env: &Envelope, text: String, attachment: Option<Ticket>) -> Message {
     Message {
         id: env.id,
         from: env.author,
+        from_name: None,
         to: env.to,
         text,
+        attachment,
         state: MessageState::Delivered,
         time: env.time.ms,
         outgoing: false,
@@ -78,9 +127,10 @@ fn received(env: &Envelope, text: String) -> Message {
 }
 
 impl Messenger {
-    /// Loads the rooms and the clock from the store.
+    /// Loads the rooms and the clock from the store; `name` is this device's name.
     pub fn new(
         key: Keypair,
+        name: &str,
         store: Arc<Store>,
         events: broadcast::Sender<Event>,
         config: &NodeConfig,
@@ -94,6 +144,7 @@ impl Messenger {
         let clock = Clock::new(config.clock_offset_ms, state::latest_time(&store)?);
         Ok(Self {
             local: key.public().to_peer_id(),
+            name: name.to_string(),
             key,
             opening,
             store,
@@ -101,6 +152,7 @@ impl Messenger {
             events,
             ttl_ms: u64::try_from(config.message_ttl.as_millis()).unwrap_or(u64::MAX),
             quota: config.carry,
+            inbox: config.inbox,
             rooms: Mutex::new(rooms),
             sent: AtomicU64::new(0),
             changed: Notify::new(),
@@ -147,8 +199,8 @@ impl Messenger {
             .map_err(|e| Error::Message(e.to_string()))
     }
 
-    /// Writes a message to a peer or a room: stored as `queued` before anything is sent.
-    pub fn send(&self, to: Recipient, text: &str) -> Result<MessageId> {
+    /// Checks that a message with `text` can be written to `to` (before sharing its attachment).
+    pub fn check(&self, to: Recipient, text: &str) -> Result<()> {
         if text.len() > MAX_TEXT {
             return Err(Error::Message(format!(
                 "the text has {} bytes; at most {MAX_TEXT} fit in a message",
@@ -158,12 +210,33 @@ impl Messenger {
         if to == Recipient::Peer(self.local) {
             return Err(Error::Message("that is this device's own peer id".into()));
         }
-        let env = self.write(to, &Body::Text(text.to_string()))?;
+        if let Recipient::Room(room) = to
+            && !self.rooms().contains_key(&room)
+        {
+            return Err(Error::NotFound {
+                what: format!("room {room}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes a message to a peer or a room, with an optional attachment (a share's ticket):
+    /// stored as `queued` before anything is sent.
+    pub fn send(
+        &self,
+        to: Recipient,
+        text: &str,
+        attachment: Option<&Ticket>,
+    ) -> Result<MessageId> {
+        self.check(to, text)?;
+        let env = self.write(to, &Body::message(text, attachment))?;
         let msg = Message {
             id: env.id,
             from: self.local,
+            from_name: None,
             to,
             text: text.to_string(),
+            attachment: attachment.cloned(),
             state: MessageState::Queued,
             time: env.time.ms,
             outgoing: true,
@@ -173,9 +246,10 @@ impl Messenger {
             carried: false,
             source: None,
         };
+        let now = self.clock.physical_ms();
         state::write(&self.store, |tx| {
             state::insert_envelope(tx, &env, &keep)?;
-            state::insert_message(tx, &msg, env.time, env.expires_ms)
+            state::insert_message(tx, &msg, env.time, env.expires_ms, now)
         })?;
         self.changed.notify_one();
         Ok(env.id)
@@ -224,10 +298,13 @@ impl Messenger {
             carried: false,
             source: Some(&from),
         };
-        match postcard::from_bytes::<Body>(&plain) {
-            Ok(Body::Text(text)) => {
-                let msg = received(&env, text);
-                if !self.store_readable(&env, &keep, &msg)? {
+        match readable(&plain) {
+            Ok(Readable::Message(text, attachment)) => {
+                if self.over_inbox_quota(&env.author)? {
+                    return Ok(Outcome::Rejected("over the author's inbox quota".into()));
+                }
+                let msg = received(&env, text, attachment);
+                if !self.store_readable(&env, &keep, msg)? {
                     return Ok(Outcome::Duplicate);
                 }
                 let receipt = self.write(Recipient::Peer(env.author), &Body::Receipt(env.id.0))?;
@@ -242,26 +319,30 @@ impl Messenger {
                 self.changed.notify_one();
                 Ok(Outcome::Stored)
             }
-            Ok(Body::Receipt(id)) => {
-                if !state::write(&self.store, |tx| state::insert_envelope(tx, &env, &keep))? {
-                    return Ok(Outcome::Duplicate);
+            Ok(Readable::Receipt(id)) => {
+                // Only the recipient of one of this device's messages may mark it delivered, once:
+                // anything else is not stored, so receipts cannot fill the store.
+                if !state::deliver(&self.store, &id, &env.author)? {
+                    return Ok(Outcome::Rejected(
+                        "a receipt for nothing awaiting one".into(),
+                    ));
                 }
-                let id = MessageId(id);
-                let from_states = [
-                    MessageState::Queued,
-                    MessageState::Sent,
-                    MessageState::Failed,
-                ];
-                if state::set_state(&self.store, &id, &from_states, MessageState::Delivered)? {
-                    self.emit(Event::MessageStateChanged {
-                        id,
-                        state: MessageState::Delivered,
-                    });
-                }
+                state::write(&self.store, |tx| state::insert_envelope(tx, &env, &keep))?;
+                self.emit(Event::MessageStateChanged {
+                    id,
+                    state: MessageState::Delivered,
+                });
                 Ok(Outcome::Stored)
             }
-            Err(_) => Ok(Outcome::Rejected("malformed body".into())),
+            Err(why) => Ok(Outcome::Rejected(why.into())),
         }
+    }
+
+    /// Whether `author` already made this device store its inbox quota of messages this hour.
+    fn over_inbox_quota(&self, author: &PeerId) -> Result<bool> {
+        let hour_ago = self.clock.physical_ms().saturating_sub(HOUR_MS);
+        let arrived = state::arrivals(&self.store, author, hour_ago)?;
+        Ok(arrived >= u64::from(self.inbox.per_author_per_hour))
     }
 
     fn receive_room(
@@ -275,10 +356,15 @@ impl Messenger {
         let Ok(plain) = key.decrypt(&aad, &env.body) else {
             return Ok(Outcome::Rejected("cannot decrypt".into()));
         };
-        let Ok(Body::Text(text)) = postcard::from_bytes::<Body>(&plain) else {
-            return Ok(Outcome::Rejected("malformed room body".into()));
+        let (text, attachment) = match readable(&plain) {
+            Ok(Readable::Message(text, attachment)) => (text, attachment),
+            Ok(Readable::Receipt(_)) => return Ok(Outcome::Rejected("a receipt in a room".into())),
+            Err(why) => return Ok(Outcome::Rejected(why.into())),
         };
-        let msg = received(&env, text);
+        if self.over_inbox_quota(&env.author)? {
+            return Ok(Outcome::Rejected("over the author's inbox quota".into()));
+        }
+        let msg = received(&env, text, attachment);
         // Members pass room messages on without spending a hop (only members accept them, and
         // each stores one once): every member must end with every message, however far.
         let keep = Keep {
@@ -286,27 +372,28 @@ impl Messenger {
             carried: false,
             source: Some(&from),
         };
-        if !self.store_readable(&env, &keep, &msg)? {
+        if !self.store_readable(&env, &keep, msg)? {
             return Ok(Outcome::Duplicate);
         }
         self.changed.notify_one();
         Ok(Outcome::Stored)
     }
 
-    /// Stores an envelope and its readable message once; shows it. `false` when already there.
-    fn store_readable(&self, env: &Envelope, keep: &Keep<'_>, msg: &Message) -> Result<bool> {
+    /// Stores an envelope and its readable message once; shows it (with the author's name when
+    /// known). `false` when already there.
+    fn store_readable(&self, env: &Envelope, keep: &Keep<'_>, mut msg: Message) -> Result<bool> {
+        let now = self.clock.physical_ms();
         let new = state::write(&self.store, |tx| {
             let new = state::insert_envelope(tx, env, keep)?;
             if new {
-                state::insert_message(tx, msg, env.time, env.expires_ms)?;
+                state::insert_message(tx, &msg, env.time, env.expires_ms, now)?;
             }
             Ok(new)
         })?;
         if new {
             self.clock.observe(env.time);
-            self.emit(Event::MessageReceived {
-                message: msg.clone(),
-            });
+            msg.from_name = self.store.contact_name(&msg.from).unwrap_or_default();
+            self.emit(Event::MessageReceived { message: msg });
         }
         Ok(new)
     }
@@ -400,16 +487,30 @@ impl Messenger {
         self.add_room(name, key)
     }
 
-    /// Joins a room from its invite (joining twice is harmless).
+    /// Joins a room from its invite (joining twice is harmless); the device that handed out the
+    /// invite becomes a contact.
     pub fn join_room(&self, invite: &str) -> Result<Room> {
-        let (name, key) = room::decode_invite(invite)?;
-        self.add_room(&name, key)
+        let invitation = room::decode_invite(invite)?;
+        if let Some(from) = &invitation.inviter
+            && from.peer != self.local
+        {
+            self.store.learn_contact(&from.peer, &from.name)?;
+        }
+        self.add_room(&invitation.name, invitation.key)
+    }
+
+    /// This device, as named in the invites it hands out.
+    fn inviter(&self) -> Inviter {
+        Inviter {
+            peer: self.local,
+            name: self.name.clone(),
+        }
     }
 
     fn add_room(&self, name: &str, key: RoomKey) -> Result<Room> {
         state::insert_room(&self.store, name, &key)?;
         let id = RoomId(key.room_id());
-        let invite = room::encode_invite(name, &key);
+        let invite = room::encode_invite(name, &key, &self.inviter());
         self.rooms().insert(id, (name.to_string(), key));
         // A new room widens what peers should hand over: pull again.
         self.pull_all.notify_one();
@@ -422,13 +523,14 @@ impl Messenger {
 
     /// The rooms this device is in.
     pub fn room_list(&self) -> Vec<Room> {
+        let inviter = self.inviter();
         let mut rooms: Vec<Room> = self
             .rooms()
             .iter()
             .map(|(id, (name, key))| Room {
                 id: *id,
                 name: name.clone(),
-                invite: room::encode_invite(name, key),
+                invite: room::encode_invite(name, key, &inviter),
             })
             .collect();
         rooms.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
@@ -447,12 +549,24 @@ mod tests {
     }
 
     fn device(quota: CarryQuota) -> Device {
+        device_with(quota, InboxQuota::default())
+    }
+
+    fn device_with(quota: CarryQuota, inbox: InboxQuota) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let (tx, events) = broadcast::channel(64);
         let mut config = NodeConfig::loopback(dir.path());
         config.carry = quota;
-        let messenger = Messenger::new(Keypair::generate_ed25519(), store, tx, &config).unwrap();
+        config.inbox = inbox;
+        let messenger = Messenger::new(
+            Keypair::generate_ed25519(),
+            "test device",
+            store,
+            tx,
+            &config,
+        )
+        .unwrap();
         Device {
             messenger,
             events,
@@ -484,7 +598,7 @@ mod tests {
         let bob_id = bob.messenger.local();
         alice
             .messenger
-            .send(Recipient::Peer(bob_id), "hello")
+            .send(Recipient::Peer(bob_id), "hello", None)
             .unwrap();
         let (hops, raw) = handover(&alice.messenger, &bob_id).remove(0);
         let from = alice.messenger.local();
@@ -505,7 +619,7 @@ mod tests {
         for i in 0..300 {
             alice
                 .messenger
-                .send(Recipient::Peer(bob_id), &format!("line {i}"))
+                .send(Recipient::Peer(bob_id), &format!("line {i}"), None)
                 .unwrap();
         }
         let store = alice.messenger.store();
@@ -537,7 +651,10 @@ mod tests {
         let alice = device(CarryQuota::default());
         let bob = device(CarryQuota::default());
         let bob_id = bob.messenger.local();
-        alice.messenger.send(Recipient::Peer(bob_id), "hi").unwrap();
+        alice
+            .messenger
+            .send(Recipient::Peer(bob_id), "hi", None)
+            .unwrap();
         let (hops, mut raw) = handover(&alice.messenger, &bob_id).remove(0);
         let mid = raw.len() / 2;
         raw[mid] ^= 0x55;
@@ -564,7 +681,7 @@ mod tests {
         for i in 0..5 {
             alice
                 .messenger
-                .send(Recipient::Peer(carol), &format!("secret {i}"))
+                .send(Recipient::Peer(carol), &format!("secret {i}"), None)
                 .unwrap();
         }
         let from = alice.messenger.local();
@@ -586,6 +703,132 @@ mod tests {
         assert_eq!(
             dave.messenger.accept(carrier.messenger.local(), 0, raw),
             Outcome::Rejected("hop limit reached".into())
+        );
+    }
+
+    /// A ticket for a share that `provider` serves.
+    fn ticket_of(provider: PeerId) -> Ticket {
+        Ticket::new(
+            crate::transfer::ContentId::of(b"some manifest"),
+            vec![crate::transfer::Provider {
+                peer: provider,
+                addrs: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],
+            }],
+        )
+    }
+
+    #[test]
+    fn an_attachment_travels_as_a_ticket_and_a_bad_one_is_refused() {
+        let alice = device(CarryQuota::default());
+        let bob = device(CarryQuota::default());
+        let (a, b) = (alice.messenger.local(), bob.messenger.local());
+        let ticket = ticket_of(a);
+        alice
+            .messenger
+            .send(Recipient::Peer(b), "the photos", Some(&ticket))
+            .unwrap();
+        let (hops, raw) = handover(&alice.messenger, &b).remove(0);
+        assert_eq!(bob.messenger.accept(a, hops, &raw), Outcome::Stored);
+        let got = &bob.messenger.messages().unwrap()[0];
+        assert_eq!(
+            (got.text.as_str(), got.attachment.as_ref()),
+            ("the photos", Some(&ticket))
+        );
+        assert_eq!(
+            alice.messenger.messages().unwrap()[0].attachment,
+            Some(ticket)
+        );
+
+        // A body whose attachment is not a ticket is refused whole.
+        let bad = Body::Attached {
+            text: "look".into(),
+            ticket: "meshdrop1notaticket".into(),
+        };
+        let env = alice.messenger.write(Recipient::Peer(b), &bad).unwrap();
+        assert_eq!(
+            bob.messenger.accept(a, MAX_HOPS, env.raw()),
+            Outcome::Rejected("the attachment is not a valid ticket".into())
+        );
+        assert_eq!(bob.messenger.messages().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn one_author_cannot_make_this_device_store_more_than_its_hourly_quota() {
+        let alice = device(CarryQuota::default());
+        let carol = device(CarryQuota::default());
+        let bob = device_with(
+            CarryQuota::default(),
+            InboxQuota {
+                per_author_per_hour: 5,
+            },
+        );
+        let b = bob.messenger.local();
+        for i in 0..8 {
+            alice
+                .messenger
+                .send(Recipient::Peer(b), &format!("spam {i}"), None)
+                .unwrap();
+        }
+        carol
+            .messenger
+            .send(Recipient::Peer(b), "a friend", None)
+            .unwrap();
+        let from_alice: Vec<Outcome> = handover(&alice.messenger, &b)
+            .into_iter()
+            .map(|(hops, raw)| bob.messenger.accept(alice.messenger.local(), hops, &raw))
+            .collect();
+        let stored = from_alice.iter().filter(|o| **o == Outcome::Stored).count();
+        assert_eq!(stored, 5, "{from_alice:?}");
+        assert!(
+            from_alice[5..]
+                .iter()
+                .all(|o| matches!(o, Outcome::Rejected(_)))
+        );
+        // Another author is not held back by alice's flood.
+        let (hops, raw) = handover(&carol.messenger, &b).remove(0);
+        assert_eq!(
+            bob.messenger.accept(carol.messenger.local(), hops, &raw),
+            Outcome::Stored
+        );
+        assert_eq!(bob.messenger.messages().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn only_the_recipient_can_mark_a_message_delivered() {
+        let alice = device(CarryQuota::default());
+        let bob = device(CarryQuota::default());
+        let carrier = device(CarryQuota::default());
+        let (a, b) = (alice.messenger.local(), bob.messenger.local());
+        let id = alice
+            .messenger
+            .send(Recipient::Peer(b), "hi", None)
+            .unwrap();
+        // A carrier saw the id and forges a receipt of its own.
+        let forged = carrier
+            .messenger
+            .write(Recipient::Peer(a), &Body::Receipt(id.0))
+            .unwrap();
+        let from = carrier.messenger.local();
+        assert!(matches!(
+            alice.messenger.accept(from, MAX_HOPS, forged.raw()),
+            Outcome::Rejected(_)
+        ));
+        assert_eq!(
+            alice.messenger.messages().unwrap()[0].state,
+            MessageState::Queued
+        );
+        // Bob's own receipt counts, once.
+        let (hops, raw) = handover(&alice.messenger, &b).remove(0);
+        assert_eq!(bob.messenger.accept(a, hops, &raw), Outcome::Stored);
+        let (hops, receipt) = handover(&bob.messenger, &a).remove(0);
+        assert_eq!(alice.messenger.accept(b, hops, &receipt), Outcome::Stored);
+        assert_eq!(
+            alice.messenger.accept(b, hops, &receipt),
+            Outcome::Duplicate
+        );
+        assert_eq!(
+            alice.messenger.messages().unwrap()[0].state,
+            MessageState::Delivered
         );
     }
 }

@@ -1,5 +1,6 @@
-//! The messaging tables (created by the store's migration 3): envelopes as received (ciphertext,
-//! numbered in arrival order for sync cursors), the readable messages, rooms and sync cursors.
+//! The messaging tables (created by the store's migrations 3 and 5): envelopes as received
+//! (ciphertext, numbered in arrival order for sync cursors), the readable messages, rooms and sync
+//! cursors. Messages are shown with their author's name from the contacts (the `peers` table).
 
 use libp2p::PeerId;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -10,6 +11,7 @@ use super::hlc::Timestamp;
 use super::{Message, MessageId, MessageState, MessageStats, Recipient, RoomId};
 use crate::error::Result;
 use crate::store::Store;
+use crate::transfer::Ticket;
 
 /// How an envelope is kept.
 pub struct Keep<'a> {
@@ -44,17 +46,19 @@ pub fn insert_envelope(
     Ok(n == 1)
 }
 
-/// Stores a readable message.
+/// Stores a readable message that arrived (or was written) at `arrived_ms`, local time.
 pub fn insert_message(
     tx: &Transaction<'_>,
     msg: &Message,
     time: Timestamp,
     expires_ms: u64,
+    arrived_ms: u64,
 ) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT OR IGNORE INTO msg_messages
-            (id, author, recipient, text, hlc_ms, hlc_counter, expires, state, outgoing)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            (id, author, recipient, text, hlc_ms, hlc_counter, expires, state, outgoing,
+             attachment, arrived)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             &msg.id.0[..],
             msg.from.to_base58(),
@@ -65,9 +69,23 @@ pub fn insert_message(
             ms(expires_ms),
             msg.state.as_str(),
             msg.outgoing,
+            msg.attachment.as_ref().map(Ticket::to_string),
+            ms(arrived_ms),
         ],
     )
     .map(drop)
+}
+
+/// How many messages of `author` arrived here (not written here) after `since_ms`, local time.
+pub fn arrivals(store: &Store, author: &PeerId, since_ms: u64) -> Result<u64> {
+    store.with(|c| {
+        c.query_row(
+            "SELECT COUNT(*) FROM msg_messages WHERE author = ?1 AND arrived > ?2 AND outgoing = 0",
+            params![author.to_base58(), ms(since_ms)],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(count)
+    })
 }
 
 /// Runs `f` in one transaction.
@@ -132,12 +150,27 @@ pub fn set_state(
     })
 }
 
+/// Marks this device's message `id` to `recipient` delivered, unless it already was; `true` when
+/// it moved. A receipt from anyone else (a carrier that saw the id) changes nothing.
+pub fn deliver(store: &Store, id: &MessageId, recipient: &PeerId) -> Result<bool> {
+    store.with(|c| {
+        c.execute(
+            "UPDATE msg_messages SET state = 'delivered'
+             WHERE id = ?1 AND outgoing = 1 AND recipient = ?2 AND state != 'delivered'",
+            params![&id.0[..], recipient.to_base58()],
+        )
+        .map(|n| n > 0)
+    })
+}
+
 /// Every readable message, in causal (hybrid clock) order, the same on every replica.
 pub fn messages(store: &Store) -> Result<Vec<Message>> {
     store.with(|c| {
         let mut stmt = c.prepare(
-            "SELECT id, author, recipient, text, state, hlc_ms, outgoing FROM msg_messages
-             ORDER BY hlc_ms, hlc_counter, id",
+            "SELECT m.id, m.author, m.recipient, m.text, m.state, m.hlc_ms, m.outgoing,
+                    m.attachment, p.name
+             FROM msg_messages m LEFT JOIN peers p ON p.peer_id = m.author
+             ORDER BY m.hlc_ms, m.hlc_counter, m.id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -148,11 +181,13 @@ pub fn messages(store: &Store) -> Result<Vec<Message>> {
                 r.get::<_, String>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, bool>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, from, to, text, state, time, outgoing) = row?;
+            let (id, from, to, text, state, time, outgoing, attachment, from_name) = row?;
             // A row that does not parse is skipped: the store outlives format changes.
             let (Ok(id), Ok(from), Ok(to), Some(state)) = (
                 <[u8; 32]>::try_from(id),
@@ -165,8 +200,10 @@ pub fn messages(store: &Store) -> Result<Vec<Message>> {
             out.push(Message {
                 id: MessageId(id),
                 from,
+                from_name: from_name.filter(|n| !n.is_empty()),
                 to,
                 text,
+                attachment: attachment.and_then(|t| t.parse().ok()),
                 state,
                 time: u64::try_from(time).unwrap_or(0),
                 outgoing,

@@ -3,7 +3,10 @@
 //! other's store it has already seen for that set of rooms); the other answers with the envelopes
 //! after the cursor that concern the puller, then its new cursor. Peers already in sync exchange
 //! two small frames, whatever the history. When a node stores something new it pokes its
-//! connected peers, which pull.
+//! connected peers, which pull. A poke can be lost (a peer busy accepting other streams drops
+//! it, and a failed pull or poke is retried only a few times), so every node also pulls from each
+//! connected peer at a low rate ([`crate::NodeConfig::message_resync`]): what a lost poke
+//! announced arrives then.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::service::{Messenger, Outcome};
 use super::{RoomId, state};
+use crate::config::NodeConfig;
 use crate::events::Event;
 use crate::transfer::wire::{self, WireError};
 
@@ -29,6 +33,13 @@ const PAGE: usize = 256;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// A pull or poke that takes longer than this is abandoned.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Faults a test can inject into message sync. Always off outside tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Ignore every poke received, as when the inbound stream slot was full.
+    pub drop_pokes: bool,
+}
 
 /// Frames on a message stream.
 #[derive(Debug, Serialize, Deserialize)]
@@ -108,13 +119,19 @@ impl Drop for AbortOnDrop {
 }
 
 /// Runs messaging sync until aborted: follows connections, answers pulls and pokes, pokes peers
-/// when something new is stored, and sweeps expired messages.
+/// when something new is stored, pulls from every peer now and then, and sweeps expired messages.
 pub fn spawn(
     messenger: Arc<Messenger>,
     control: libp2p_stream::Control,
     incoming: libp2p_stream::IncomingStreams,
     mut events: broadcast::Receiver<Event>,
+    config: &NodeConfig,
 ) -> JoinHandle<()> {
+    let faults = config.message_faults;
+    let mut resync = (!config.message_resync.is_zero()).then(|| {
+        let every = config.message_resync;
+        tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+    });
     tokio::spawn(async move {
         let links = Arc::new(Links {
             messenger: messenger.clone(),
@@ -127,6 +144,7 @@ pub fn spawn(
             incoming,
             messenger.clone(),
             links.clone(),
+            faults,
         )));
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
@@ -140,23 +158,34 @@ pub fn spawn(
                 },
                 _ = messenger.changed.notified() => links.each(|l| l.poke.notify_one()),
                 _ = messenger.pull_all.notified() => links.each(|l| l.pull.notify_one()),
+                _ = tick(&mut resync) => links.each(|l| l.pull.notify_one()),
                 _ = sweep.tick() => messenger.sweep(),
             }
         }
     })
 }
 
+/// The next tick of an optional interval; never without one.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn accept(
     mut incoming: libp2p_stream::IncomingStreams,
     messenger: Arc<Messenger>,
     links: Arc<Links>,
+    faults: Faults,
 ) {
     while let Some((peer, stream)) = incoming.next().await {
         let (links, messenger) = (links.clone(), messenger.clone());
         tokio::spawn(async move {
-            let served =
-                tokio::time::timeout(SESSION_TIMEOUT, serve(peer, stream, &messenger, &links))
-                    .await;
+            let session = serve(peer, stream, &messenger, &links, faults);
+            let served = tokio::time::timeout(SESSION_TIMEOUT, session).await;
             if let Ok(Err(e)) = served {
                 tracing::debug!(%peer, error = %e, "message sync session ended");
             }
@@ -172,7 +201,7 @@ async fn link_task(
     poke: Arc<Notify>,
 ) {
     // Failed pulls and pokes are retried a few times with a growing delay: a stream can be
-    // dropped when the peer is busy accepting others.
+    // dropped when the peer is busy accepting others. Beyond that, the periodic pull catches up.
     let (mut pull_failures, mut poke_failures) = (0u32, 0u32);
     loop {
         tokio::select! {
@@ -290,12 +319,15 @@ async fn serve(
     mut stream: Stream,
     messenger: &Messenger,
     links: &Links,
+    faults: Faults,
 ) -> Result<(), WireError> {
     let mut buf = Vec::new();
     let (pull, _) = links.get(peer);
     let (since, rooms) = match wire::read_msg::<_, Frame>(&mut stream, &mut buf).await? {
         Some(Frame::Poke) => {
-            pull.notify_one();
+            if !faults.drop_pokes {
+                pull.notify_one();
+            }
             return Ok(());
         }
         Some(Frame::Pull { since, rooms }) => (since, rooms),

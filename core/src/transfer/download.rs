@@ -1,8 +1,9 @@
 //! Downloading a share: fetch and check the manifest, plan what is missing, pull chunks pipelined
-//! from every provider, verify each chunk before it is written to a `.part` file, record written
+//! from every peer that holds some (the ticket's providers, connected peers, and those found
+//! through the swarm), verify each chunk before it is written to a `.part` file, record written
 //! chunks in SQLite in durable batches, and rename each file into place once it verifies whole.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,24 +11,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{AsyncReadExt, AsyncWriteExt};
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
+use super::directory::Directory;
 use super::library::{Content, Library};
+use super::limits::Throttle;
+use super::schedule::Sched;
 use super::sink::{Feedback, Pool, QUEUED_CHUNKS, Received, Sink, SinkReport};
 use super::wire::{self, Request, Response};
+use super::worker::{DIAL_TIMEOUT, Ended, Worker, open};
 use super::{ContentId, Manifest, ManifestError, PathError, Ticket, join_safe, state};
 use crate::events::{Event, PeerBytes};
 use crate::net;
 use crate::store::Store;
 
-/// Bytes requested from one provider and not yet received.
-const WINDOW_BYTES: u64 = 2 * 1024 * 1024;
-/// Bytes asked for in one request.
-const RUN_BYTES: u64 = 1024 * 1024;
-/// A provider that sends nothing for this long while chunks are due is given up on.
-const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// When every provider is gone, the first redial comes after this; the wait doubles up to
 /// [`MAX_RECONNECT_BACKOFF`].
 const FIRST_RECONNECT: Duration = Duration::from_secs(1);
@@ -35,8 +34,6 @@ const FIRST_RECONNECT: Duration = Duration::from_secs(1);
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(16);
 /// A download whose providers are all gone waits this long for one to come back, then fails.
 const RECONNECT_FOR: Duration = Duration::from_secs(300);
-/// How long to wait for a provider to answer a dial.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +164,10 @@ pub struct Ctx {
     pub running: Running,
     /// Turns true when the node stops: running downloads record what they wrote and end.
     pub stopping: watch::Receiver<bool>,
+    /// Who else holds or fetches each share.
+    pub directory: Arc<Directory>,
+    /// The node's rate limits.
+    pub throttle: Arc<Throttle>,
 }
 
 impl Ctx {
@@ -341,39 +342,6 @@ pub(crate) async fn connect_providers(ctx: &Ctx, ticket: &Ticket) -> Vec<PeerId>
     up
 }
 
-/// Opens a blob stream to `peer` about `content` and reads its hello.
-async fn open(
-    ctx: &Ctx,
-    peer: PeerId,
-    content: &ContentId,
-) -> Result<(libp2p::Stream, bool, Vec<u8>), String> {
-    let mut last = String::new();
-    for attempt in 0..3u64 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-        }
-        let mut stream = match ctx.streams.clone().open_stream(peer, wire::PROTOCOL).await {
-            Ok(s) => s,
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
-        };
-        let hello = Request::Hello { content: *content };
-        if let Err(e) = wire::write_msg(&mut stream, &hello).await {
-            last = e.to_string();
-            continue;
-        }
-        return match wire::read_msg(&mut stream, &mut Vec::new()).await {
-            Ok(Some(Response::Hello { complete, have })) => Ok((stream, complete, have)),
-            Ok(Some(Response::Unknown)) => Err("does not have this share".into()),
-            Ok(other) => Err(format!("unexpected answer {other:?}")),
-            Err(e) => Err(e.to_string()),
-        };
-    }
-    Err(last)
-}
-
 pub(crate) async fn fetch_manifest(
     ctx: &Ctx,
     providers: &[PeerId],
@@ -382,7 +350,10 @@ pub(crate) async fn fetch_manifest(
     let mut errors = Vec::new();
     for peer in providers {
         let result: Result<Vec<u8>, String> = async {
-            let (mut stream, _, _) = open(ctx, *peer, content).await?;
+            let mut stream = open(ctx, *peer, content)
+                .await?
+                .ok_or("does not have this share")?
+                .stream;
             wire::write_msg(&mut stream, &Request::Manifest)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -561,61 +532,6 @@ pub(super) fn same_file(path: &Path, size: u64, hash: &[u8; 32]) -> io::Result<b
     Ok(hasher.finalize().as_bytes() == hash)
 }
 
-/// Which chunks are waiting, requested (by whom), and which peers are banned.
-#[derive(Default)]
-pub(super) struct Sched {
-    waiting: BTreeSet<u64>,
-    pub(super) requested: HashMap<u64, PeerId>,
-    banned: HashMap<PeerId, String>,
-}
-
-impl Sched {
-    /// Takes the next run of waiting chunks that `peer` has, up to [`RUN_BYTES`].
-    fn next_run(
-        &mut self,
-        peer: &PeerId,
-        has: impl Fn(u64) -> bool,
-        manifest: &Manifest,
-    ) -> Option<(u64, u32)> {
-        if self.banned.contains_key(peer) {
-            return None;
-        }
-        let first = *self.waiting.iter().find(|i| has(**i))?;
-        let mut count = 0u32;
-        let mut bytes = 0u64;
-        let mut i = first;
-        while self.waiting.contains(&i)
-            && has(i)
-            && count < wire::MAX_RUN
-            && (count == 0 || bytes < RUN_BYTES)
-        {
-            self.waiting.remove(&i);
-            self.requested.insert(i, *peer);
-            bytes += manifest.chunk(i).map_or(0, |c| u64::from(c.len));
-            count += 1;
-            i += 1;
-        }
-        Some((first, count))
-    }
-
-    fn requeue(&mut self, index: u64) {
-        self.requested.remove(&index);
-        self.waiting.insert(index);
-    }
-
-    fn requeue_peer(&mut self, peer: &PeerId) {
-        let mine: Vec<u64> = self
-            .requested
-            .iter()
-            .filter(|(_, p)| *p == peer)
-            .map(|(i, _)| *i)
-            .collect();
-        for i in mine {
-            self.requeue(i);
-        }
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn fetch(
     ctx: &Ctx,
@@ -628,14 +544,20 @@ async fn fetch(
     providers: Vec<PeerId>,
     control: &mut watch::Receiver<Control>,
 ) -> Result<SinkReport, DownloadError> {
-    let sched = Arc::new(Mutex::new(Sched {
-        waiting: plan.missing.iter().copied().collect(),
-        ..Sched::default()
-    }));
+    // Each download walks the chunks from a place of its own, so downloads that start together ask
+    // a seeder for different chunks and then have something to trade.
+    let pivot = random_below(manifest.chunk_count());
+    let sched = Arc::new(Mutex::new(Sched::new(
+        plan.missing.iter().copied(),
+        manifest.chunk_count(),
+        pivot,
+    )));
     let wake = Arc::new(Notify::new());
     let (chunk_tx, chunk_rx) = mpsc::channel::<Received>(QUEUED_CHUNKS);
     let pool = Pool::default();
     let (fb_tx, mut fb_rx) = mpsc::unbounded_channel::<Feedback>();
+    let (found_tx, mut found_rx) = mpsc::unbounded_channel::<(PeerId, Vec<Multiaddr>)>();
+    let mut arrivals = ctx.directory.arrivals();
 
     let sink = Sink::new(
         ctx,
@@ -653,10 +575,11 @@ async fn fetch(
     let mut workers = tokio::task::JoinSet::new();
     let mut aborts = HashMap::new();
     let worker_control = control.clone();
-    let spawn = |peer: PeerId, workers: &mut tokio::task::JoinSet<_>| {
+    let spawn = |peer: PeerId, addrs: Vec<Multiaddr>, workers: &mut tokio::task::JoinSet<_>| {
         let worker = Worker {
             ctx: ctx.clone(),
             peer,
+            addrs,
             content: content.id,
             manifest: manifest.clone(),
             sched: sched.clone(),
@@ -664,12 +587,28 @@ async fn fetch(
             chunks: chunk_tx.clone(),
             pool: pool.clone(),
             control: worker_control.clone(),
+            found: found_tx.clone(),
         };
         workers.spawn(async move { (peer, worker.run().await) })
     };
-    for peer in providers {
-        aborts.insert(peer, spawn(peer, &mut workers));
+    // The ticket's providers, and every connected peer: any of them may hold or fetch the share.
+    let mut candidates = providers;
+    for peer in ctx.directory.connected() {
+        if !candidates.contains(&peer) {
+            candidates.push(peer);
+        }
     }
+    for peer in candidates {
+        aborts.insert(peer, spawn(peer, Vec::new(), &mut workers));
+    }
+    let usable = |peer: &PeerId, aborts: &HashMap<PeerId, _>| {
+        !aborts.contains_key(peer)
+            && !sched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .banned
+                .contains_key(peer)
+    };
     let mut failures: Vec<String> = Vec::new();
     // Set while every provider is gone: when to dial them again, and when to give up.
     let mut reconnect: Option<(Instant, Instant, Duration)> = None;
@@ -685,9 +624,8 @@ async fn fetch(
                     tracing::warn!(%peer, index, "chunk failed verification: dropping the peer");
                     {
                         let mut s = sched.lock().unwrap_or_else(|p| p.into_inner());
-                        s.requeue(index);
                         s.banned.insert(peer, "sent a corrupt chunk".into());
-                        s.requeue_peer(&peer);
+                        s.leave(&peer);
                     }
                     // Stop its worker now (a read on a closing connection may not wake up) and hang up.
                     if let Some(worker) = aborts.remove(&peer) {
@@ -705,12 +643,31 @@ async fn fetch(
                 if let Ok((peer, result)) = joined {
                     // A worker already stopped for a corrupt chunk was accounted for then.
                     if aborts.remove(&peer).is_some() {
-                        let why = result.err().unwrap_or_else(|| "stopped".into());
-                        tracing::info!(%peer, error = %why, "provider failed");
-                        failures.push(format!("{peer}: {why}"));
+                        match result {
+                            Ok(Ended::NotAProvider) => tracing::debug!(%peer, "not a provider"),
+                            Ok(Ended::Done) => {}
+                            Err(why) => {
+                                tracing::info!(%peer, error = %why, "provider failed");
+                                failures.push(format!("{peer}: {why}"));
+                            }
+                        }
                     }
-                    sched.lock().unwrap_or_else(|p| p.into_inner()).requeue_peer(&peer);
+                    sched.lock().unwrap_or_else(|p| p.into_inner()).leave(&peer);
                     wake.notify_waiters();
+                }
+            }
+            // A peer named by another one's hello (peer exchange).
+            Some((peer, addrs)) = found_rx.recv() => {
+                if usable(&peer, &aborts) {
+                    tracing::debug!(%peer, "peer exchange: asking it too");
+                    aborts.insert(peer, spawn(peer, addrs, &mut workers));
+                }
+            }
+            // A peer that asked this node for the same share: it holds or fetches it too.
+            Ok((of, peer)) = arrivals.recv() => {
+                if of == content.id && usable(&peer, &aborts) {
+                    tracing::debug!(%peer, "a peer of the swarm arrived: asking it too");
+                    aborts.insert(peer, spawn(peer, Vec::new(), &mut workers));
                 }
             }
             () = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } },
@@ -719,7 +676,7 @@ async fn fetch(
                 for peer in connect_providers(ctx, ticket).await {
                     if !banned.contains_key(&peer) && !aborts.contains_key(&peer) {
                         tracing::info!(%peer, "provider back: resuming");
-                        aborts.insert(peer, spawn(peer, &mut workers));
+                        aborts.insert(peer, spawn(peer, Vec::new(), &mut workers));
                     }
                 }
                 if let Some((at, until, backoff)) = reconnect.as_mut() {
@@ -751,7 +708,10 @@ async fn fetch(
         if workers.is_empty()
             && reconnect.is_none()
             && fb_rx.is_empty()
-            && chunk_channel_idle(&sched)
+            && sched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .nothing_due()
         {
             // Every provider is gone (a lost network, a provider that stopped): dial them again
             // with backoff, unless all of them were dropped for bad data or the node stopped.
@@ -791,135 +751,10 @@ async fn fetch(
     result
 }
 
-/// True when no chunk is between a worker and the writer (all requested chunks were settled).
-fn chunk_channel_idle(sched: &Arc<Mutex<Sched>>) -> bool {
-    sched
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .requested
-        .is_empty()
-}
-
-/// Pulls chunks from one provider over one pipelined stream.
-struct Worker {
-    ctx: Ctx,
-    peer: PeerId,
-    content: ContentId,
-    manifest: Arc<Manifest>,
-    sched: Arc<Mutex<Sched>>,
-    wake: Arc<Notify>,
-    chunks: mpsc::Sender<Received>,
-    pool: Pool,
-    control: watch::Receiver<Control>,
-}
-
-impl Worker {
-    async fn run(mut self) -> Result<(), String> {
-        let (stream, complete, mut have) = open(&self.ctx, self.peer, &self.content).await?;
-        tracing::debug!(peer = %self.peer, complete, "worker: stream open");
-        let (mut r, mut w) = stream.split();
-        let mut inflight: VecDeque<u64> = VecDeque::new();
-        let mut inflight_bytes = 0u64;
-        let mut buf = Vec::new();
-        loop {
-            // Registered before looking at the shared state, so no wake-up between the two is lost.
-            let notified = self.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(why) = self
-                .sched
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .banned
-                .get(&self.peer)
-            {
-                return Err(format!("dropped: {why}"));
-            }
-            let paused = *self.control.borrow() != Control::Run;
-            if !paused {
-                while inflight_bytes < WINDOW_BYTES {
-                    let has = |i: u64| complete || wire::has_bit(&have, i);
-                    let run = self
-                        .sched
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .next_run(&self.peer, has, &self.manifest);
-                    let Some((first, count)) = run else { break };
-                    wire::write_msg(&mut w, &Request::Chunks { first, count })
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    for i in first..first + u64::from(count) {
-                        inflight.push_back(i);
-                        inflight_bytes += self.manifest.chunk(i).map_or(0, |c| u64::from(c.len));
-                    }
-                }
-                w.flush().await.map_err(|e| e.to_string())?;
-            }
-            if inflight.is_empty() {
-                // Nothing to ask this peer now: wait for requeued chunks or a control change.
-                tracing::debug!(peer = %self.peer, "worker: idle");
-                tokio::select! {
-                    _ = notified => {}
-                    _ = self.control.changed() => {}
-                }
-                continue;
-            }
-            let response: Response =
-                tokio::time::timeout(STALL_TIMEOUT, wire::read_msg(&mut r, &mut buf))
-                    .await
-                    .map_err(|_| format!("no answer for {} s", STALL_TIMEOUT.as_secs()))?
-                    .map_err(|e| e.to_string())?
-                    .ok_or("the provider closed the stream")?;
-            let expected = inflight.pop_front().ok_or("unrequested answer")?;
-            tracing::trace!(peer = %self.peer, ?response, "answer");
-            match response {
-                Response::Chunk { index, len } if index == expected => {
-                    let want = self
-                        .manifest
-                        .chunk(index)
-                        .map(|c| c.len)
-                        .ok_or("chunk out of range")?;
-                    if len != want {
-                        return Err(format!("chunk {index} has {len} bytes, expected {want}"));
-                    }
-                    inflight_bytes -= u64::from(len);
-                    let mut data = self.pool.take(len as usize);
-                    r.read_exact(&mut data).await.map_err(|e| e.to_string())?;
-                    // It stays "requested" until the writer settles it, so a worker stopped
-                    // from here on cannot lose it: it is requeued with the peer's other chunks.
-                    if self
-                        .chunks
-                        .send(Received {
-                            peer: self.peer,
-                            index,
-                            data,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return Ok(());
-                    }
-                }
-                Response::Missing { index } if index == expected => {
-                    inflight_bytes -= self.manifest.chunk(index).map_or(0, |c| u64::from(c.len));
-                    if let Some(b) = usize::try_from(index / 8)
-                        .ok()
-                        .and_then(|i| have.get_mut(i))
-                    {
-                        *b &= !(1 << (index % 8));
-                    }
-                    self.sched
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .requeue(index);
-                    self.wake.notify_waiters();
-                }
-                other => {
-                    return Err(format!(
-                        "protocol violation: {other:?} while chunk {expected} was due"
-                    ));
-                }
-            }
-        }
-    }
+/// A random number below `n` (zero when `n` is zero).
+fn random_below(n: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    // Without randomness every download starts at the first chunk: slower swarms, still correct.
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes).checked_rem(n).unwrap_or(0)
 }

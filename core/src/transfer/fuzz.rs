@@ -290,9 +290,38 @@ fn wire_input() -> impl Strategy<Value = Vec<u8>> {
             &Request::Chunks { first, count }
         )
         .unwrap_or_default()),
-        (any::<bool>(), prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(complete, have)| {
-            postcard::to_stdvec(&Response::Hello { complete, have }).unwrap_or_default()
+        (
+            any::<bool>(),
+            prop::collection::vec(any::<u8>(), 0..64),
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..3)
+        )
+            .prop_map(|(complete, have, ids)| {
+                let peers = ids
+                    .into_iter()
+                    .map(|peer| super::wire::PexPeer {
+                        addrs: vec![peer.clone()],
+                        peer,
+                    })
+                    .collect();
+                postcard::to_stdvec(&Response::Hello {
+                    complete,
+                    have,
+                    peers,
+                })
+                .unwrap_or_default()
+            }),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..3).prop_map(|ids| {
+            let peers = ids
+                .into_iter()
+                .map(|peer| super::wire::PexPeer {
+                    addrs: vec![peer.clone()],
+                    peer,
+                })
+                .collect();
+            postcard::to_stdvec(&Response::Peers { peers }).unwrap_or_default()
         }),
+        prop::collection::vec(any::<u64>(), 0..16)
+            .prop_map(|chunks| postcard::to_stdvec(&Response::Have { chunks }).unwrap_or_default()),
         (any::<u64>(), any::<u32>()).prop_map(|(index, len)| postcard::to_stdvec(
             &Response::Chunk { index, len }
         )
@@ -329,7 +358,11 @@ proptest! {
         if let Ok(req) = decode::<Request>(&bytes) {
             prop_assert_eq!(decode::<Request>(&postcard::to_stdvec(&req).unwrap_or_default()).ok(), Some(req));
         }
-        let _ = decode::<Response>(&bytes);
+        if let Ok(Response::Hello { peers, .. }) = decode::<Response>(&bytes) {
+            for peer in peers {
+                let _ = peer.parse();
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub struct Content {
     locations: RwLock<Vec<PathBuf>>,
     /// Which chunks are verified and may be served; `None` when all are.
     have: Mutex<Option<Vec<u8>>>,
+    /// Bumped whenever chunks become servable, so sessions can announce them.
+    gained: tokio::sync::watch::Sender<u64>,
+    /// Which chunks were uploaded at least once, and how many.
+    served: Mutex<(Vec<u8>, u64)>,
 }
 
 impl Content {
@@ -31,6 +35,8 @@ impl Content {
             encoded,
             locations: RwLock::new(sources),
             have: Mutex::new(None),
+            gained: tokio::sync::watch::Sender::new(0),
+            served: Mutex::default(),
         }
     }
 
@@ -47,6 +53,8 @@ impl Content {
             encoded,
             locations: RwLock::new(locations),
             have: Mutex::new(Some(vec![0; bytes])),
+            gained: tokio::sync::watch::Sender::new(0),
+            served: Mutex::default(),
         }
     }
 
@@ -67,11 +75,64 @@ impl Content {
                 }
             }
         }
+        self.gained.send_modify(|n| *n += 1);
     }
 
     /// Marks every chunk servable.
     pub fn set_complete(&self) {
         *self.have.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.gained.send_modify(|n| *n += 1);
+    }
+
+    /// Records that chunk `index` was uploaded; true when that made every chunk uploaded at
+    /// least once.
+    pub fn mark_served(&self, index: u64) -> bool {
+        let count = self.manifest.chunk_count();
+        let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        let (bits, distinct) = &mut *served;
+        bits.resize(usize::try_from(count.div_ceil(8)).unwrap_or(0), 0);
+        match usize::try_from(index / 8)
+            .ok()
+            .and_then(|i| bits.get_mut(i))
+        {
+            Some(b) if *b & (1 << (index % 8)) == 0 => {
+                *b |= 1 << (index % 8);
+                *distinct += 1;
+                *distinct == count
+            }
+            _ => false,
+        }
+    }
+
+    /// Changes whenever chunks become servable.
+    pub fn gains(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.gained.subscribe()
+    }
+
+    /// Chunks servable now that are not in `announced` (a bitfield), which is updated to match.
+    pub fn gained_since(&self, announced: &mut Vec<u8>) -> Vec<u64> {
+        let count = self.manifest.chunk_count();
+        let have = self.have.lock().unwrap_or_else(|p| p.into_inner());
+        announced.resize(usize::try_from(count.div_ceil(8)).unwrap_or(0), 0);
+        let mut new = Vec::new();
+        for (byte, seen) in announced.iter_mut().enumerate() {
+            let now = match &*have {
+                None => 0xff,
+                Some(bits) => bits.get(byte).copied().unwrap_or(0),
+            };
+            let fresh = now & !*seen;
+            if fresh == 0 {
+                continue;
+            }
+            *seen |= fresh;
+            for bit in 0..8u64 {
+                let index = byte as u64 * 8 + bit;
+                if fresh & (1 << bit) != 0 && index < count {
+                    new.push(index);
+                }
+            }
+        }
+        new
     }
 
     /// `(complete, bitfield)` as announced to a downloader.

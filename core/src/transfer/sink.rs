@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc};
 
-use super::download::{Ctx, DownloadError, FilePlan, Plan, Sched, io_err, same_file};
+use super::download::{Ctx, DownloadError, FilePlan, Plan, io_err, same_file};
 use super::library::Content;
+use super::schedule::Sched;
 use super::{Manifest, state};
 use crate::events::{Event, PeerBytes};
 use crate::store::Store;
@@ -119,7 +120,6 @@ impl Syncer {
     fn sync(&self, batch: Batch) -> Result<(), DownloadError> {
         sync_files(&batch.files)?;
         state::record_chunks(&self.store, self.dl, &batch.chunks)?;
-        self.content.add(&batch.chunks);
         let mut dirs = BTreeSet::new();
         for done in batch.finished {
             if let Some(dir) = done.plan.final_path.parent() {
@@ -421,6 +421,8 @@ impl Sink {
         }
         let len = data.len() as u64;
         self.pool.give(data);
+        // Verified and written: served to the swarm at once, before it is durable here.
+        self.content.add(&[index]);
         self.written.insert(index);
         self.settle(index);
         self.batch.chunks.push(index);
@@ -503,8 +505,7 @@ impl Sink {
         self.sched
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .requested
-            .remove(&index);
+            .settle(index);
     }
 
     fn progress(&mut self, last: bool) {

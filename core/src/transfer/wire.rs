@@ -1,5 +1,6 @@
 //! The blob protocol on the wire: one long-lived stream per (downloader, provider, share), on which
-//! the downloader pipelines requests and the provider answers them in order.
+//! the downloader pipelines requests and the provider answers them in order. Between answers, a
+//! provider that is itself still downloading announces the chunks it gained ([`Response::Have`]).
 //!
 //! Every message is a frame: a `u32` little-endian length, then the postcard encoding of a
 //! [`Request`] or [`Response`]. Chunk and manifest payloads follow their header frame as raw bytes,
@@ -11,13 +12,19 @@ use serde::{Deserialize, Serialize};
 use super::ContentId;
 
 /// The libp2p protocol name.
-pub const PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/meshdrop/blob/1");
+pub const PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/meshdrop/blob/2");
 
 /// The largest header frame accepted (headers are small; payloads are not framed).
 pub const MAX_FRAME: usize = 64 * 1024;
 
 /// The most chunks one request may ask for.
 pub const MAX_RUN: u32 = 1024;
+
+/// The most chunk indexes in one [`Response::Have`].
+pub const MAX_HAVE: usize = 4096;
+
+/// The most other peers named in one [`Response::Hello`].
+pub const MAX_PEX: usize = 16;
 
 /// What a downloader asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +54,8 @@ pub enum Response {
         complete: bool,
         /// When not complete: a bitfield of the chunks it has (bit `i % 8` of byte `i / 8`).
         have: Vec<u8>,
+        /// Other peers that hold or fetch this share (peer exchange), at most [`MAX_PEX`].
+        peers: Vec<PexPeer>,
     },
     /// The provider does not know the share.
     Unknown,
@@ -72,6 +81,47 @@ pub enum Response {
         /// Why.
         message: String,
     },
+    /// Unasked, between answers: the provider has these chunks now (at most [`MAX_HAVE`]).
+    Have {
+        /// Chunk indexes.
+        chunks: Vec<u64>,
+    },
+    /// Unasked, between answers: more peers of this share (at most [`MAX_PEX`]).
+    Peers {
+        /// The peers.
+        peers: Vec<PexPeer>,
+    },
+}
+
+/// Another peer of the same share, as peer exchange names it: its id and listen addresses, in
+/// their binary forms (checked by the receiver, which ignores what does not parse).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PexPeer {
+    /// The peer id's bytes.
+    pub peer: Vec<u8>,
+    /// Multiaddr bytes.
+    pub addrs: Vec<Vec<u8>>,
+}
+
+impl PexPeer {
+    /// Encodes a peer and its addresses.
+    pub fn new(peer: &libp2p::PeerId, addrs: &[libp2p::Multiaddr]) -> Self {
+        Self {
+            peer: peer.to_bytes(),
+            addrs: addrs.iter().map(|a| a.to_vec()).collect(),
+        }
+    }
+
+    /// The peer and the addresses that parse; `None` when the id does not.
+    pub fn parse(&self) -> Option<(libp2p::PeerId, Vec<libp2p::Multiaddr>)> {
+        let peer = libp2p::PeerId::from_bytes(&self.peer).ok()?;
+        let addrs = self
+            .addrs
+            .iter()
+            .filter_map(|a| libp2p::Multiaddr::try_from(a.clone()).ok())
+            .collect();
+        Some((peer, addrs))
+    }
 }
 
 /// A malformed or oversize frame, or the stream failed.

@@ -415,10 +415,13 @@ async fn chat_in_half(
 fn main() -> Result<()> {
     let o = parse_args()?;
     // Logs go to stderr, filtered by RUST_LOG (nothing by default).
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    {
+        use tracing_subscriber::prelude::*;
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(meshdrop_tests::log_filter())
+            .init();
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

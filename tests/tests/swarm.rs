@@ -1,0 +1,288 @@
+//! Swarms of real nodes in one process on 127.0.0.1: every downloader serves what it has, finds
+//! the other downloaders from a ticket that names only the seeder, and pulls from all of them.
+//! The seeder's uplink is rate-limited, as a phone's or a home line's would be, so trading
+//! between leechers is what finishes the swarm.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use meshdrop_core::transfer::limits::TransferLimits;
+use meshdrop_core::transfer::serve::Faults;
+use meshdrop_core::{DownloadReport, DownloadSpec, Event, Node, NodeConfig, Ticket};
+use meshdrop_tests::random_file;
+
+const MB: u64 = 1_000_000;
+
+async fn node(dir: &Path, name: &str, limits: TransferLimits, faults: Faults) -> Node {
+    meshdrop_tests::init_test_logging();
+    let mut config = NodeConfig::loopback(dir).with_name(name).with_mdns(false);
+    config.limits = limits;
+    config.faults = faults;
+    Node::start(config).await.expect("node starts")
+}
+
+fn upload_limit(bytes_per_sec: u64) -> TransferLimits {
+    TransferLimits {
+        max_upload_rate: Some(bytes_per_sec),
+        ..TransferLimits::default()
+    }
+}
+
+/// Shares one random file of `len` bytes from `seeder`; the ticket names only the seeder.
+async fn share(seeder: &Node, dir: &Path, len: usize) -> (Ticket, blake3::Hash) {
+    let file = dir.join("trip.mp4");
+    random_file(&file, len, 42);
+    let hash = blake3::hash(&std::fs::read(&file).unwrap());
+    let ticket = seeder.share(vec![file]).await.expect("shares");
+    assert_eq!(
+        ticket.providers.len(),
+        1,
+        "the ticket names the seeder only"
+    );
+    (ticket, hash)
+}
+
+/// Downloads on every leecher at once; the reports in leecher order.
+async fn download_all(
+    leechers: &[(Node, tempfile::TempDir)],
+    ticket: &Ticket,
+) -> Vec<DownloadReport> {
+    let handles: Vec<_> = leechers
+        .iter()
+        .map(|(n, out)| {
+            n.download(DownloadSpec {
+                ticket: ticket.clone(),
+                dest: out.path().to_path_buf(),
+                files: None,
+            })
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for h in handles {
+        let report = tokio::time::timeout(Duration::from_secs(180), h.wait())
+            .await
+            .expect("in time")
+            .expect("download succeeds");
+        reports.push(report);
+    }
+    reports
+}
+
+fn assert_equal(out: &Path, hash: &blake3::Hash) {
+    let got = blake3::hash(&std::fs::read(out.join("trip.mp4")).expect("file in place"));
+    assert_eq!(&got, hash, "bytes equal");
+}
+
+/// Bytes `report` got from peers other than `seeder`.
+fn from_others(report: &DownloadReport, seeder: &Node) -> u64 {
+    report
+        .peers
+        .iter()
+        .filter(|p| p.peer != seeder.peer_id())
+        .map(|p| p.bytes)
+        .sum()
+}
+
+async fn leechers(n: usize) -> Vec<(Node, tempfile::TempDir, tempfile::TempDir)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let (data, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let node = node(
+            data.path(),
+            &format!("friend{i}"),
+            TransferLimits::default(),
+            Faults::default(),
+        )
+        .await;
+        out.push((node, dest, data));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_friends_with_the_seeders_ticket_trade_chunks_and_all_finish() {
+    let (sd, files) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let seeder = node(sd.path(), "seeder", upload_limit(MB), Faults::default()).await;
+    let len = 8 * 1024 * 1024;
+    let (ticket, hash) = share(&seeder, files.path(), len).await;
+    let friends: Vec<_> = leechers(3)
+        .await
+        .into_iter()
+        .map(|(n, dest, data)| ((n, dest), data))
+        .collect();
+    let (pairs, _data): (Vec<_>, Vec<_>) = friends.into_iter().unzip();
+
+    let reports = download_all(&pairs, &ticket).await;
+    for ((_, out), report) in pairs.iter().zip(&reports) {
+        assert_equal(out.path(), &hash);
+        assert_eq!(report.rejected, 0);
+        // Counted by the receiving side, per provider: a real share came from the other friends.
+        let others = from_others(report, &seeder);
+        assert!(
+            others >= report.bytes / 4,
+            "only {others} of {} bytes came from other friends: {:?}",
+            report.bytes,
+            report.peers
+        );
+    }
+    // Of the three copies, the seeder's uplink carried well under two.
+    let from_seeder: u64 = reports
+        .iter()
+        .map(|r| r.bytes - from_others(r, &seeder))
+        .sum();
+    assert!(
+        from_seeder < 2 * len as u64,
+        "the seeder's chunks were {from_seeder} bytes of three copies of {len}: {reports:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_friends_finish_after_the_seeder_leaves_once_every_chunk_is_out() {
+    let (sd, files) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let seeder = node(sd.path(), "seeder", upload_limit(3 * MB), Faults::default()).await;
+    let (ticket, hash) = share(&seeder, files.path(), 8 * 1024 * 1024).await;
+    let mut seeder_events = seeder.events();
+    let friends = leechers(3).await;
+    // What each friend has written from the seeder, as its progress events tell.
+    let (from_seeder_tx, mut from_seeder) = tokio::sync::mpsc::unbounded_channel();
+    for (i, (n, _, _)) in friends.iter().enumerate() {
+        let (mut events, tx, seeder_id) = (n.events(), from_seeder_tx.clone(), seeder.peer_id());
+        tokio::spawn(async move {
+            while let Ok(ev) = events.recv().await {
+                if let Event::TransferProgress { peers, .. } = ev {
+                    let bytes = peers
+                        .iter()
+                        .filter(|p| p.peer == seeder_id)
+                        .map(|p| p.bytes)
+                        .sum::<u64>();
+                    let _ = tx.send((i, bytes));
+                }
+            }
+        });
+    }
+    let handles: Vec<_> = friends
+        .iter()
+        .map(|(n, out, _)| {
+            n.download(DownloadSpec {
+                ticket: ticket.clone(),
+                dest: out.path().to_path_buf(),
+                files: None,
+            })
+        })
+        .collect();
+    // Wait for the seeder to have sent every chunk once, and for the friends to have written a
+    // whole copy's worth of what it sent; then stop it.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match seeder_events.recv().await {
+                Ok(Event::ShareDistributed { content }) if content == ticket.content => break,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("seeder events ended: {e}"),
+            }
+        }
+        let mut written = [0u64; 3];
+        while written.iter().sum::<u64>() < 8 * 1024 * 1024 {
+            let (i, bytes) = from_seeder.recv().await.expect("progress");
+            written[i] = bytes;
+        }
+    })
+    .await
+    .expect("every chunk left the seeder in time");
+    seeder.stop().await.expect("seeder stops");
+
+    for (h, (_, out, _)) in handles.into_iter().zip(&friends) {
+        let report = tokio::time::timeout(Duration::from_secs(120), h.wait())
+            .await
+            .expect("in time")
+            .expect("finishes without the seeder");
+        assert_equal(out.path(), &hash);
+        assert_eq!(report.rejected, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_friend_serving_corrupt_chunks_is_dropped_and_everyone_finishes() {
+    let (sd, files) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let seeder = node(sd.path(), "seeder", upload_limit(2 * MB), Faults::default()).await;
+    let (ticket, hash) = share(&seeder, files.path(), 6 * 1024 * 1024).await;
+    // The liar got the share first (honestly) and now flips a bit in every chunk it serves.
+    let (ld, lout) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let liar = node(
+        ld.path(),
+        "liar",
+        TransferLimits::default(),
+        Faults {
+            corrupt_chunks: true,
+        },
+    )
+    .await;
+    // (The liar's copy must outlive this statement: it serves from it.)
+    let liar_copy = [(liar.clone(), lout)];
+    download_all(&liar_copy, &ticket).await;
+
+    let friends: Vec<_> = leechers(2)
+        .await
+        .into_iter()
+        .map(|(n, dest, data)| ((n, dest), data))
+        .collect();
+    let (pairs, _data): (Vec<_>, Vec<_>) = friends.into_iter().unzip();
+    let reports = download_all(&pairs, &ticket).await;
+    for ((_, out), report) in pairs.iter().zip(&reports) {
+        assert_equal(out.path(), &hash);
+        assert!(
+            report.rejected > 0,
+            "the liar (found through the seeder) was asked and caught: {report:?}"
+        );
+        let from_liar = report
+            .peers
+            .iter()
+            .find(|p| p.peer == liar.peer_id())
+            .map_or(0, |p| p.bytes);
+        assert!(
+            from_liar <= report.rejected,
+            "nothing the liar sent was kept: {from_liar} bytes from it, {} rejected",
+            report.rejected
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_and_download_rate_limits_hold_within_ten_percent() {
+    let len: u64 = 6 * MB;
+    for (up, down) in [(Some(2 * MB), None), (None, Some(2 * MB))] {
+        let (sd, rd, files, out) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let seeder = node(
+            sd.path(),
+            "seeder",
+            upload_limit(up.unwrap_or(u64::MAX / 2)),
+            Faults::default(),
+        )
+        .await;
+        let receiver = node(
+            rd.path(),
+            "receiver",
+            TransferLimits {
+                max_download_rate: down,
+                ..TransferLimits::default()
+            },
+            Faults::default(),
+        )
+        .await;
+        let (ticket, hash) = share(&seeder, files.path(), len as usize).await;
+        let started = Instant::now();
+        let pair = [(receiver, out)];
+        let report = download_all(&pair, &ticket).await.remove(0);
+        let rate = report.bytes as f64 / started.elapsed().as_secs_f64();
+        assert_equal(pair[0].1.path(), &hash);
+        let limit = (2 * MB) as f64;
+        assert!(
+            (0.9 * limit..=1.1 * limit).contains(&rate),
+            "upload limit {up:?}, download limit {down:?}: {rate:.0} B/s"
+        );
+    }
+}
