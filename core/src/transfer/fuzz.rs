@@ -279,6 +279,16 @@ fn ticket_input() -> impl Strategy<Value = String> {
 }
 
 /// Wire frames: valid requests and responses with edits, and arbitrary bytes.
+/// Peer-exchange entries made of arbitrary bytes (ids and addresses that mostly do not parse).
+fn pex_peers(ids: Vec<Vec<u8>>) -> Vec<super::wire::PexPeer> {
+    ids.into_iter()
+        .map(|peer| super::wire::PexPeer {
+            addrs: vec![peer.clone()],
+            peer,
+        })
+        .collect()
+}
+
 fn wire_input() -> impl Strategy<Value = Vec<u8>> {
     use super::wire::{Request, Response};
     let valid = prop_oneof![
@@ -296,29 +306,18 @@ fn wire_input() -> impl Strategy<Value = Vec<u8>> {
             prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..3)
         )
             .prop_map(|(complete, have, ids)| {
-                let peers = ids
-                    .into_iter()
-                    .map(|peer| super::wire::PexPeer {
-                        addrs: vec![peer.clone()],
-                        peer,
-                    })
-                    .collect();
                 postcard::to_stdvec(&Response::Hello {
                     complete,
                     have,
-                    peers,
+                    peers: pex_peers(ids),
                 })
                 .unwrap_or_default()
             }),
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..3).prop_map(|ids| {
-            let peers = ids
-                .into_iter()
-                .map(|peer| super::wire::PexPeer {
-                    addrs: vec![peer.clone()],
-                    peer,
-                })
-                .collect();
-            postcard::to_stdvec(&Response::Peers { peers }).unwrap_or_default()
+            postcard::to_stdvec(&Response::Peers {
+                peers: pex_peers(ids),
+            })
+            .unwrap_or_default()
         }),
         prop::collection::vec(any::<u64>(), 0..16)
             .prop_map(|chunks| postcard::to_stdvec(&Response::Have { chunks }).unwrap_or_default()),

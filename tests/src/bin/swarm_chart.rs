@@ -193,6 +193,36 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / MIB
 }
 
+/// One panel with its caption and mesh: seconds across, MiB up.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    t_max: f64,
+    y_max: f64,
+) -> Result<
+    ChartContext<
+        'a,
+        SVGBackend<'b>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 17))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..t_max, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the leechers started")
+        .y_desc("MiB")
+        .x_label_formatter(&|t| format!("{t:.0}"))
+        .y_label_formatter(&|m| format!("{m:.0}"))
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    Ok(chart)
+}
+
 fn draw(args: &Args, leechers: &[Leecher]) -> Result<()> {
     let totals = swarm_totals(leechers);
     let t_max = totals.last().map_or(1.0, |s| s.t).max(1.0) * 1.03;
@@ -212,23 +242,12 @@ fn draw(args: &Args, leechers: &[Leecher]) -> Result<()> {
     let root = root.titled(&args.title, ("sans-serif", 24))?;
     let (top, bottom) = root.split_vertically(490);
 
-    let mut chart = ChartBuilder::on(&top)
-        .caption(
-            "per leecher: MiB received (solid), of which from other leechers (dashed)",
-            ("sans-serif", 17),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_max, 0.0..leecher_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the leechers started")
-        .y_desc("MiB")
-        .x_label_formatter(&|t| format!("{t:.0}"))
-        .y_label_formatter(&|m| format!("{m:.0}"))
-        .label_style(("sans-serif", 14))
-        .draw()?;
+    let mut chart = panel(
+        &top,
+        "per leecher: MiB received (solid), of which from other leechers (dashed)",
+        t_max,
+        leecher_max,
+    )?;
     for (i, l) in leechers.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         chart
@@ -253,23 +272,12 @@ fn draw(args: &Args, leechers: &[Leecher]) -> Result<()> {
         .border_style(BLACK)
         .draw()?;
 
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption(
-            "all leechers: MiB from the seeder vs from other leechers",
-            ("sans-serif", 17),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_max, 0.0..swarm_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the leechers started")
-        .y_desc("MiB")
-        .x_label_formatter(&|t| format!("{t:.0}"))
-        .y_label_formatter(&|m| format!("{m:.0}"))
-        .label_style(("sans-serif", 14))
-        .draw()?;
+    let mut chart = panel(
+        &bottom,
+        "all leechers: MiB from the seeder vs from other leechers",
+        t_max,
+        swarm_max,
+    )?;
     let seeder_colour = RGBColor(90, 90, 90);
     let others_colour = RGBColor(0, 158, 115);
     chart
