@@ -44,3 +44,28 @@ pub fn random_file(path: &std::path::Path, len: usize, seed: u64) {
     data.truncate(len);
     std::fs::write(path, data).expect("test file written");
 }
+
+/// How long [`wait_for`] waits for an event.
+pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits for the first event matching `pred`, failing the test after [`EVENT_TIMEOUT`].
+pub async fn wait_for<T>(
+    events: &mut tokio::sync::broadcast::Receiver<meshdrop_core::Event>,
+    what: &str,
+    mut pred: impl FnMut(&meshdrop_core::Event) -> Option<T>,
+) -> T {
+    use tokio::sync::broadcast::error::RecvError;
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(ev)) => {
+                if let Some(v) = pred(&ev) {
+                    return v;
+                }
+            }
+            Ok(Err(RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("event stream ended while waiting for {what}: {e}"),
+            Err(_) => panic!("timed out after {EVENT_TIMEOUT:?} waiting for {what}"),
+        }
+    }
+}

@@ -1,33 +1,9 @@
 //! Several real nodes in one process on 127.0.0.1: connections over QUIC and TCP, identity that
 //! survives restarts, the verification code, mDNS on loopback and redial of remembered peers.
 
-use std::time::Duration;
-
 use libp2p::multiaddr::Protocol;
 use meshdrop_core::{Event, Multiaddr, Node, NodeConfig, PeerId, Transport};
-use tokio::sync::broadcast;
-
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Waits for the first event matching `pred`, failing the test after [`TIMEOUT`].
-async fn wait_for<T>(
-    events: &mut broadcast::Receiver<Event>,
-    what: &str,
-    mut pred: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(ev)) => {
-                if let Some(v) = pred(&ev) {
-                    return v;
-                }
-            }
-            Ok(Err(e)) => panic!("event stream ended while waiting for {what}: {e}"),
-            Err(_) => panic!("timed out after {TIMEOUT:?} waiting for {what}"),
-        }
-    }
-}
+use meshdrop_tests::wait_for;
 
 async fn start(dir: &std::path::Path, name: &str) -> Node {
     Node::start(NodeConfig::loopback(dir).with_name(name).with_mdns(false))

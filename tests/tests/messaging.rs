@@ -12,30 +12,9 @@ use meshdrop_core::messaging::{CarryQuota, InboxQuota};
 use meshdrop_core::{
     Event, Message, MessageId, MessageState, Multiaddr, Node, NodeConfig, Recipient, Transport,
 };
-use tokio::sync::broadcast;
+use meshdrop_tests::wait_for;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Waits for the first event matching `pred`, failing the test after [`TIMEOUT`].
-async fn wait_for<T>(
-    events: &mut broadcast::Receiver<Event>,
-    what: &str,
-    mut pred: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(ev)) => {
-                if let Some(v) = pred(&ev) {
-                    return v;
-                }
-            }
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-            Ok(Err(e)) => panic!("event stream ended while waiting for {what}: {e}"),
-            Err(_) => panic!("timed out after {TIMEOUT:?} waiting for {what}"),
-        }
-    }
-}
 
 /// Polls `check` until it holds, failing the test after [`TIMEOUT`] (for state without an event).
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {

@@ -88,6 +88,15 @@ impl Directory {
         let _ = self.arrivals.send((content, peer));
     }
 
+    /// Every peer known to hold or fetch `content`.
+    pub fn peers_of(&self, content: &ContentId) -> Vec<PeerId> {
+        self.lock()
+            .peers_of
+            .get(content)
+            .map(|peers| peers.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Peers of `content` other than `asker`, most recently seen first, with their addresses.
     pub fn exchange(&self, content: &ContentId, asker: &PeerId) -> Vec<PexPeer> {
         let inner = self.lock();
@@ -142,5 +151,10 @@ mod tests {
         assert_eq!(both.len(), 2);
         assert_eq!(both[0].parse().unwrap(), (b, vec![addr]));
         assert!(dir.exchange(&ContentId([2; 32]), &a).is_empty());
+        let mut known = dir.peers_of(&content);
+        known.sort();
+        let mut all = vec![a, b, c];
+        all.sort();
+        assert_eq!(known, all);
     }
 }

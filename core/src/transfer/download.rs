@@ -591,9 +591,11 @@ async fn fetch(
         };
         workers.spawn(async move { (peer, worker.run().await) })
     };
-    // The ticket's providers, and every connected peer: any of them may hold or fetch the share.
+    // The ticket's providers, every connected peer (any may hold or fetch the share), and the
+    // peers that asked this node for it before this download began.
     let mut candidates = providers;
-    for peer in ctx.directory.connected() {
+    let known = ctx.directory.peers_of(&content.id);
+    for peer in ctx.directory.connected().into_iter().chain(known) {
         if !candidates.contains(&peer) {
             candidates.push(peer);
         }

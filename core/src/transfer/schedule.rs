@@ -1,8 +1,9 @@
 //! Which chunk to ask which peer for next. Every connected peer of a share says which chunks it
 //! holds (a bitfield at hello, then announcements as it gains more); chunks go rarest first, so a
-//! swarm spreads what only one peer has before that peer leaves; equally rare chunks go in the
-//! order of this download's own starting point, so downloaders that start together ask a seeder
-//! for different chunks and then trade them. No chunk is asked twice, except in the endgame: once
+//! swarm spreads what only one peer has before that peer leaves. Among equally rare chunks, a
+//! download alone with its providers walks on from its own starting point (sequential runs);
+//! once other downloaders are about, each request starts at a random place, so downloaders do not
+//! fall into step asking a seeder for the same chunks, and trade what they got instead. No chunk is asked twice, except in the endgame: once
 //! every missing chunk is requested, an idle peer may duplicate a request still due elsewhere, and
 //! the first answer wins.
 
@@ -15,6 +16,9 @@ use super::wire::{self, MAX_RUN};
 
 /// Bytes asked for in one request.
 pub(super) const RUN_BYTES: u64 = 1024 * 1024;
+/// Waiting chunks a peer holds that are compared for rarity per request: bounds the cost of a
+/// request in shares of many thousand small files.
+const RARITY_CANDIDATES: usize = 1024;
 
 /// What one peer holds.
 enum Holding {
@@ -33,6 +37,8 @@ pub(super) struct Sched {
     partial_holders: Vec<u16>,
     /// Where this download starts its walk over the chunks.
     pivot: u64,
+    /// A xorshift state for random starting points (no secret: spreading requests only).
+    dice: u64,
 }
 
 impl Sched {
@@ -49,6 +55,7 @@ impl Sched {
             holders: HashMap::new(),
             partial_holders: vec![0; usize::try_from(chunk_count).unwrap_or(0)],
             pivot,
+            dice: pivot | 1,
         }
     }
 
@@ -159,7 +166,12 @@ impl Sched {
         if self.banned.contains_key(peer) || !self.holders.contains_key(peer) {
             return None;
         }
-        let Some(first) = self.rarest_waiting(peer) else {
+        let from = if self.swarming() {
+            self.roll()
+        } else {
+            self.pivot
+        };
+        let Some(first) = self.rarest_waiting(peer, from) else {
             return self.endgame(peer);
         };
         let mut count = 0u32;
@@ -179,19 +191,32 @@ impl Sched {
         Some((first, count))
     }
 
-    /// The waiting chunk `peer` holds that the fewest other peers hold, first from the pivot on.
-    fn rarest_waiting(&self, peer: &PeerId) -> Option<u64> {
+    /// Whether other downloaders (peers that hold only part of the share) are about.
+    fn swarming(&self) -> bool {
+        self.holders.values().any(|h| matches!(h, Holding::Some(_)))
+    }
+
+    /// A random chunk index.
+    fn roll(&mut self) -> u64 {
+        self.dice ^= self.dice << 13;
+        self.dice ^= self.dice >> 7;
+        self.dice ^= self.dice << 17;
+        self.dice % (self.partial_holders.len().max(1) as u64)
+    }
+
+    /// The waiting chunk `peer` holds that the fewest other peers hold, first from `from` on
+    /// (among the first [`RARITY_CANDIDATES`] it holds).
+    fn rarest_waiting(&self, peer: &PeerId, from: u64) -> Option<u64> {
         // Nothing is rarer than a chunk that no partial peer holds besides `peer` itself.
         let floor = u16::from(matches!(self.holders.get(peer), Some(Holding::Some(_))));
         let mut best: Option<(u16, u64)> = None;
         let walk = self
             .waiting
-            .range(self.pivot..)
-            .chain(self.waiting.range(..self.pivot));
+            .range(from..)
+            .chain(self.waiting.range(..from))
+            .filter(|i| self.holds(peer, **i))
+            .take(RARITY_CANDIDATES);
         for &i in walk {
-            if !self.holds(peer, i) {
-                continue;
-            }
             let rarity = self.rarity(i);
             if best.is_none_or(|(r, _)| rarity < r) {
                 best = Some((rarity, i));
@@ -256,21 +281,32 @@ mod tests {
     }
 
     #[test]
-    fn the_rarest_chunk_goes_first_and_equals_follow_the_pivot() {
+    fn alone_with_a_seeder_a_download_walks_on_from_its_pivot() {
+        let m = manifest(8);
+        let mut s = Sched::new(0..8, 8, 5);
+        let seeder = PeerId::random();
+        s.join(seeder, true, Vec::new());
+        assert_eq!(s.next_run(&seeder, &m), Some((5, 3)));
+        assert_eq!(s.next_run(&seeder, &m), Some((0, 5)));
+        assert_eq!(s.next_run(&seeder, &m), None);
+    }
+
+    #[test]
+    fn the_rarest_chunk_goes_first() {
         let m = manifest(8);
         let mut s = Sched::new(0..8, 8, 5);
         let (seeder, a, b) = (PeerId::random(), PeerId::random(), PeerId::random());
         s.join(seeder, true, Vec::new());
         s.join(a, false, bits(8, &[1, 2, 6]));
         s.join(b, false, bits(8, &[2, 6]));
-        // Chunks no partial peer holds (0, 3, 4, 5, 7) are the rarest: from the pivot on, and the
-        // run goes on over the waiting chunks after it.
-        assert_eq!(s.next_run(&seeder, &m), Some((5, 3)));
-        // Chunk 1 is held by `a` alone, 2 by both: `a` starts at 1.
+        // Chunk 1 is held by `a` alone, 2 and 6 by both: `a` starts at 1 and goes on to 2.
         assert_eq!(s.next_run(&a, &m), Some((1, 2)));
+        assert_eq!(s.next_run(&b, &m), Some((6, 1)));
         // Nothing `b` holds waits any more, and others still wait: no endgame yet.
         assert_eq!(s.next_run(&b, &m), None);
-        assert_eq!(s.next_run(&seeder, &m), Some((0, 1)));
+        // The seeder is asked for what no other downloader holds.
+        let (first, _) = s.next_run(&seeder, &m).unwrap();
+        assert!([0, 3, 4, 5, 7].contains(&first), "started at {first}");
     }
 
     #[test]

@@ -74,13 +74,14 @@ async fn session(peer: PeerId, stream: libp2p::Stream, server: Server) -> Result
         .await?;
         return Ok(());
     };
+    // Whoever asks for a share holds or fetches it: a peer for the others, and for this node's
+    // own download of it (running now, or started later, as when it has yet to fetch the
+    // manifest), which hears of it through the directory.
+    directory.add_peer_of(content, peer);
     let Some(content) = library.get(&content) else {
         wire::write_msg(&mut w, &Response::Unknown).await?;
         return Ok(());
     };
-    // Whoever asks for a share holds or fetches it: a peer for the others (and for this node's
-    // own download of it, which hears of it through the directory).
-    directory.add_peer_of(content.id, peer);
     let peers = directory.exchange(&content.id, &peer);
     let mut named: std::collections::HashSet<Vec<u8>> =
         peers.iter().map(|p| p.peer.clone()).collect();

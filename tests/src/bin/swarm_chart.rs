@@ -193,6 +193,24 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / MIB
 }
 
+/// A solid line with an entry in the legend.
+fn labelled_line(
+    chart: &mut ChartContext<
+        '_,
+        SVGBackend<'_>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    points: impl IntoIterator<Item = (f64, f64)>,
+    colour: RGBColor,
+    label: &str,
+) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new(points, colour.stroke_width(3)))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], colour.stroke_width(3)));
+    Ok(())
+}
+
 /// One panel with its caption and mesh: seconds across, MiB up.
 fn panel<'a, 'b>(
     area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
@@ -250,13 +268,12 @@ fn draw(args: &Args, leechers: &[Leecher]) -> Result<()> {
     )?;
     for (i, l) in leechers.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                l.samples.iter().map(|s| (s.t, mib(s.total()))),
-                colour.stroke_width(3),
-            ))?
-            .label(l.label.as_str())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], colour.stroke_width(3)));
+        labelled_line(
+            &mut chart,
+            l.samples.iter().map(|s| (s.t, mib(s.total()))),
+            colour,
+            &l.label,
+        )?;
         chart.draw_series(DashedLineSeries::new(
             l.samples.iter().map(|s| (s.t, mib(s.from_others))),
             8,
@@ -280,24 +297,18 @@ fn draw(args: &Args, leechers: &[Leecher]) -> Result<()> {
     )?;
     let seeder_colour = RGBColor(90, 90, 90);
     let others_colour = RGBColor(0, 158, 115);
-    chart
-        .draw_series(LineSeries::new(
-            totals.iter().map(|s| (s.t, mib(s.from_seeder))),
-            seeder_colour.stroke_width(3),
-        ))?
-        .label("from the seeder")
-        .legend(move |(x, y)| {
-            PathElement::new([(x, y), (x + 24, y)], seeder_colour.stroke_width(3))
-        });
-    chart
-        .draw_series(LineSeries::new(
-            totals.iter().map(|s| (s.t, mib(s.from_others))),
-            others_colour.stroke_width(3),
-        ))?
-        .label("from other leechers")
-        .legend(move |(x, y)| {
-            PathElement::new([(x, y), (x + 24, y)], others_colour.stroke_width(3))
-        });
+    labelled_line(
+        &mut chart,
+        totals.iter().map(|s| (s.t, mib(s.from_seeder))),
+        seeder_colour,
+        "from the seeder",
+    )?;
+    labelled_line(
+        &mut chart,
+        totals.iter().map(|s| (s.t, mib(s.from_others))),
+        others_colour,
+        "from other leechers",
+    )?;
     if let Some(cap) = args.cap_mbit {
         // The most a link capped at `cap` Mbit/s carries in t seconds (payload and overheads).
         let mib_per_s = cap * 1e6 / 8.0 / MIB;
