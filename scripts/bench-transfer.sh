@@ -33,7 +33,7 @@ in_ns() { ip netns exec "$NS" "$@"; }
 # time_v LOG CMD...: runs CMD under /usr/bin/time -v, wall seconds and peak RSS land in LOG.
 time_v() { local log="$1"; shift; /usr/bin/time -v -o "$log" "$@"; }
 wall() { awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]; print s }' "$1"; }
-rss_mb() { awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }
+rss_mb() { awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
 rate() { awk -v mib="$1" -v s="$2" 'BEGIN { printf "%.0f", mib / s }'; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 # stop_ns PID: SIGTERM to every process in the namespace (the seeder; /usr/bin/time ignores SIGINT),
