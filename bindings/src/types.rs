@@ -22,6 +22,9 @@ pub struct NodeConfig {
     /// Advertise and browse with the core's own mDNS (off when a platform driver does it).
     #[uniffi(default = true)]
     pub mdns: bool,
+    /// The device runs on battery: the core seeds within its battery limits.
+    #[uniffi(default = false)]
+    pub on_battery: bool,
 }
 
 impl TryFrom<NodeConfig> for meshdrop_core::NodeConfig {
@@ -38,7 +41,10 @@ impl TryFrom<NodeConfig> for meshdrop_core::NodeConfig {
                 .collect::<Result<Vec<_>, _>>()?;
             Self::bound_to(&c.data_dir, &ips)
         };
-        let config = config.with_mdns(c.mdns);
+        let mut config = config.with_mdns(c.mdns);
+        if c.on_battery {
+            config.limits = meshdrop_core::transfer::limits::TransferLimits::on_battery();
+        }
         Ok(match c.device_name {
             Some(name) => config.with_name(name),
             None => config,

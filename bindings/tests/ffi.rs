@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use meshdrop_core::transfer::limits::TransferLimits;
 use meshdrop_ffi::{
     EventListener, MeshdropError, MessageState, Node, NodeConfig, NodeEvent, SendOutcome,
     start_node,
@@ -36,6 +37,7 @@ async fn node(name: &str) -> TestNode {
         device_name: Some(name.into()),
         bind: vec!["127.0.0.1".into()],
         mdns: false,
+        on_battery: false,
     };
     let node = start_node(config, Arc::new(Recorder(tx))).await.unwrap();
     TestNode {
@@ -288,6 +290,7 @@ async fn errors_map_to_what_a_caller_can_act_on() {
             device_name: None,
             bind: vec!["not-an-ip".into()],
             mdns: false,
+            on_battery: false,
         },
         Arc::new(Recorder(mpsc::unbounded_channel().0)),
     )
@@ -437,4 +440,19 @@ async fn a_transfer_pauses_resumes_and_cancels() {
     assert!(!other.path().join("big.bin").exists());
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[test]
+fn a_phone_on_battery_gets_the_cores_battery_limits() {
+    let config = |on_battery| NodeConfig {
+        data_dir: "/tmp/unused".into(),
+        device_name: None,
+        bind: Vec::new(),
+        mdns: false,
+        on_battery,
+    };
+    let on = meshdrop_core::NodeConfig::try_from(config(true)).unwrap();
+    assert_eq!(on.limits, TransferLimits::on_battery());
+    let off = meshdrop_core::NodeConfig::try_from(config(false)).unwrap();
+    assert_eq!(off.limits, TransferLimits::default());
 }

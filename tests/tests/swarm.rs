@@ -273,3 +273,61 @@ async fn upload_and_download_rate_limits_hold_within_ten_percent() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_connects_mid_download_and_holds_the_share_is_asked_too() {
+    let (sd, hd, rd, files, copy, out) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let seeder = node(sd.path(), "seeder", upload_limit(MB), Faults::default()).await;
+    let (ticket, hash) = share(&seeder, files.path(), 8 * 1024 * 1024).await;
+    // Another device holds the same file (the same share), unknown to the seeder and the ticket.
+    let holder = node(
+        hd.path(),
+        "holder",
+        TransferLimits::default(),
+        Faults::default(),
+    )
+    .await;
+    let (same, _) = share(&holder, copy.path(), 8 * 1024 * 1024).await;
+    assert_eq!(same.content, ticket.content);
+
+    let receiver = node(
+        rd.path(),
+        "receiver",
+        TransferLimits::default(),
+        Faults::default(),
+    )
+    .await;
+    let mut events = receiver.events();
+    let handle = receiver.download(DownloadSpec {
+        ticket: ticket.clone(),
+        dest: out.path().to_path_buf(),
+        files: None,
+    });
+    wait_for(&mut events, "the first progress", |e| {
+        matches!(e, Event::TransferProgress { .. }).then_some(())
+    })
+    .await;
+    // Met mid-download (as discovery would): connected, then asked.
+    receiver
+        .add_peer(holder.peer_id(), holder.listen_addrs())
+        .await
+        .expect("connects to the holder");
+    let report = tokio::time::timeout(Duration::from_secs(120), handle.wait())
+        .await
+        .expect("in time")
+        .expect("download succeeds");
+    assert_equal(out.path(), &hash);
+    let from_holder = report
+        .peers
+        .iter()
+        .find(|p| p.peer == holder.peer_id())
+        .map_or(0, |p| p.bytes);
+    assert!(from_holder > 0, "the holder was asked: {:?}", report.peers);
+}

@@ -558,6 +558,7 @@ async fn fetch(
     let (fb_tx, mut fb_rx) = mpsc::unbounded_channel::<Feedback>();
     let (found_tx, mut found_rx) = mpsc::unbounded_channel::<(PeerId, Vec<Multiaddr>)>();
     let mut arrivals = ctx.directory.arrivals();
+    let mut node_events = ctx.events.subscribe();
 
     let sink = Sink::new(
         ctx,
@@ -665,10 +666,22 @@ async fn fetch(
                     aborts.insert(peer, spawn(peer, addrs, &mut workers));
                 }
             }
-            // A peer that asked this node for the same share: it holds or fetches it too.
-            Ok((of, peer)) = arrivals.recv() => {
-                if of == content.id && usable(&peer, &aborts) {
+            // A peer that asked this node for the same share: it holds or fetches it too. (Both
+            // channels' senders live as long as the node's context: they never close.)
+            arrival = arrivals.recv() => {
+                if let Ok((of, peer)) = arrival
+                    && of == content.id
+                    && usable(&peer, &aborts)
+                {
                     tracing::debug!(%peer, "a peer of the swarm arrived: asking it too");
+                    aborts.insert(peer, spawn(peer, Vec::new(), &mut workers));
+                }
+            }
+            // A peer connected meanwhile (found by discovery, say): it may hold the share too.
+            event = node_events.recv() => {
+                if let Ok(Event::PeerConnected { peer, .. }) = event
+                    && usable(&peer, &aborts)
+                {
                     aborts.insert(peer, spawn(peer, Vec::new(), &mut workers));
                 }
             }

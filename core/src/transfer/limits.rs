@@ -52,6 +52,17 @@ impl Throttle {
     }
 }
 
+impl TransferLimits {
+    /// For a phone on battery: it still seeds, but at most 2 MB/s to two peers at a time.
+    pub fn on_battery() -> Self {
+        Self {
+            max_upload_rate: Some(2_000_000),
+            max_download_rate: None,
+            upload_slots: 2,
+        }
+    }
+}
+
 /// A byte-rate limit (a token bucket that may go into debt): [`Rate::take`] returns at once
 /// while the bucket has bytes and otherwise waits until the debt is paid back, so the long-run
 /// rate is exact and bursts are at most [`BURST`] long.

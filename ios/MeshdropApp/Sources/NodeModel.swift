@@ -1,4 +1,5 @@
 import Foundation
+import UIKit
 import MeshdropFFI
 import MeshdropKit
 
@@ -27,7 +28,11 @@ final class NodeModel: ObservableObject {
             let dir = FileManager.default.urls(for: .applicationSupportDirectory, in: .userDomainMask)[0]
                 .appendingPathComponent("meshdrop")
             // Bonjour (NWBrowser/NWListener) does discovery for the node on iOS.
-            let config = NodeConfig(dataDir: dir.path, deviceName: nil, bind: [], mdns: false)
+            // A platform fact; the core decides what it means for seeding.
+            UIDevice.current.isBatteryMonitoringEnabled = true
+            let onBattery = UIDevice.current.batteryState == .unplugged
+            let config = NodeConfig(
+                dataDir: dir.path, deviceName: nil, bind: [], mdns: false, onBattery: onBattery)
             let md = try await Meshdrop.start(config: config)
             meshdrop = md
             let driver = BonjourDiscoveryDriver(node: md.node)

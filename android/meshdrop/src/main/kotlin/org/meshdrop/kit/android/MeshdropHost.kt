@@ -1,6 +1,7 @@
 package org.meshdrop.kit.android
 
 import android.content.Context
+import android.os.BatteryManager
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.SupervisorJob
@@ -43,6 +44,8 @@ class MeshdropHost private constructor(
                 // Android's NSD browses and advertises for the node (the core's own mDNS socket
                 // would compete with the system's).
                 mdns = false,
+                // A platform fact; the core decides what it means for seeding.
+                onBattery = context.getSystemService(BatteryManager::class.java)?.isCharging == false,
             )
             val node = Meshdrop.start(config)
             val events = node.events.shareIn(scope, SharingStarted.Eagerly, replay = 0)
