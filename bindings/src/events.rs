@@ -66,6 +66,30 @@ pub enum NodeEvent {
         /// Its software and version.
         agent: String,
     },
+    /// A direct connection replaced the relayed one.
+    ConnectionUpgraded {
+        /// The peer.
+        peer_id: String,
+        /// How the direct connection is carried.
+        transport: Transport,
+    },
+    /// A relay holds a slot for this device, reachable at `addr` through it.
+    RelayReserved {
+        /// This device's address through the relay.
+        addr: String,
+    },
+    /// A relay gave no slot (or lost it); the node asks again later.
+    RelayFailed {
+        /// The relay.
+        relay: String,
+        /// Why.
+        reason: String,
+    },
+    /// Whether devices elsewhere can dial this one (AutoNAT).
+    Reachability {
+        /// True when reachable from outside its network.
+        public: bool,
+    },
     /// The last connection to the peer closed.
     PeerDisconnected {
         /// The peer.
@@ -205,6 +229,22 @@ impl NodeEvent {
                 addr: addr.to_string(),
                 transport: transport.into(),
                 verification_code,
+            },
+            Event::ConnectionUpgraded {
+                peer, transport, ..
+            } => Self::ConnectionUpgraded {
+                peer_id: peer.to_string(),
+                transport: transport.into(),
+            },
+            Event::RelayReserved { addr, .. } => Self::RelayReserved {
+                addr: addr.to_string(),
+            },
+            Event::RelayFailed { relay, reason } => Self::RelayFailed {
+                relay: relay.to_string(),
+                reason,
+            },
+            Event::Reachability { status, .. } => Self::Reachability {
+                public: status == meshdrop_core::events::Reachability::Public,
             },
             Event::PeerIdentified {
                 peer, name, agent, ..

@@ -25,6 +25,9 @@ pub struct NodeConfig {
     /// The device runs on battery: the core seeds within its battery limits.
     #[uniffi(default = false)]
     pub on_battery: bool,
+    /// Relays to hold a slot on, reaching devices on other networks (`…/p2p/<relay peer id>`).
+    #[uniffi(default = [])]
+    pub relays: Vec<String>,
 }
 
 impl TryFrom<NodeConfig> for meshdrop_core::NodeConfig {
@@ -41,7 +44,12 @@ impl TryFrom<NodeConfig> for meshdrop_core::NodeConfig {
                 .collect::<Result<Vec<_>, _>>()?;
             Self::bound_to(&c.data_dir, &ips)
         };
-        let mut config = config.with_mdns(c.mdns);
+        let relays = c
+            .relays
+            .iter()
+            .map(|a| a.parse().map_err(|e| invalid("relay address", a, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut config = config.with_mdns(c.mdns).with_relays(relays);
         if c.on_battery {
             config.limits = meshdrop_core::transfer::limits::TransferLimits::on_battery();
         }
@@ -59,6 +67,8 @@ pub enum Transport {
     Tcp,
     /// QUIC.
     Quic,
+    /// Through a relay.
+    Relay,
     /// Something else.
     Other,
 }
@@ -68,6 +78,7 @@ impl From<meshdrop_core::Transport> for Transport {
         match t {
             meshdrop_core::Transport::Tcp => Self::Tcp,
             meshdrop_core::Transport::Quic => Self::Quic,
+            meshdrop_core::Transport::Relay => Self::Relay,
             meshdrop_core::Transport::Other => Self::Other,
         }
     }

@@ -38,6 +38,7 @@ async fn node(name: &str) -> TestNode {
         bind: vec!["127.0.0.1".into()],
         mdns: false,
         on_battery: false,
+        relays: vec![],
     };
     let node = start_node(config, Arc::new(Recorder(tx))).await.unwrap();
     TestNode {
@@ -291,6 +292,7 @@ async fn errors_map_to_what_a_caller_can_act_on() {
             bind: vec!["not-an-ip".into()],
             mdns: false,
             on_battery: false,
+            relays: vec![],
         },
         Arc::new(Recorder(mpsc::unbounded_channel().0)),
     )
@@ -450,6 +452,7 @@ fn a_phone_on_battery_gets_the_cores_battery_limits() {
         bind: Vec::new(),
         mdns: false,
         on_battery,
+        relays: vec![],
     };
     let on = meshdrop_core::NodeConfig::try_from(config(true)).unwrap();
     assert_eq!(on.limits, TransferLimits::on_battery());

@@ -36,7 +36,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             .await
         }
         Command::Send { peer, paths, wait } => {
-            let node = crate::transfer::start(config(&cli, &data_dir)).await?;
+            let node = crate::transfer::start(config(&cli, &data_dir)?).await?;
             let result =
                 crate::push::send(&node, out, peer, paths.clone(), Duration::from_secs(*wait))
                     .await;
@@ -46,6 +46,35 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Peers { timeout } => peers(&cli, &data_dir, out, *timeout).await,
         Command::Connect { address } => connect(&cli, &data_dir, out, address).await,
         Command::Demo { nodes } => crate::demo::run(*nodes, out).await,
+        Command::Relay {
+            port,
+            external,
+            max_reservations,
+            max_reservations_per_device,
+            max_circuits,
+            max_circuits_per_device,
+            max_circuit_secs,
+            max_circuit_bytes,
+            allow_private,
+        } => {
+            let limits = meshdrop_core::relay::RelayLimits {
+                max_reservations: *max_reservations,
+                max_reservations_per_peer: *max_reservations_per_device,
+                max_circuits: *max_circuits,
+                max_circuits_per_peer: *max_circuits_per_device,
+                max_circuit_duration: Duration::from_secs(*max_circuit_secs),
+                max_circuit_bytes: *max_circuit_bytes,
+                ..Default::default()
+            };
+            let args = crate::relay::RelayArgs {
+                bind: &cli.bind,
+                port: *port,
+                external,
+                limits,
+                allow_private: *allow_private,
+            };
+            crate::relay::run(&data_dir, out, args).await
+        }
         Command::Msg {
             peer,
             text,
@@ -140,7 +169,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
 }
 
 /// The node configuration the global flags ask for.
-pub(crate) fn config(cli: &Cli, data_dir: &std::path::Path) -> NodeConfig {
+pub(crate) fn config(cli: &Cli, data_dir: &std::path::Path) -> Result<NodeConfig> {
     let mut config = if cli.bind.is_empty() {
         NodeConfig::new(data_dir)
     } else {
@@ -155,11 +184,14 @@ pub(crate) fn config(cli: &Cli, data_dir: &std::path::Path) -> NodeConfig {
     };
     // Only a long-running node picks up interrupted downloads; `get` resumes its own.
     config.resume_downloads = matches!(cli.command, crate::Command::Run { .. });
-    config
+    for relay in &cli.relays {
+        config.relays.push(parse_multiaddr(relay)?);
+    }
+    Ok(config)
 }
 
 async fn start(cli: &Cli, data_dir: &std::path::Path) -> Result<Node> {
-    Ok(Node::start(config(cli, data_dir)).await?)
+    Ok(Node::start(config(cli, data_dir)?).await?)
 }
 
 async fn id(cli: &Cli, data_dir: &std::path::Path, out: Output) -> Result<()> {

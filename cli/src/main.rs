@@ -7,6 +7,7 @@ mod demo_message;
 mod messaging;
 mod output;
 mod push;
+mod relay;
 mod transfer;
 
 use std::net::IpAddr;
@@ -44,6 +45,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..))]
     upload_slots: u16,
+    /// Hold a slot on this relay so devices on other networks reach this one (repeatable; the
+    /// address `meshdrop relay` prints, ending in /p2p/<relay peer id>).
+    #[arg(long = "relay", global = true, value_name = "MULTIADDR")]
+    relays: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -145,6 +150,38 @@ enum Command {
     Room {
         #[command(subcommand)]
         command: messaging::RoomCommand,
+    },
+    /// Host a relay (libp2p circuit relay v2, with AutoNAT): devices behind NATs on different
+    /// networks reach each other through it, then try to go direct. Prints its addresses first.
+    Relay {
+        /// TCP and UDP (QUIC) port; keep it fixed so the printed addresses stay valid.
+        #[arg(long, default_value_t = 4001)]
+        port: u16,
+        /// An address others reach this relay on when it is not one of its own (a forwarded
+        /// port); repeatable.
+        #[arg(long, value_name = "MULTIADDR")]
+        external: Vec<String>,
+        /// Devices holding a slot at once; more are refused.
+        #[arg(long, default_value_t = 128)]
+        max_reservations: usize,
+        /// Slots one device may hold.
+        #[arg(long, default_value_t = 4)]
+        max_reservations_per_device: usize,
+        /// Circuits forwarded at once.
+        #[arg(long, default_value_t = 32)]
+        max_circuits: usize,
+        /// Circuits one device may have at once.
+        #[arg(long, default_value_t = 8)]
+        max_circuits_per_device: usize,
+        /// How long one circuit may last, in seconds (a transfer then redials and resumes).
+        #[arg(long, default_value_t = 3600)]
+        max_circuit_secs: u64,
+        /// Bytes one circuit may carry, e.g. 16GiB.
+        #[arg(long, default_value = "16GiB", value_parser = commands::parse_rate)]
+        max_circuit_bytes: u64,
+        /// Answer AutoNAT probes of devices at private IPs (a relay on a LAN or in a lab).
+        #[arg(long)]
+        allow_private: bool,
     },
     /// Run several real nodes on this machine (loopback only) and report what happened.
     Demo {

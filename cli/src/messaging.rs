@@ -81,7 +81,7 @@ pub async fn msg(cli: &Cli, data_dir: &Path, out: Output, send: Send<'_>) -> Res
     }
     // Resolved before a node starts: a mistyped name costs no network.
     let to = resolve(send.to, &open_store(data_dir)?.contacts()?)?;
-    let node = Node::start(crate::commands::config(cli, data_dir)).await?;
+    let node = Node::start(crate::commands::config(cli, data_dir)?).await?;
     let mut events = node.events();
     let sent = async {
         let id = match (to, attach.is_empty()) {
@@ -445,7 +445,7 @@ pub async fn chat(
 ) -> Result<()> {
     let mut backend = match Client::connect(data_dir).await {
         Some(client) => Backend::Control(client),
-        None => Backend::Local(Node::start(crate::commands::config(cli, data_dir)).await?),
+        None => Backend::Local(Node::start(crate::commands::config(cli, data_dir)?).await?),
     };
     let result = chat_loop(&mut backend, out, room, peer).await;
     if let Backend::Local(node) = backend {

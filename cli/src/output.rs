@@ -51,6 +51,18 @@ impl Output {
                 peer, name, agent, ..
             } => println!("identified {name} ({agent}) {peer}"),
             Event::PeerDisconnected { peer } => println!("disconnected {peer}"),
+            Event::ConnectionUpgraded {
+                peer, transport, ..
+            } => println!("direct    {peer} over {transport:?} (no longer through the relay)"),
+            Event::HolePunchFailed { peer, error } => {
+                println!("relayed   {peer}: hole punching failed ({error})")
+            }
+            Event::RelayReserved { addr, .. } => println!("reachable through a relay at {addr}"),
+            Event::RelayFailed { relay, reason } => println!("relay {relay}: {reason}"),
+            Event::Reachability { status, addr } => match addr {
+                Some(a) => println!("reachability: {status:?} at {a}"),
+                None => println!("reachability: {status:?}"),
+            },
             Event::DialFailed { peer, error } => match peer {
                 Some(p) => println!("could not reach {p}: {error}"),
                 None => println!("could not reach peer: {error}"),

@@ -73,7 +73,7 @@ pub async fn share(
     ticket_file: Option<&Path>,
 ) -> Result<()> {
     let mut stop = StopSignals::new()?;
-    let node = start(config(cli, data_dir)).await?;
+    let node = start(config(cli, data_dir)?).await?;
     let mut events = node.events();
     let shared = tokio::select! {
         t = node.share(paths.to_vec()) => t.map_err(anyhow::Error::from),
@@ -168,7 +168,7 @@ pub async fn get(cli: &Cli, data_dir: &Path, out: Output, args: GetArgs<'_>) -> 
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     let mut stop = StopSignals::new()?;
-    let mut config = config(cli, data_dir);
+    let mut config = config(cli, data_dir)?;
     if args.progress_every_chunk {
         config.progress_interval = Duration::ZERO;
     }

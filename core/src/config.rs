@@ -41,6 +41,9 @@ pub struct NodeConfig {
     pub message_resync: Duration,
     /// Faults to inject into message sync (tests only; all off by default).
     pub message_faults: crate::messaging::sync::Faults,
+    /// Relays to hold a slot on, so devices on other networks reach this one through them (each
+    /// address ends in `/p2p/<relay peer id>`, as `meshdrop relay` prints it). Empty: LAN only.
+    pub relays: Vec<Multiaddr>,
 }
 
 impl NodeConfig {
@@ -74,6 +77,7 @@ impl NodeConfig {
             inbox: Default::default(),
             message_resync: Duration::from_secs(30),
             message_faults: Default::default(),
+            relays: Vec::new(),
         }
     }
 
@@ -91,6 +95,12 @@ impl NodeConfig {
     /// Turns mDNS discovery on or off.
     pub fn with_mdns(mut self, on: bool) -> Self {
         self.mdns = on;
+        self
+    }
+
+    /// Adds relays to hold a slot on.
+    pub fn with_relays(mut self, relays: impl IntoIterator<Item = Multiaddr>) -> Self {
+        self.relays.extend(relays);
         self
     }
 

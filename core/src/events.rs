@@ -13,7 +13,9 @@ pub enum Transport {
     Tcp,
     /// QUIC (TLS 1.3 built in).
     Quic,
-    /// Something else (e.g. a relayed circuit).
+    /// A circuit through a relay (end-to-end encrypted; the relay forwards ciphertext).
+    Relay,
+    /// Something else.
     Other,
 }
 
@@ -26,12 +28,22 @@ impl Transport {
             match p {
                 Protocol::QuicV1 => transport = Self::Quic,
                 Protocol::Tcp(_) if transport == Self::Other => transport = Self::Tcp,
-                Protocol::P2pCircuit => return Self::Other,
+                Protocol::P2pCircuit => return Self::Relay,
                 _ => {}
             }
         }
         transport
     }
+}
+
+/// Whether the device can be dialled from outside its network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reachability {
+    /// Peers elsewhere reached it when asked to try.
+    Public,
+    /// Dial-back attempts failed: behind a NAT or a firewall.
+    Private,
 }
 
 /// Something that happened on the node. Serialised with an `"event"` tag in snake_case.
@@ -86,6 +98,44 @@ pub enum Event {
         protocol: String,
         /// The addresses it listens on.
         listen_addrs: Vec<Multiaddr>,
+    },
+    /// A direct connection replaced the relayed one (hole punching, or a dial that got through):
+    /// transfers and messages to the peer now go direct.
+    ConnectionUpgraded {
+        /// The peer.
+        peer: PeerId,
+        /// The remote address of the direct connection.
+        addr: Multiaddr,
+        /// How the direct connection is carried.
+        transport: Transport,
+    },
+    /// Hole punching to a peer reached through a relay failed: the connection stays relayed.
+    HolePunchFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        error: String,
+    },
+    /// A relay holds a slot for this device: others reach it at `addr` (tickets carry it).
+    RelayReserved {
+        /// The relay.
+        relay: PeerId,
+        /// This device's address through the relay.
+        addr: Multiaddr,
+    },
+    /// A relay did not give (or no longer holds) a slot; the node asks again later.
+    RelayFailed {
+        /// The relay's address, as configured.
+        relay: Multiaddr,
+        /// Why, as the relay or the network said.
+        reason: String,
+    },
+    /// AutoNAT found whether this device can be reached from outside its network.
+    Reachability {
+        /// `public`: peers can dial it; `private`: behind a NAT or firewall (relays help).
+        status: Reachability,
+        /// The address it was reached at, when public.
+        addr: Option<Multiaddr>,
     },
     /// The last connection to the peer closed.
     PeerDisconnected {

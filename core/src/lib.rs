@@ -13,6 +13,7 @@ pub mod identity;
 pub mod messaging;
 pub mod net;
 pub mod node;
+pub mod relay;
 pub mod store;
 pub mod transfer;
 

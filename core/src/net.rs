@@ -1,20 +1,33 @@
 //! The libp2p swarm, driven by one task: commands in, events out, no shared locks.
 //!
 //! Transports: QUIC, and TCP with Noise and Yamux; every connection is authenticated and encrypted.
-//! No DNS transport, no bootstrap peers, no relays: the node dials only what it was given or found.
+//! Beyond the LAN: circuits through the relays the user configured (circuit relay v2), upgraded to
+//! direct connections by hole punching (DCUtR) where the NATs allow, and AutoNAT to learn whether
+//! this device is reachable. No DNS transport, no bootstrap peers: the node dials only what it was
+//! given or found.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, dcutr, identify, noise, ping, relay, tcp,
+    yamux,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::events::Transport;
+use crate::relay::is_relayed;
+use crate::transfer::directory::Directory;
 
 /// The identify protocol version every meshdrop node speaks.
 pub const PROTOCOL: &str = "/meshdrop/1";
@@ -25,7 +38,15 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     stream: libp2p_stream::Behaviour,
+    relay: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
+    autonat: autonat::Behaviour,
 }
+
+/// First wait before a lost relay reservation is asked for again; doubles up to [`RELAY_RETRY_MAX`].
+const RELAY_RETRY: Duration = Duration::from_secs(2);
+/// Longest wait between attempts to reserve on a relay.
+const RELAY_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// A reply to a dial: the peer that answered, or why it failed.
 pub type DialReply = oneshot::Sender<Result<PeerId>>;
@@ -61,8 +82,13 @@ pub enum NetEvent {
         peer: PeerId,
         /// The remote address.
         addr: Multiaddr,
+        /// Whether it goes through a relay.
+        relayed: bool,
         /// Whether it is the first connection to this peer.
         first: bool,
+        /// Whether it is direct while the peer was reached only through a relay until now (the
+        /// relayed connections are closed: transfers and messages go direct).
+        upgraded: bool,
     },
     /// A connection closed.
     Disconnected {
@@ -88,6 +114,35 @@ pub enum NetEvent {
         peer: Option<PeerId>,
         /// Why.
         error: String,
+    },
+    /// A relay holds a slot for this device: it is reachable at `addr` through it.
+    RelayReserved {
+        /// The relay.
+        relay: PeerId,
+        /// The relayed address (`<relay address>/p2p-circuit`).
+        addr: Multiaddr,
+    },
+    /// A relayed address of this device no longer works (the reservation ended or was refused);
+    /// the node asks again later.
+    RelayLost {
+        /// The relay address, as configured.
+        relay: Multiaddr,
+        /// The relayed addresses that stopped working.
+        addrs: Vec<Multiaddr>,
+        /// Why the reservation is gone; `None` when only an address expired.
+        reason: Option<String>,
+    },
+    /// Hole punching to a peer reached through a relay failed; the relayed connection stays.
+    HolePunchFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        error: String,
+    },
+    /// AutoNAT's view of this device's reachability changed.
+    Reachability {
+        /// Reachable from the internet at this address; `None`: behind a NAT or firewall.
+        public: Option<Multiaddr>,
     },
     /// A ping to the peer came back.
     RoundTrip {
@@ -118,8 +173,10 @@ impl Net {
         key: Keypair,
         agent: String,
         listen: &[Multiaddr],
+        relays: &[Multiaddr],
         events: mpsc::Sender<NetEvent>,
         protocols: &[StreamProtocol],
+        directory: Arc<Directory>,
     ) -> Result<Self> {
         let mut swarm = build_swarm(key, agent)?;
         let streams = swarm.behaviour().stream.new_control();
@@ -154,8 +211,10 @@ impl Net {
                 reason: "no listen address configured".into(),
             }));
         }
+        let mut relays = Relays::new(relays);
+        relays.reserve_due(&mut swarm);
         let (commands, rx) = mpsc::channel(256);
-        let task = tokio::spawn(run(swarm, rx, events));
+        let task = tokio::spawn(run(swarm, rx, events, relays, directory));
         Ok(Self {
             commands,
             streams,
@@ -199,7 +258,9 @@ fn build_swarm(key: Keypair, agent: String) -> Result<Swarm<Behaviour>> {
         )
         .map_err(|e| internal(&e))?
         .with_quic()
-        .with_behaviour(|key| Behaviour {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| internal(&e))?
+        .with_behaviour(|key, relay| Behaviour {
             identify: identify::Behaviour::new(
                 identify::Config::new(PROTOCOL.to_string(), key.public())
                     .with_agent_version(agent)
@@ -211,6 +272,17 @@ fn build_swarm(key: Keypair, agent: String) -> Result<Swarm<Behaviour>> {
                     .with_timeout(Duration::from_secs(10)),
             ),
             stream: libp2p_stream::Behaviour::new(),
+            relay,
+            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+            autonat: autonat::Behaviour::new(
+                key.public().to_peer_id(),
+                autonat::Config {
+                    boot_delay: Duration::from_secs(2),
+                    retry_interval: Duration::from_secs(30),
+                    // The relays are added as servers; other peers answer only from public IPs.
+                    ..Default::default()
+                },
+            ),
         })
         .map_err(|e| internal(&e))?
         // Connections to nearby devices stay up while both run; ping notices dead ones.
@@ -219,14 +291,164 @@ fn build_swarm(key: Keypair, agent: String) -> Result<Swarm<Behaviour>> {
     Ok(swarm)
 }
 
+/// The relays this node keeps a reservation on, and when to ask again after one is lost.
+struct Relays {
+    entries: Vec<RelayEntry>,
+}
+
+struct RelayEntry {
+    /// The relay's address, as configured (ends in `/p2p/<relay>`).
+    addr: Multiaddr,
+    /// The listener holding the reservation, while there is one.
+    listener: Option<ListenerId>,
+    /// The relayed addresses the reservation gave.
+    reserved: Vec<Multiaddr>,
+    /// When to ask again; `None` while a listener is up.
+    retry_at: Option<tokio::time::Instant>,
+    backoff: Duration,
+}
+
+impl Relays {
+    fn new(addrs: &[Multiaddr]) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            entries: addrs
+                .iter()
+                .map(|addr| RelayEntry {
+                    addr: addr.clone(),
+                    listener: None,
+                    reserved: Vec::new(),
+                    retry_at: Some(now),
+                    backoff: RELAY_RETRY,
+                })
+                .collect(),
+        }
+    }
+
+    /// Asks the relays whose turn it is for a reservation (a listener on `<relay>/p2p-circuit`).
+    fn reserve_due(&mut self, swarm: &mut Swarm<Behaviour>) {
+        let now = tokio::time::Instant::now();
+        for e in &mut self.entries {
+            if e.retry_at.is_none_or(|at| at > now) {
+                continue;
+            }
+            if let Some(Protocol::P2p(relay)) = e.addr.iter().last() {
+                swarm
+                    .behaviour_mut()
+                    .autonat
+                    .add_server(relay, Some(e.addr.clone()));
+            }
+            match swarm.listen_on(e.addr.clone().with(Protocol::P2pCircuit)) {
+                Ok(id) => {
+                    e.listener = Some(id);
+                    e.retry_at = None;
+                }
+                Err(err) => {
+                    tracing::warn!(relay = %e.addr, error = %err, "cannot ask the relay for a slot");
+                    e.retry_at = Some(now + e.backoff);
+                    e.backoff = (e.backoff * 2).min(RELAY_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    fn by_listener(&mut self, id: ListenerId) -> Option<&mut RelayEntry> {
+        self.entries.iter_mut().find(|e| e.listener == Some(id))
+    }
+}
+
+/// The connections to each peer: their remote addresses and whether each goes through a relay.
+#[derive(Default)]
+struct Paths(HashMap<PeerId, HashMap<ConnectionId, (Multiaddr, bool)>>);
+
+impl Paths {
+    /// Records a connection; for a direct one, returns the peer's relayed connections (to close:
+    /// a swarm prefers direct peers, and streams pick any connection of a peer).
+    fn add(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        remote: Multiaddr,
+        relayed: bool,
+    ) -> Vec<ConnectionId> {
+        let conns = self.0.entry(peer).or_default();
+        let superseded = if relayed {
+            Vec::new()
+        } else {
+            conns
+                .iter()
+                .filter(|(_, (_, r))| *r)
+                .map(|(c, _)| *c)
+                .collect()
+        };
+        conns.insert(id, (remote, relayed));
+        superseded
+    }
+
+    /// A relay's listen addresses on the IPs this node already reaches it at, over the transports
+    /// (TCP, QUIC) it has no connection on yet. Hole punching needs this node's public address as
+    /// the relay observes it on the transport the other side uses: one connection per transport
+    /// gives one observed address per transport.
+    fn missing_transports(&self, relay: &PeerId, listen: &[Multiaddr]) -> Vec<Multiaddr> {
+        let Some(conns) = self.0.get(relay) else {
+            return Vec::new();
+        };
+        fn ip(a: &Multiaddr) -> Option<Protocol<'_>> {
+            a.iter().next()
+        }
+        let mut out: Vec<Multiaddr> = Vec::new();
+        for addr in listen.iter().filter(|a| !is_relayed(a)) {
+            let transport = Transport::of(addr);
+            let reached = conns.values().any(|(remote, _)| ip(remote) == ip(addr));
+            let covered = conns
+                .values()
+                .any(|(remote, _)| Transport::of(remote) == transport)
+                || out.iter().any(|a| Transport::of(a) == transport);
+            if reached && !covered && transport != Transport::Other {
+                out.push(addr.clone());
+            }
+        }
+        out
+    }
+
+    fn remove(&mut self, peer: PeerId, id: ConnectionId) {
+        if let Some(conns) = self.0.get_mut(&peer) {
+            conns.remove(&id);
+            if conns.is_empty() {
+                self.0.remove(&peer);
+            }
+        }
+    }
+
+    /// Whether every connection to the peer goes through a relay (none: false).
+    fn only_relayed(&self, peer: &PeerId) -> bool {
+        self.0
+            .get(peer)
+            .is_some_and(|c| !c.is_empty() && c.values().all(|(_, r)| *r))
+    }
+
+    fn has_direct(&self, peer: &PeerId) -> bool {
+        self.0
+            .get(peer)
+            .is_some_and(|c| c.values().any(|(_, r)| !r))
+    }
+}
+
 async fn run(
     mut swarm: Swarm<Behaviour>,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetEvent>,
+    mut relays: Relays,
+    directory: Arc<Directory>,
 ) {
     let mut pending: HashMap<ConnectionId, DialReply> = HashMap::new();
+    let mut paths = Paths::default();
+    // Dials to peers reached only through a relay: hole punching (or a plain direct attempt).
+    let mut upgrade_dials: std::collections::HashSet<ConnectionId> = Default::default();
+    let mut relay_tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
+            _ = relay_tick.tick() => relays.reserve_due(&mut swarm),
             cmd = commands.recv() => match cmd {
                 Some(Command::Dial { peer, addrs, reply }) => {
                     let opts = match peer {
@@ -275,18 +497,67 @@ async fn run(
             },
             event = swarm.select_next_some() => {
                 let out = match event {
-                    SwarmEvent::NewListenAddr { address, .. } => Some(NetEvent::NewListenAddr(address)),
+                    SwarmEvent::NewListenAddr { listener_id, address } => match relays.by_listener(listener_id) {
+                        Some(entry) => {
+                            entry.backoff = RELAY_RETRY;
+                            entry.reserved.push(address.clone());
+                            relay_of(&address).map(|relay| NetEvent::RelayReserved { relay, addr: address })
+                        }
+                        None => Some(NetEvent::NewListenAddr(address)),
+                    },
+                    SwarmEvent::ExpiredListenAddr { listener_id, address } => {
+                        relays.by_listener(listener_id).map(|entry| {
+                            entry.reserved.retain(|a| a != &address);
+                            NetEvent::RelayLost { relay: entry.addr.clone(), addrs: vec![address], reason: None }
+                        })
+                    }
+                    SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                        relays.by_listener(listener_id).map(|entry| {
+                            entry.listener = None;
+                            entry.retry_at = Some(tokio::time::Instant::now() + entry.backoff);
+                            entry.backoff = (entry.backoff * 2).min(RELAY_RETRY_MAX);
+                            let reason = match reason {
+                                Ok(()) => "the connection to the relay closed".to_string(),
+                                Err(e) => error_chain(&e),
+                            };
+                            NetEvent::RelayLost {
+                                relay: entry.addr.clone(),
+                                addrs: std::mem::take(&mut entry.reserved),
+                                reason: Some(reason),
+                            }
+                        })
+                    }
+                    SwarmEvent::Dialing { peer_id: Some(peer), connection_id } => {
+                        if paths.only_relayed(&peer) {
+                            upgrade_dials.insert(connection_id);
+                        }
+                        None
+                    }
                     SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
+                        upgrade_dials.remove(&connection_id);
+                        let relayed = endpoint.is_relayed();
+                        let had_direct = paths.has_direct(&peer_id);
+                        let remote = endpoint.get_remote_address().clone();
+                        let superseded = paths.add(peer_id, connection_id, remote, relayed);
+                        // Before anyone hears of the connection: streams wait for a direct path.
+                        directory.set_relayed(peer_id, paths.only_relayed(&peer_id));
                         if let Some(reply) = pending.remove(&connection_id) {
                             let _ = reply.send(Ok(peer_id));
+                        }
+                        for id in &superseded {
+                            swarm.close_connection(*id);
                         }
                         Some(NetEvent::Connected {
                             peer: peer_id,
                             addr: endpoint.get_remote_address().clone(),
+                            relayed,
                             first: num_established.get() == 1,
+                            upgraded: !superseded.is_empty() && !had_direct,
                         })
                     }
-                    SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                    SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                        paths.remove(peer_id, connection_id);
+                        directory.set_relayed(peer_id, paths.only_relayed(&peer_id));
                         Some(NetEvent::Disconnected { peer: peer_id, last: num_established == 0 })
                     }
                     SwarmEvent::OutgoingConnectionError { peer_id, connection_id, error } => {
@@ -294,11 +565,29 @@ async fn run(
                         if let Some(reply) = pending.remove(&connection_id) {
                             let _ = reply.send(Err(Error::Unreachable { reason: reason.clone() }));
                         }
-                        Some(NetEvent::DialFailed { peer: peer_id, error: reason })
+                        match peer_id {
+                            Some(peer) if upgrade_dials.remove(&connection_id) => {
+                                directory.set_punch_failed(peer);
+                                Some(NetEvent::HolePunchFailed { peer, error: reason })
+                            }
+                            _ => Some(NetEvent::DialFailed { peer: peer_id, error: reason }),
+                        }
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                         for addr in &info.listen_addrs {
                             swarm.add_peer_address(peer_id, addr.clone());
+                        }
+                        if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                            for addr in paths.missing_transports(&peer_id, &info.listen_addrs) {
+                                tracing::debug!(relay = %peer_id, %addr, "connecting to the relay over another transport");
+                                let opts = DialOpts::peer_id(peer_id)
+                                    .addresses(vec![addr])
+                                    .condition(PeerCondition::Always)
+                                    .build();
+                                if let Err(e) = swarm.dial(opts) {
+                                    tracing::debug!(error = %e, "cannot dial the relay");
+                                }
+                            }
                         }
                         Some(NetEvent::Identified {
                             peer: peer_id,
@@ -306,6 +595,19 @@ async fn run(
                             protocol: info.protocol_version,
                             listen_addrs: info.listen_addrs,
                         })
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => match result {
+                        Ok(_) => None, // the direct connection reports itself as `upgraded`
+                        Err(e) => Some(NetEvent::HolePunchFailed { peer: remote_peer_id, error: error_chain(&e) }),
+                    },
+                    SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. })) => match new {
+                        autonat::NatStatus::Public(addr) => Some(NetEvent::Reachability { public: Some(addr) }),
+                        autonat::NatStatus::Private => Some(NetEvent::Reachability { public: None }),
+                        autonat::NatStatus::Unknown => None,
+                    },
+                    SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => {
+                        tracing::debug!(event = ?e, "relay client");
+                        None
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
                         Some(NetEvent::RoundTrip { peer, rtt })
@@ -327,7 +629,35 @@ async fn run(
     }
 }
 
-/// Closes every connection, waiting briefly for the closes to complete.
+/// The relay's peer id in a relayed address (`…/p2p/<relay>/p2p-circuit…`).
+fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+    let mut last_peer = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(peer) => last_peer = Some(peer),
+            Protocol::P2pCircuit => return last_peer,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// An error and its causes in one line ("Failed to get Reservation.: Remote reported resource
+/// limit exceeded.").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 async fn close_all(swarm: &mut Swarm<Behaviour>) {
     let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
     for peer in peers {

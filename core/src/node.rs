@@ -1,6 +1,6 @@
 //! The node: starts the parts, owns the peer table, redials dropped peers and publishes events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::config::NodeConfig;
 use crate::discovery::{self, Discovery, Update};
 use crate::error::{Error, Result};
-use crate::events::{Event, PeerInfo, Transport};
+use crate::events::{Event, PeerInfo, Reachability, Transport};
 use crate::identity;
 use crate::messaging::service::Messenger;
 use crate::messaging::{self, Message, MessageId, MessageStats, Recipient, Room, RoomId};
@@ -32,6 +32,8 @@ use crate::transfer::{Manifest, Provider, Ticket, serve, state};
 
 /// Redials of a dropped peer stop after this many attempts (about 8 minutes of backoff).
 const MAX_REDIALS: u32 = 10;
+/// How long a start waits for the configured relays to grant (or refuse) a slot.
+const RELAY_WAIT: Duration = Duration::from_secs(10);
 /// How long `connect` waits for a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -45,6 +47,8 @@ struct Inner {
     peer_id: PeerId,
     name: String,
     listen_addrs: Vec<Multiaddr>,
+    /// This device's addresses through relays, while the relays hold its slot.
+    relayed_addrs: Arc<Mutex<Vec<Multiaddr>>>,
     events: broadcast::Sender<Event>,
     /// The receiver created before anything ran, handed to the first subscriber so it misses nothing.
     first_events: Mutex<Option<broadcast::Receiver<Event>>>,
@@ -82,6 +86,10 @@ impl Node {
     /// Starts a node: opens the data dir, loads or creates the identity, opens the store, listens,
     /// advertises and browses with mDNS, and re-dials peers seen recently.
     pub async fn start(config: NodeConfig) -> Result<Node> {
+        let mut relays_pending = HashSet::new();
+        for relay in &config.relays {
+            relays_pending.insert(relay_peer(relay)?);
+        }
         let (key, store, name) = open_data_dir(&config.data_dir, config.name.as_deref())?;
         let store = Arc::new(store);
         let peer_id = key.public().to_peer_id();
@@ -101,18 +109,47 @@ impl Node {
             offer::PROTOCOL,
             messaging::sync::PROTOCOL,
         ];
-        let mut net = Net::start(key, agent, &config.listen, net_tx, &protocols)?;
+        let directory = Arc::new(Directory::default());
+        let mut net = Net::start(
+            key,
+            agent,
+            &config.listen,
+            &config.relays,
+            net_tx,
+            &protocols,
+            directory.clone(),
+        )?;
 
-        // Wait until every listener reported an address, so the ports can be advertised.
+        // Wait until every listener reported an address, so the ports can be advertised, and
+        // until the relays answered, so the first ticket carries the relayed addresses. What else
+        // happens meanwhile is handed to the supervisor.
         let mut listen_addrs = Vec::new();
+        let mut early = Vec::new();
         let expected = config.listen.len();
-        let deadline = tokio::time::sleep(Duration::from_secs(5));
+        let wait = Duration::from_secs(5)
+            + if config.relays.is_empty() {
+                Duration::ZERO
+            } else {
+                RELAY_WAIT
+            };
+        let deadline = tokio::time::sleep(wait);
         tokio::pin!(deadline);
-        while distinct_listeners(&listen_addrs) < expected {
+        while distinct_listeners(&listen_addrs) < expected || !relays_pending.is_empty() {
             tokio::select! {
                 ev = net_rx.recv() => match ev {
                     Some(NetEvent::NewListenAddr(addr)) => listen_addrs.push(addr),
-                    Some(_) => {}
+                    Some(ev) => {
+                        match &ev {
+                            NetEvent::RelayReserved { relay, .. } => { relays_pending.remove(relay); }
+                            NetEvent::RelayLost { relay, .. } => {
+                                if let Ok(peer) = relay_peer(relay) {
+                                    relays_pending.remove(&peer);
+                                }
+                            }
+                            _ => {}
+                        }
+                        early.push(ev);
+                    }
                     None => return Err(Error::Stopped),
                 },
                 _ = &mut deadline => break,
@@ -149,7 +186,6 @@ impl Node {
 
         let library = Arc::new(Library::default());
         load_shares(&store, &library);
-        let directory = Arc::new(Directory::default());
         let throttle = Arc::new(Throttle::new(config.limits));
         let incoming = net.take_incoming(&crate::transfer::wire::PROTOCOL)?;
         let server = tokio::spawn(serve::run(
@@ -190,14 +226,17 @@ impl Node {
         let message_sync = messaging::sync::spawn(
             messenger.clone(),
             net.streams.clone(),
+            directory.clone(),
             incoming_messages,
             events.subscribe(),
             &config,
         );
 
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let relayed_addrs = Arc::new(Mutex::new(Vec::new()));
         let mut supervisor = Supervisor {
             local: peer_id,
+            relayed_addrs: relayed_addrs.clone(),
             store,
             net: Some(net),
             discovery,
@@ -216,6 +255,9 @@ impl Node {
             addrs: listen_addrs.clone(),
         });
         let task = tokio::spawn(async move {
+            for ev in early {
+                supervisor.net_event(ev).await;
+            }
             supervisor.run(cmd_rx, &mut net_rx, disc_rx).await;
         });
         let node = Node {
@@ -223,6 +265,7 @@ impl Node {
                 peer_id,
                 name,
                 listen_addrs,
+                relayed_addrs,
                 events,
                 first_events: Mutex::new(Some(first_rx)),
                 commands: cmd_tx,
@@ -381,20 +424,35 @@ impl Node {
         Ok(self.ticket_for(content))
     }
 
-    /// A ticket for `content` naming this device as provider.
+    /// This device's addresses through relays (empty when no relay holds a slot for it).
+    pub fn relayed_addrs(&self) -> Vec<Multiaddr> {
+        self.inner
+            .relayed_addrs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A ticket for `content` naming this device as provider, with its direct addresses and its
+    /// addresses through relays.
     pub fn ticket_for(&self, content: crate::transfer::ContentId) -> Ticket {
+        let max = crate::transfer::ticket::MAX_ADDRS;
+        let mut relayed = self.relayed_addrs();
+        relayed.truncate(max / 2);
+        let mut addrs: Vec<Multiaddr> = self
+            .inner
+            .listen_addrs
+            .iter()
+            .filter(|a| !is_wildcard(a))
+            .take(max - relayed.len())
+            .cloned()
+            .collect();
+        addrs.extend(relayed);
         Ticket::new(
             content,
             vec![Provider {
                 peer: self.inner.peer_id,
-                addrs: self
-                    .inner
-                    .listen_addrs
-                    .iter()
-                    .filter(|a| !is_wildcard(a))
-                    .take(crate::transfer::ticket::MAX_ADDRS)
-                    .cloned()
-                    .collect(),
+                addrs,
             }],
         )
     }
@@ -539,6 +597,18 @@ impl Node {
             .send(cmd)
             .await
             .map_err(|_| Error::Stopped)
+    }
+}
+
+/// The relay's peer id at the end of a relay address, or why the address will not do.
+fn relay_peer(addr: &Multiaddr) -> Result<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Ok(peer),
+        _ => Err(Error::InvalidAddress {
+            input: addr.to_string(),
+            reason: "a relay address ends in /p2p/<relay peer id>, as `meshdrop relay` prints it"
+                .into(),
+        }),
     }
 }
 
@@ -736,6 +806,8 @@ struct Redial {
 /// The task that owns the node's state.
 struct Supervisor {
     local: PeerId,
+    /// This device's relayed addresses, shared with the node for its tickets.
+    relayed_addrs: Arc<Mutex<Vec<Multiaddr>>>,
     store: Arc<Store>,
     /// The swarm; `None` once shut down.
     net: Option<Net>,
@@ -883,22 +955,71 @@ impl Supervisor {
     async fn net_event(&mut self, ev: NetEvent) {
         match ev {
             NetEvent::NewListenAddr(addr) => tracing::info!(%addr, "listening"),
-            NetEvent::Connected { peer, addr, first } => {
+            NetEvent::Connected {
+                peer,
+                addr,
+                relayed,
+                first,
+                upgraded,
+            } => {
                 self.directory.set_connected(peer, true);
                 let state = self.peers.entry(peer).or_default();
                 state.connections += 1;
                 state.redial = None;
                 let name = state.name.clone();
+                let transport = if relayed {
+                    Transport::Relay
+                } else {
+                    Transport::of(&addr)
+                };
                 if first {
                     self.record_seen(&peer, &name, &[]);
                     self.emit(Event::PeerConnected {
                         peer,
-                        transport: Transport::of(&addr),
+                        transport,
                         addr,
                         verification_code: identity::verification_code(&self.local, &peer),
                     });
+                } else if upgraded {
+                    self.emit(Event::ConnectionUpgraded {
+                        peer,
+                        addr,
+                        transport,
+                    });
                 }
             }
+            NetEvent::RelayReserved { relay, addr } => {
+                let mut relayed = self.relayed_addrs.lock().unwrap_or_else(|p| p.into_inner());
+                if !relayed.contains(&addr) {
+                    relayed.push(addr.clone());
+                }
+                drop(relayed);
+                self.emit(Event::RelayReserved { relay, addr });
+            }
+            NetEvent::RelayLost {
+                relay,
+                addrs,
+                reason,
+            } => {
+                self.relayed_addrs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|a| !addrs.contains(a));
+                if let Some(reason) = reason {
+                    self.emit(Event::RelayFailed { relay, reason });
+                }
+            }
+            NetEvent::HolePunchFailed { peer, error } => {
+                self.emit(Event::HolePunchFailed { peer, error })
+            }
+            NetEvent::Reachability { public } => self.emit(Event::Reachability {
+                status: if public.is_some() {
+                    Reachability::Public
+                } else {
+                    Reachability::Private
+                },
+                addr: public,
+            }),
             NetEvent::Disconnected { peer, last } => {
                 let Some(state) = self.peers.get_mut(&peer) else {
                     return;

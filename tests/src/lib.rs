@@ -2,9 +2,11 @@
 //!
 //! - [`netns`]: a lab of network namespaces on a private bridge (one namespace per device), with rate
 //!   limits, packet loss and partitions; nothing reaches the machine's real interfaces.
+//! - [`nat`]: two home networks behind NAT routers and a public network with a relay host.
 //! - [`process`]: `meshdrop` (and other JSON-line programs) as child processes, optionally inside a
 //!   lab host, with their stdout events waited on with timeouts.
 
+pub mod nat;
 pub mod netns;
 pub mod process;
 

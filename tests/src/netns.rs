@@ -40,8 +40,8 @@ pub const NS_PREFIX: &str = "mdlab-";
 /// Name of the nftables table the lab installs in a host for [`Lab::drop_incoming`].
 const NFT_TABLE: &str = "mdlab";
 
-static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
-static STALE_CLEANUP: Once = Once::new();
+pub(crate) static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
+pub(crate) static STALE_CLEANUP: Once = Once::new();
 
 /// One simulated device: a network namespace with `lo` and `eth0` (`10.M.0.(i+1)/24`) on the lab's bridge.
 #[derive(Debug, Clone)]
@@ -52,6 +52,10 @@ pub struct Host {
 }
 
 impl Host {
+    pub(crate) fn new(index: usize, ns: String, addr: Ipv4Addr) -> Self {
+        Self { index, ns, addr }
+    }
+
     /// Index of this host in its lab (0-based).
     pub fn index(&self) -> usize {
         self.index
@@ -326,7 +330,7 @@ impl Drop for Lab {
 }
 
 /// Kills every process in `namespaces`, then deletes them. Best effort, never panics.
-fn teardown(namespaces: &[String]) {
+pub(crate) fn teardown(namespaces: &[String]) {
     for ns in namespaces {
         kill_all_in(ns);
     }
@@ -413,7 +417,7 @@ fn list_namespaces() -> Result<Vec<String>> {
 }
 
 /// Fails loudly unless we are root and `ip netns` works.
-fn preflight() -> Result<()> {
+pub(crate) fn preflight() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!(
             "network-namespace tests need root (running as uid {}); they do not skip themselves — \
@@ -435,7 +439,7 @@ fn preflight() -> Result<()> {
     Ok(())
 }
 
-fn tool_present(tool: &str, apt_package: &str) -> Result<()> {
+pub(crate) fn tool_present(tool: &str, apt_package: &str) -> Result<()> {
     match Command::new(tool)
         .arg("-V")
         .stdout(Stdio::null())
@@ -447,7 +451,7 @@ fn tool_present(tool: &str, apt_package: &str) -> Result<()> {
     }
 }
 
-fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
+pub(crate) fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns, "sh", "-c"])
@@ -455,7 +459,7 @@ fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
     checked(&mut cmd).map(drop)
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+pub(crate) fn ip(args: &[&str]) -> Result<()> {
     checked(Command::new("ip").args(args)).map(drop)
 }
 

@@ -22,6 +22,7 @@ use super::service::{Messenger, Outcome};
 use super::{RoomId, state};
 use crate::config::NodeConfig;
 use crate::events::Event;
+use crate::transfer::directory::{Directory, UPGRADE_WINDOW};
 use crate::transfer::wire::{self, WireError};
 
 /// The libp2p protocol name.
@@ -65,6 +66,7 @@ struct Link {
 struct Links {
     messenger: Arc<Messenger>,
     control: libp2p_stream::Control,
+    directory: Arc<Directory>,
     map: Mutex<HashMap<PeerId, Link>>,
 }
 
@@ -82,6 +84,7 @@ impl Links {
                 peer,
                 self.messenger.clone(),
                 self.control.clone(),
+                self.directory.clone(),
                 pull.clone(),
                 poke.clone(),
             ));
@@ -123,6 +126,7 @@ impl Drop for AbortOnDrop {
 pub fn spawn(
     messenger: Arc<Messenger>,
     control: libp2p_stream::Control,
+    directory: Arc<Directory>,
     incoming: libp2p_stream::IncomingStreams,
     mut events: broadcast::Receiver<Event>,
     config: &NodeConfig,
@@ -136,6 +140,7 @@ pub fn spawn(
         let links = Arc::new(Links {
             messenger: messenger.clone(),
             control,
+            directory,
             map: Mutex::new(HashMap::new()),
         });
         // Inbound streams wait in a channel of one: accept them in a task of their own, so that
@@ -197,6 +202,7 @@ async fn link_task(
     peer: PeerId,
     messenger: Arc<Messenger>,
     control: libp2p_stream::Control,
+    directory: Arc<Directory>,
     pull: Arc<Notify>,
     poke: Arc<Notify>,
 ) {
@@ -206,15 +212,28 @@ async fn link_task(
     loop {
         tokio::select! {
             _ = pull.notified() => {
+                directory.wait_direct(&peer, UPGRADE_WINDOW).await;
                 let result = tokio::time::timeout(SESSION_TIMEOUT, pull_from(peer, &messenger, control.clone())).await;
+                if speaks_not(&result) {
+                    return;
+                }
                 retry_on_failure(result, &mut pull_failures, &pull, peer);
             }
             _ = poke.notified() => {
+                directory.wait_direct(&peer, UPGRADE_WINDOW).await;
                 let result = tokio::time::timeout(SESSION_TIMEOUT, send_poke(peer, control.clone())).await;
+                if speaks_not(&result) {
+                    return;
+                }
                 retry_on_failure(result, &mut poke_failures, &poke, peer);
             }
         }
     }
+}
+
+/// Whether the peer does not speak the messaging protocol (a relay): nothing to sync with it.
+fn speaks_not(result: &Result<Result<(), WireError>, tokio::time::error::Elapsed>) -> bool {
+    matches!(result, Ok(Err(WireError::Unsupported(_))))
 }
 
 /// How many times in a row a failed pull or poke is retried.
@@ -264,7 +283,7 @@ fn io_err(e: impl std::fmt::Display) -> WireError {
 }
 
 async fn send_poke(peer: PeerId, mut control: libp2p_stream::Control) -> Result<(), WireError> {
-    let mut stream = control.open_stream(peer, PROTOCOL).await.map_err(io_err)?;
+    let mut stream = control.open_stream(peer, PROTOCOL).await?;
     wire::write_msg(&mut stream, &Frame::Poke).await?;
     // The peer may drop the stream as soon as it read the poke: that is not a failure.
     let _ = stream.close().await;
@@ -280,7 +299,7 @@ async fn pull_from(
     let rooms = messenger.room_ids();
     let scope = scope_of(&rooms);
     let since = state::cursor(messenger.store(), &peer, &scope).map_err(io_err)?;
-    let mut stream = control.open_stream(peer, PROTOCOL).await.map_err(io_err)?;
+    let mut stream = control.open_stream(peer, PROTOCOL).await?;
     let pull = Frame::Pull {
         since,
         rooms: rooms.iter().map(|r| r.0).collect(),

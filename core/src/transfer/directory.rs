@@ -17,11 +17,17 @@ use super::wire::{MAX_PEX, PexPeer};
 /// Peers remembered per share for peer exchange.
 const PEERS_PER_SHARE: usize = 64;
 
+/// How long a stream to a peer reached only through a relay waits for hole punching to open a
+/// direct path (it usually takes a few round trips; failures take longer and end the wait).
+pub const UPGRADE_WINDOW: Duration = Duration::from_secs(2);
+
 /// Who holds or fetches which share, their addresses and round-trip times. Shared by the node's
 /// serving sessions and downloads.
 pub struct Directory {
     inner: Mutex<Inner>,
     arrivals: broadcast::Sender<(ContentId, PeerId)>,
+    /// Woken when a peer's path changes (relayed, direct, hole punching failed).
+    paths: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -29,6 +35,10 @@ struct Inner {
     addrs: HashMap<PeerId, Vec<Multiaddr>>,
     rtt: HashMap<PeerId, Duration>,
     connected: HashSet<PeerId>,
+    /// Connected peers reached only through a relay, since when.
+    relayed: HashMap<PeerId, Instant>,
+    /// Relayed peers whose hole punching failed: their path will stay relayed.
+    punch_failed: HashSet<PeerId>,
     peers_of: HashMap<ContentId, HashMap<PeerId, Instant>>,
 }
 
@@ -37,6 +47,7 @@ impl Default for Directory {
         Self {
             inner: Mutex::default(),
             arrivals: broadcast::channel(256).0,
+            paths: tokio::sync::Notify::new(),
         }
     }
 }
@@ -49,6 +60,57 @@ impl Directory {
             inner.connected.insert(peer);
         } else {
             inner.connected.remove(&peer);
+        }
+    }
+
+    /// Whether `peer` is reached only through a relay (`relayed`) or directly.
+    pub fn set_relayed(&self, peer: PeerId, relayed: bool) {
+        {
+            let mut inner = self.lock();
+            if relayed {
+                inner.relayed.entry(peer).or_insert_with(Instant::now);
+            } else {
+                inner.relayed.remove(&peer);
+                inner.punch_failed.remove(&peer);
+            }
+        }
+        self.paths.notify_waiters();
+    }
+
+    /// Hole punching to a relayed `peer` failed: its path stays relayed.
+    pub fn set_punch_failed(&self, peer: PeerId) {
+        self.lock().punch_failed.insert(peer);
+        self.paths.notify_waiters();
+    }
+
+    /// Whether `peer` is reached only through a relay.
+    pub fn is_relayed(&self, peer: &PeerId) -> bool {
+        self.lock().relayed.contains_key(peer)
+    }
+
+    /// Before a stream is opened to `peer`: while its only connection is a relayed one younger
+    /// than `window` and hole punching has not failed, waits for the direct connection (or the end
+    /// of the window). A stream opened on the relayed connection would die when the direct one
+    /// replaces it, and a yamux stream on a gracefully closed connection is never woken up.
+    pub async fn wait_direct(&self, peer: &PeerId, window: Duration) {
+        loop {
+            let changed = self.paths.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let deadline = {
+                let inner = self.lock();
+                match inner.relayed.get(peer) {
+                    Some(since) if !inner.punch_failed.contains(peer) => *since + window,
+                    _ => return,
+                }
+            };
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline.into()) => return,
+            }
         }
     }
 

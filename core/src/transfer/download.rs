@@ -3,7 +3,7 @@
 //! through the swarm), verify each chunk before it is written to a `.part` file, record written
 //! chunks in SQLite in durable batches, and rename each file into place once it verifies whole.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,8 @@ use crate::events::{Event, PeerBytes};
 use crate::net;
 use crate::store::Store;
 
+/// How often a download checks whether relayed peers should wait for a direct one.
+const PREFER_DIRECT_EVERY: Duration = Duration::from_secs(1);
 /// When every provider is gone, the first redial comes after this; the wait doubles up to
 /// [`MAX_RECONNECT_BACKOFF`].
 const FIRST_RECONNECT: Duration = Duration::from_secs(1);
@@ -349,7 +351,8 @@ pub(crate) async fn fetch_manifest(
 ) -> Result<Vec<u8>, DownloadError> {
     let mut errors = Vec::new();
     for peer in providers {
-        let result: Result<Vec<u8>, String> = async {
+        // Bounded: a stream can die silently with its connection.
+        let attempt = tokio::time::timeout(super::worker::STALL_TIMEOUT, async {
             let mut stream = open(ctx, *peer, content)
                 .await?
                 .ok_or("does not have this share")?
@@ -374,8 +377,14 @@ pub(crate) async fn fetch_manifest(
                 }
                 other => Err(format!("unexpected answer {other:?}")),
             }
-        }
+        })
         .await;
+        let result = attempt.unwrap_or_else(|_| {
+            Err(format!(
+                "no manifest within {} s",
+                super::worker::STALL_TIMEOUT.as_secs()
+            ))
+        });
         match result {
             // A manifest that does not hash to the content id is that provider's lie: try the next.
             Ok(bytes) if ContentId::of(&bytes) == *content => return Ok(bytes),
@@ -613,6 +622,14 @@ async fn fetch(
                 .contains_key(peer)
     };
     let mut failures: Vec<String> = Vec::new();
+    // A swarm prefers direct peers: while a directly connected peer holding the whole share serves
+    // this download, peers reached only through a relay (slower, and a volunteer's bandwidth) wait
+    // here; they are asked again when that is no longer so, or once a direct path to them opens.
+    let mut deferred: HashSet<PeerId> = HashSet::new();
+    let mut prefer_direct = tokio::time::interval(PREFER_DIRECT_EVERY);
+    // Peers whose relayed connection gave way to a direct one while their worker ran: the worker
+    // fails with the relayed connection and starts again at once, on the direct one.
+    let mut upgraded: HashSet<PeerId> = HashSet::new();
     // Set while every provider is gone: when to dial them again, and when to give up.
     let mut reconnect: Option<(Instant, Instant, Duration)> = None;
     let mut stopping = ctx.stopping.clone();
@@ -649,6 +666,13 @@ async fn fetch(
                         match result {
                             Ok(Ended::NotAProvider) => tracing::debug!(%peer, "not a provider"),
                             Ok(Ended::Done) => {}
+                            Err(_) if upgraded.remove(&peer) => {
+                                tracing::debug!(%peer, "relayed connection replaced: asking again directly");
+                                sched.lock().unwrap_or_else(|p| p.into_inner()).leave(&peer);
+                                aborts.insert(peer, spawn(peer, Vec::new(), &mut workers));
+                                wake.notify_waiters();
+                                continue;
+                            }
                             Err(why) => {
                                 tracing::info!(%peer, error = %why, "provider failed");
                                 failures.push(format!("{peer}: {why}"));
@@ -679,10 +703,38 @@ async fn fetch(
             }
             // A peer connected meanwhile (found by discovery, say): it may hold the share too.
             event = node_events.recv() => {
-                if let Ok(Event::PeerConnected { peer, .. }) = event
-                    && usable(&peer, &aborts)
-                {
-                    aborts.insert(peer, spawn(peer, Vec::new(), &mut workers));
+                if let Ok(Event::PeerConnected { peer, .. } | Event::ConnectionUpgraded { peer, .. }) = event {
+                    deferred.remove(&peer);
+                    if usable(&peer, &aborts) {
+                        aborts.insert(peer, spawn(peer, Vec::new(), &mut workers));
+                    } else if aborts.contains_key(&peer) {
+                        upgraded.insert(peer);
+                    }
+                }
+            }
+            _ = prefer_direct.tick() => {
+                let direct_seeder = {
+                    let s = sched.lock().unwrap_or_else(|p| p.into_inner());
+                    aborts.keys().any(|p| !ctx.directory.is_relayed(p) && s.holds_all(p))
+                };
+                if direct_seeder {
+                    let relayed: Vec<PeerId> =
+                        aborts.keys().filter(|p| ctx.directory.is_relayed(p)).copied().collect();
+                    for peer in relayed {
+                        tracing::info!(%peer, "a direct peer holds the whole share: the relayed one waits");
+                        if let Some(worker) = aborts.remove(&peer) {
+                            worker.abort();
+                        }
+                        sched.lock().unwrap_or_else(|p| p.into_inner()).leave(&peer);
+                        deferred.insert(peer);
+                        wake.notify_waiters();
+                    }
+                } else {
+                    for peer in std::mem::take(&mut deferred) {
+                        if usable(&peer, &aborts) {
+                            aborts.insert(peer, spawn(peer, Vec::new(), &mut workers));
+                        }
+                    }
                 }
             }
             () = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } },

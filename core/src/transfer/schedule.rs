@@ -139,6 +139,11 @@ impl Sched {
     }
 
     /// Whether no chunk is requested (all asked for were settled).
+    /// Whether `peer` said it holds the whole share.
+    pub(super) fn holds_all(&self, peer: &PeerId) -> bool {
+        matches!(self.holders.get(peer), Some(Holding::All))
+    }
+
     pub(super) fn nothing_due(&self) -> bool {
         self.requested.is_empty()
     }

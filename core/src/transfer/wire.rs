@@ -136,6 +136,20 @@ pub enum WireError {
     /// A frame that does not decode.
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// The peer does not speak the protocol (a relay, another app).
+    #[error("the peer does not speak {0}")]
+    Unsupported(String),
+}
+
+impl From<libp2p_stream::OpenStreamError> for WireError {
+    fn from(e: libp2p_stream::OpenStreamError) -> Self {
+        match e {
+            libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => {
+                Self::Unsupported(p.to_string())
+            }
+            other => Self::Io(std::io::Error::other(other.to_string())),
+        }
+    }
 }
 
 /// Writes one message frame.

@@ -26,7 +26,7 @@ const MIN_WINDOW: u64 = 1024 * 1024;
 /// The most a peer is asked for ahead of what it sent.
 const MAX_WINDOW: u64 = 16 * 1024 * 1024;
 /// A provider that sends nothing for this long while chunks are due is given up on.
-const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for a peer to answer a dial.
 pub(super) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,8 +50,13 @@ pub(super) async fn open(
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
         }
+        ctx.directory
+            .wait_direct(&peer, super::directory::UPGRADE_WINDOW)
+            .await;
         let mut stream = match ctx.streams.clone().open_stream(peer, wire::PROTOCOL).await {
             Ok(s) => s,
+            // Not a meshdrop node (a relay): it holds no share.
+            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => return Ok(None),
             Err(e) => {
                 last = e.to_string();
                 continue;
