@@ -300,6 +300,34 @@ async fn errors_map_to_what_a_caller_can_act_on() {
     assert!(
         matches!(bad_bind, Err(MeshdropError::InvalidInput { reason }) if reason.contains("not-an-ip"))
     );
+    let relay_config = |relay: &str| NodeConfig {
+        data_dir: dest.clone(),
+        device_name: None,
+        bind: vec!["127.0.0.1".into()],
+        mdns: false,
+        on_battery: false,
+        relays: vec![relay.into()],
+    };
+    let not_an_address = start_node(
+        relay_config("relay.example.org"),
+        Arc::new(Recorder(mpsc::unbounded_channel().0)),
+    )
+    .await;
+    assert!(
+        matches!(&not_an_address, Err(MeshdropError::InvalidInput { reason }) if reason.contains("relay address")),
+        "{:?}",
+        not_an_address.err()
+    );
+    let no_peer_id = start_node(
+        relay_config("/ip4/127.0.0.1/tcp/4001"),
+        Arc::new(Recorder(mpsc::unbounded_channel().0)),
+    )
+    .await;
+    assert!(
+        matches!(&no_peer_id, Err(MeshdropError::InvalidInput { reason }) if reason.contains("/p2p/<relay peer id>")),
+        "{:?}",
+        no_peer_id.err()
+    );
 
     // A share whose only provider is gone: the caller learns no peer could be reached.
     let src = tempfile::tempdir().unwrap();

@@ -672,3 +672,87 @@ async fn close_all(swarm: &mut Swarm<Behaviour>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> Multiaddr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn the_relay_of_a_relayed_address_is_the_peer_before_the_circuit() {
+        let relay = PeerId::random();
+        let me = PeerId::random();
+        let relayed = addr(&format!(
+            "/ip4/198.18.0.10/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{me}"
+        ));
+        assert_eq!(relay_of(&relayed), Some(relay));
+        assert_eq!(
+            relay_of(&addr(&format!("/ip4/1.2.3.4/tcp/1/p2p/{me}"))),
+            None
+        );
+    }
+
+    #[test]
+    fn an_error_reads_with_its_causes_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("Failed to get Reservation.")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other(
+            "Remote reported resource limit exceeded.",
+        ));
+        assert_eq!(
+            error_chain(&e),
+            "Failed to get Reservation.: Remote reported resource limit exceeded."
+        );
+    }
+
+    #[test]
+    fn a_direct_connection_supersedes_the_relayed_ones_of_its_peer() {
+        let mut paths = Paths::default();
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let circuit = addr("/ip4/198.18.0.10/tcp/4001/p2p-circuit");
+        let (relayed, other_relayed) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        assert!(paths.add(peer, relayed, circuit.clone(), true).is_empty());
+        assert!(paths.add(other, other_relayed, circuit, true).is_empty());
+        assert!(paths.only_relayed(&peer));
+        let direct = ConnectionId::new_unchecked(3);
+        let superseded = paths.add(peer, direct, addr("/ip4/198.18.0.1/udp/5/quic-v1"), false);
+        assert_eq!(superseded, vec![relayed]);
+        assert!(paths.has_direct(&peer) && !paths.has_direct(&other));
+        paths.remove(peer, relayed);
+        assert!(!paths.only_relayed(&peer));
+    }
+
+    #[test]
+    fn a_relay_is_reached_over_each_transport_it_offers_on_the_same_ip() {
+        let mut paths = Paths::default();
+        let relay = PeerId::random();
+        paths.add(
+            relay,
+            ConnectionId::new_unchecked(1),
+            addr("/ip4/198.18.0.10/tcp/4001"),
+            false,
+        );
+        let listen = [
+            addr("/ip4/198.18.0.10/tcp/4001"),
+            addr("/ip4/198.18.0.10/udp/4001/quic-v1"),
+            addr("/ip4/10.0.0.5/udp/4001/quic-v1"),
+            addr("/ip4/198.18.0.10/tcp/4001/p2p-circuit"),
+        ];
+        assert_eq!(
+            paths.missing_transports(&relay, &listen),
+            vec![addr("/ip4/198.18.0.10/udp/4001/quic-v1")]
+        );
+        assert!(
+            paths
+                .missing_transports(&PeerId::random(), &listen)
+                .is_empty()
+        );
+    }
+}

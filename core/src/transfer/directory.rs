@@ -36,7 +36,7 @@ struct Inner {
     rtt: HashMap<PeerId, Duration>,
     connected: HashSet<PeerId>,
     /// Connected peers reached only through a relay, since when.
-    relayed: HashMap<PeerId, Instant>,
+    relayed: HashMap<PeerId, tokio::time::Instant>,
     /// Relayed peers whose hole punching failed: their path will stay relayed.
     punch_failed: HashSet<PeerId>,
     peers_of: HashMap<ContentId, HashMap<PeerId, Instant>>,
@@ -68,7 +68,10 @@ impl Directory {
         {
             let mut inner = self.lock();
             if relayed {
-                inner.relayed.entry(peer).or_insert_with(Instant::now);
+                inner
+                    .relayed
+                    .entry(peer)
+                    .or_insert_with(tokio::time::Instant::now);
             } else {
                 inner.relayed.remove(&peer);
                 inner.punch_failed.remove(&peer);
@@ -104,12 +107,12 @@ impl Directory {
                     _ => return,
                 }
             };
-            if Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 return;
             }
             tokio::select! {
                 _ = changed => {}
-                _ = tokio::time::sleep_until(deadline.into()) => return,
+                _ = tokio::time::sleep_until(deadline) => return,
             }
         }
     }
@@ -218,5 +221,60 @@ mod tests {
         let mut all = vec![a, b, c];
         all.sort();
         assert_eq!(known, all);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_to_a_relayed_peer_waits_for_the_direct_path_within_the_window() {
+        let dir = std::sync::Arc::new(Directory::default());
+        let peer = PeerId::random();
+        // Direct (or unknown) peers: no wait at all.
+        tokio::time::timeout(
+            Duration::from_millis(1),
+            dir.wait_direct(&peer, UPGRADE_WINDOW),
+        )
+        .await
+        .expect("no wait for a direct peer");
+
+        // Relayed: waits until the direct connection replaces the relayed one.
+        dir.set_relayed(peer, true);
+        let waiting = tokio::spawn({
+            let dir = dir.clone();
+            async move { dir.wait_direct(&peer, UPGRADE_WINDOW).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiting.is_finished(), "returned before the path changed");
+        dir.set_relayed(peer, false);
+        tokio::time::timeout(Duration::from_millis(1), waiting)
+            .await
+            .expect("woken by the direct connection")
+            .unwrap();
+
+        // Hole punching failed: no reason to wait.
+        dir.set_relayed(peer, true);
+        dir.set_punch_failed(peer);
+        tokio::time::timeout(
+            Duration::from_millis(1),
+            dir.wait_direct(&peer, UPGRADE_WINDOW),
+        )
+        .await
+        .expect("no wait once hole punching failed");
+    }
+
+    #[test]
+    fn a_relayed_peer_waits_at_most_the_window_from_its_first_relayed_connection() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = Directory::default();
+            let peer = PeerId::random();
+            dir.set_relayed(peer, true);
+            let started = tokio::time::Instant::now();
+            dir.wait_direct(&peer, Duration::from_millis(300)).await;
+            let waited = started.elapsed();
+            assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        });
     }
 }

@@ -31,8 +31,12 @@ final class NodeModel: ObservableObject {
             // A platform fact; the core decides what it means for seeding.
             UIDevice.current.isBatteryMonitoringEnabled = true
             let onBattery = UIDevice.current.batteryState == .unplugged
+            // Relay addresses the user entered in the settings: friends beyond the LAN reach the
+            // device through them.
+            let relays = UserDefaults.standard.stringArray(forKey: "relays") ?? []
             let config = NodeConfig(
-                dataDir: dir.path, deviceName: nil, bind: [], mdns: false, onBattery: onBattery)
+                dataDir: dir.path, deviceName: nil, bind: [], mdns: false, onBattery: onBattery,
+                relays: relays)
             let md = try await Meshdrop.start(config: config)
             meshdrop = md
             let driver = BonjourDiscoveryDriver(node: md.node)

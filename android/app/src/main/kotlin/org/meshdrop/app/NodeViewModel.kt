@@ -40,7 +40,10 @@ class NodeViewModel(app: Application) : AndroidViewModel(app) {
 
     init {
         viewModelScope.launch {
-            val started = runCatching { MeshdropHost.start(app, deviceName = null) }
+            // Relay addresses the user saved (settings): the way to friends beyond the LAN.
+            val relays = app.getSharedPreferences("meshdrop", android.content.Context.MODE_PRIVATE)
+                .getStringSet("relays", emptySet()).orEmpty().toList()
+            val started = runCatching { MeshdropHost.start(app, deviceName = null, relays = relays) }
             val h = started.getOrElse { e -> _state.update { it.copy(error = e.message) }; return@launch }
             host = h
             TransferService.host = h

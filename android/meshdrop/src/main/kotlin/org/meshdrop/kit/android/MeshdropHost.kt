@@ -35,8 +35,16 @@ class MeshdropHost private constructor(
         /** Scope of the process: the node lives as long as the app process does. */
         val scope = CoroutineScope(SupervisorJob() + Dispatchers.Default)
 
-        /** Starts the node in the app's private files folder, with NSD doing discovery. */
-        suspend fun start(context: Context, deviceName: String?): MeshdropHost {
+        /**
+         * Starts the node in the app's private files folder, with NSD doing discovery; [relays]
+         * are the relay addresses the user entered (friends beyond the LAN reach the device
+         * through them).
+         */
+        suspend fun start(
+            context: Context,
+            deviceName: String?,
+            relays: List<String> = emptyList(),
+        ): MeshdropHost {
             val config = NodeConfig(
                 dataDir = File(context.filesDir, "meshdrop").path,
                 deviceName = deviceName,
@@ -46,6 +54,7 @@ class MeshdropHost private constructor(
                 mdns = false,
                 // A platform fact; the core decides what it means for seeding.
                 onBattery = context.getSystemService(BatteryManager::class.java)?.isCharging == false,
+                relays = relays,
             )
             val node = Meshdrop.start(config)
             val events = node.events.shareIn(scope, SharingStarted.Eagerly, replay = 0)
