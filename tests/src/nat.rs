@@ -17,14 +17,14 @@
 //! Everything lives in namespaces named `mdlab-<pid>-<n>-…`, removed on drop like a [`crate::netns::Lab`].
 
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
 
 use crate::netns::{
-    Host, LAB_COUNTER, NS_PREFIX, STALE_CLEANUP, cleanup_stale, ip, preflight, sysctl, teardown,
-    tool_present,
+    Host, LAB_COUNTER, NS_PREFIX, STALE_CLEANUP, cleanup_stale, ip, nft_in, preflight, sysctl,
+    teardown, tool_present,
 };
 
 /// How the routers translate addresses.
@@ -136,7 +136,7 @@ impl NatLab {
                  \tchain input {{ type filter hook input priority 0; policy accept;\n\
                  \t\tiifname \"wan0\" ct state != {{ established, related }} drop\n\t}}\n}}\n"
             );
-            nft(&router, &script)?;
+            nft_in(&router, &script)?;
         }
         Ok(())
     }
@@ -195,28 +195,4 @@ fn plug(ns: &str, dev: &str, switch: &str, port: &str, cidr: &str) -> Result<()>
     ip(&["-n", switch, "link", "set", port, "up"])?;
     ip(&["-n", ns, "addr", "add", cidr, "dev", dev])?;
     ip(&["-n", ns, "link", "set", dev, "up"])
-}
-
-fn nft(ns: &str, script: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawning nft")?;
-    child
-        .stdin
-        .take()
-        .context("nft stdin")?
-        .write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "nft failed in {ns}: {}\n{script}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }

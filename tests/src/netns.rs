@@ -271,32 +271,7 @@ impl Lab {
     }
 
     fn nft_script(&self, i: usize, script: &str) -> Result<()> {
-        use std::io::Write;
-        let mut child = self
-            .host(i)
-            .exec("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawning nft")?;
-        child
-            .stdin
-            .take()
-            .context("nft stdin")?
-            .write_all(script.as_bytes())
-            .context("writing nft script")?;
-        let out = child.wait_with_output().context("waiting for nft")?;
-        if !out.status.success() {
-            bail!(
-                "nft failed in {} ({}): {}\nscript:\n{script}",
-                self.host(i).ns(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        nft_in(self.host(i).ns(), script)
     }
 
     /// Takes host `i`'s `eth0` down: the device leaves the network (partition).
@@ -327,6 +302,33 @@ impl Drop for Lab {
     fn drop(&mut self) {
         teardown(&self.all_namespaces());
     }
+}
+
+/// Runs an nftables script (`nft -f -`) inside namespace `ns`.
+pub(crate) fn nft_in(ns: &str, script: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning nft")?;
+    child
+        .stdin
+        .take()
+        .context("nft stdin")?
+        .write_all(script.as_bytes())
+        .context("writing nft script")?;
+    let out = child.wait_with_output().context("waiting for nft")?;
+    if !out.status.success() {
+        bail!(
+            "nft failed in {ns} ({}): {}\nscript:\n{script}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Kills every process in `namespaces`, then deletes them. Best effort, never panics.

@@ -417,6 +417,52 @@ impl MeshdropProcess {
         })
     }
 
+    /// Runs a one-shot `meshdrop --json ARGS` on `data_dir` in `host` (through the running node's
+    /// control socket when one runs there) to its end; fails unless it exits 0 within `timeout`.
+    /// Returns its JSON lines.
+    pub fn run_once(
+        host: &Host,
+        data_dir: &Path,
+        label: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<Vec<Value>> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let mut p = Self::spawn_raw(Some(host), data_dir, label, &all)?;
+        let status = p.wait_exit(timeout)?;
+        if !status.success() {
+            bail!("{label} failed: {}", p.stderr());
+        }
+        Ok(p.events().iter().map(|e| e.value.clone()).collect())
+    }
+
+    /// Starts `meshdrop --json --no-mdns --bind <host's address> get TICKET --out OUT EXTRA...` in
+    /// `host`: a download on a device of a lab.
+    pub fn spawn_get(
+        host: &Host,
+        data_dir: &Path,
+        label: &str,
+        ticket: &str,
+        out: &Path,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let bind = host.addr().to_string();
+        let out = out.to_string_lossy();
+        let mut args = vec![
+            "--json",
+            "--no-mdns",
+            "--bind",
+            &bind,
+            "get",
+            ticket,
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn_raw(Some(host), data_dir, label, &args)
+    }
+
     /// The device name (or label) given at spawn.
     pub fn name(&self) -> &str {
         &self.name

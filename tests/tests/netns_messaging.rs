@@ -78,12 +78,7 @@ fn nft(host: &Host, args: &[&str]) -> Result<()> {
 /// Runs a one-shot `meshdrop --json ARGS` on `dir` (through the running node's control socket when
 /// one runs there) and returns its JSON lines.
 fn command(host: &Host, dir: &TempDir, label: &str, args: &[&str]) -> Result<Vec<Value>> {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let mut p = MeshdropProcess::spawn_raw(Some(host), dir.path(), label, &all)?;
-    let status = p.wait_exit(STEP)?;
-    ensure!(status.success(), "{label} failed: {}", p.stderr());
-    Ok(p.events().iter().map(|e| e.value.clone()).collect())
+    MeshdropProcess::run_once(host, dir.path(), label, args, STEP)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -59,6 +59,42 @@ fn spawn_on(
     MeshdropProcess::spawn_raw(Some(host), dir, label, &all)
 }
 
+/// A NAT lab with a relay on the public network (its uplink slower than the path between the
+/// homes) and a data dir for each home device.
+struct World {
+    lab: NatLab,
+    relay: MeshdropProcess,
+    relay_addr: String,
+    dirs: [TempDir; 2],
+    _relay_dir: TempDir,
+}
+
+impl Crossing {
+    fn report(&self, nats: &str) {
+        let punch = if self.upgraded { "succeeded" } else { "failed" };
+        eprintln!(
+            "{nats}: hole punching {punch}, {:.1} MiB of 64 went through the relay",
+            self.relay_mib
+        );
+    }
+}
+
+impl World {
+    fn new(kind: NatKind) -> Result<Self> {
+        let lab = NatLab::new(kind)?;
+        lab.set_relay_rate(RELAY_RATE)?;
+        let relay_dir = TempDir::new()?;
+        let (relay, relay_addr) = start_relay(&lab, relay_dir.path(), &[])?;
+        Ok(Self {
+            lab,
+            relay,
+            relay_addr,
+            dirs: [TempDir::new()?, TempDir::new()?],
+            _relay_dir: relay_dir,
+        })
+    }
+}
+
 /// Which path carried a transfer and what the receiver saw of it.
 struct Crossing {
     relay_mib: f64,
@@ -96,23 +132,8 @@ fn share_across(lab: &NatLab, relay: &str, dirs: &[TempDir; 2]) -> Result<Crossi
 
     let before = lab.relay_rx_bytes()?;
     let out = dirs[1].path().join("downloads");
-    let out_arg = out.to_string_lossy().into_owned();
-    let bind = lab.home(1).addr().to_string();
-    let mut bob = MeshdropProcess::spawn_raw(
-        Some(lab.home(1)),
-        dirs[1].path(),
-        "bob-get",
-        &[
-            "--json",
-            "--no-mdns",
-            "--bind",
-            &bind,
-            "get",
-            &ticket,
-            "--out",
-            &out_arg,
-        ],
-    )?;
+    let mut bob =
+        MeshdropProcess::spawn_get(lab.home(1), dirs[1].path(), "bob-get", &ticket, &out, &[])?;
     let status = bob.wait_exit(Duration::from_secs(120))?;
     ensure!(status.success(), "get failed: {}", bob.diagnostics());
     let relayed = (lab.relay_rx_bytes()? - before) as f64 / MIB;
@@ -221,32 +242,14 @@ fn message(
 
 /// A one-shot `meshdrop --json ARGS` through the running node's control socket.
 fn command(host: &Host, dir: &TempDir, label: &str, args: &[&str]) -> Result<Vec<Value>> {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let mut p = MeshdropProcess::spawn_raw(Some(host), dir.path(), label, &all)?;
-    let status = p.wait_exit(STEP)?;
-    ensure!(status.success(), "{label} failed: {}", p.stderr());
-    Ok(p.events().iter().map(|e| e.value.clone()).collect())
+    MeshdropProcess::run_once(host, dir.path(), label, args, STEP)
 }
 
 #[test]
 fn behind_port_preserving_nats_friends_meet_through_the_relay_and_go_direct() -> Result<()> {
-    let lab = NatLab::new(NatKind::PortPreserving)?;
-    lab.set_relay_rate(RELAY_RATE)?;
-    let relay_dir = TempDir::new()?;
-    let (mut relay, relay_addr) = start_relay(&lab, relay_dir.path(), &[])?;
-    let dirs = [TempDir::new()?, TempDir::new()?];
-
-    let mut crossing = share_across(&lab, &relay_addr, &dirs)?;
-    eprintln!(
-        "port-preserving NATs: hole punching {}, {:.1} MiB of 64 went through the relay",
-        if crossing.upgraded {
-            "succeeded"
-        } else {
-            "failed"
-        },
-        crossing.relay_mib,
-    );
+    let mut w = World::new(NatKind::PortPreserving)?;
+    let mut crossing = share_across(&w.lab, &w.relay_addr, &w.dirs)?;
+    crossing.report("port-preserving NATs");
     crossing.sharer.terminate(STEP)?;
     assert!(
         crossing.upgraded,
@@ -257,29 +260,16 @@ fn behind_port_preserving_nats_friends_meet_through_the_relay_and_go_direct() ->
         "{:.1} MiB went through the relay although a direct path was up",
         crossing.relay_mib
     );
-    talk_across(&lab, &relay_addr, &dirs)?;
-    relay.terminate(STEP)?;
+    talk_across(&w.lab, &w.relay_addr, &w.dirs)?;
+    w.relay.terminate(STEP)?;
     Ok(())
 }
 
 #[test]
 fn behind_symmetric_nats_hole_punching_fails_and_the_relay_carries_everything() -> Result<()> {
-    let lab = NatLab::new(NatKind::Symmetric)?;
-    lab.set_relay_rate(RELAY_RATE)?;
-    let relay_dir = TempDir::new()?;
-    let (mut relay, relay_addr) = start_relay(&lab, relay_dir.path(), &[])?;
-    let dirs = [TempDir::new()?, TempDir::new()?];
-
-    let mut crossing = share_across(&lab, &relay_addr, &dirs)?;
-    eprintln!(
-        "symmetric NATs: hole punching {}, {:.1} MiB of 64 went through the relay",
-        if crossing.upgraded {
-            "succeeded"
-        } else {
-            "failed"
-        },
-        crossing.relay_mib,
-    );
+    let mut w = World::new(NatKind::Symmetric)?;
+    let mut crossing = share_across(&w.lab, &w.relay_addr, &w.dirs)?;
+    crossing.report("symmetric NATs");
     assert!(
         !crossing.upgraded,
         "a direct connection through symmetric NATs"
@@ -300,8 +290,8 @@ fn behind_symmetric_nats_hole_punching_fails_and_the_relay_carries_everything() 
         "only {:.1} MiB went through the relay",
         crossing.relay_mib
     );
-    talk_across(&lab, &relay_addr, &dirs)?;
-    relay.terminate(STEP)?;
+    talk_across(&w.lab, &w.relay_addr, &w.dirs)?;
+    w.relay.terminate(STEP)?;
     Ok(())
 }
 
@@ -345,19 +335,16 @@ fn a_download_prefers_a_direct_seeder_to_one_behind_the_relay() -> Result<()> {
     // Alice sits behind a NAT that defeats hole punching; Carol, on the public network, fetched
     // the share from her through the relay and seeds it. Bob's ticket names only Alice: he learns
     // of Carol from Alice (peer exchange), reaches her directly, and takes the bytes from her.
-    let lab = NatLab::new(NatKind::Symmetric)?;
-    lab.set_relay_rate(RELAY_RATE)?;
-    let relay_dir = TempDir::new()?;
-    let (mut relay, relay_addr) = start_relay(&lab, relay_dir.path(), &[])?;
-    let dirs = [TempDir::new()?, TempDir::new()?, TempDir::new()?];
-    let file = dirs[0].path().join("trip.mp4");
+    let mut w = World::new(NatKind::Symmetric)?;
+    let carol_dir = TempDir::new()?;
+    let file = w.dirs[0].path().join("trip.mp4");
     meshdrop_tests::random_file(&file, SIZE, 11);
     let file_arg = file.to_string_lossy().into_owned();
     let mut alice = spawn_on(
-        lab.home(0),
-        dirs[0].path(),
+        w.lab.home(0),
+        w.dirs[0].path(),
         "alice",
-        &relay_addr,
+        &w.relay_addr,
         &["share", &file_arg],
     )?;
     let ticket = alice.wait_for(|v| v["event"] == "ticket", STEP)?["ticket"]
@@ -365,24 +352,14 @@ fn a_download_prefers_a_direct_seeder_to_one_behind_the_relay() -> Result<()> {
         .context("ticket event without ticket")?
         .to_string();
 
-    let public_ip = lab.relay().addr().to_string();
-    let carol_out = dirs[2].path().join("downloads");
-    let carol_out_arg = carol_out.to_string_lossy().into_owned();
-    let mut carol = MeshdropProcess::spawn_raw(
-        Some(lab.relay()),
-        dirs[2].path(),
+    let carol_out = carol_dir.path().join("downloads");
+    let mut carol = MeshdropProcess::spawn_get(
+        w.lab.relay(),
+        carol_dir.path(),
         "carol",
-        &[
-            "--json",
-            "--no-mdns",
-            "--bind",
-            &public_ip,
-            "get",
-            &ticket,
-            "--out",
-            &carol_out_arg,
-            "--seed",
-        ],
+        &ticket,
+        &carol_out,
+        &["--seed"],
     )?;
     let carol_id = carol.peer_id(STEP)?;
     carol.wait_for(
@@ -390,23 +367,14 @@ fn a_download_prefers_a_direct_seeder_to_one_behind_the_relay() -> Result<()> {
         Duration::from_secs(120),
     )?;
 
-    let bob_out = dirs[1].path().join("downloads");
-    let bob_out_arg = bob_out.to_string_lossy().into_owned();
-    let bind = lab.home(1).addr().to_string();
-    let mut bob = MeshdropProcess::spawn_raw(
-        Some(lab.home(1)),
-        dirs[1].path(),
+    let bob_out = w.dirs[1].path().join("downloads");
+    let mut bob = MeshdropProcess::spawn_get(
+        w.lab.home(1),
+        w.dirs[1].path(),
         "bob",
-        &[
-            "--json",
-            "--no-mdns",
-            "--bind",
-            &bind,
-            "get",
-            &ticket,
-            "--out",
-            &bob_out_arg,
-        ],
+        &ticket,
+        &bob_out,
+        &[],
     )?;
     let finished = bob.wait_for(
         |v| v["event"] == "transfer_finished",
@@ -439,7 +407,7 @@ fn a_download_prefers_a_direct_seeder_to_one_behind_the_relay() -> Result<()> {
     bob.wait_exit(STEP)?;
     carol.terminate(STEP)?;
     alice.terminate(STEP)?;
-    relay.terminate(STEP)?;
+    w.relay.terminate(STEP)?;
     Ok(())
 }
 

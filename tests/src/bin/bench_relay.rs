@@ -130,24 +130,14 @@ fn run(path: &'static str, kind: NatKind, seeder: Seeder, size_mib: usize) -> Re
         .to_string();
 
     let out = dirs[1].path().join("out");
-    let out_arg = out.to_string_lossy().into_owned();
-    let bind = lab.home(1).addr().to_string();
     let start = Instant::now();
-    let mut get = MeshdropProcess::spawn_raw(
-        Some(lab.home(1)),
+    let mut get = MeshdropProcess::spawn_get(
+        lab.home(1),
         dirs[1].path(),
         "get",
-        &[
-            "--json",
-            "--no-mdns",
-            "--bind",
-            &bind,
-            "get",
-            &ticket,
-            "--out",
-            &out_arg,
-            "--progress-every-chunk",
-        ],
+        &ticket,
+        &out,
+        &["--progress-every-chunk"],
     )?;
     get.wait_for(
         |v| v["event"] == "transfer_progress" && v["received"].as_u64().unwrap_or(0) > 0,
