@@ -233,7 +233,15 @@ impl Node {
         );
 
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let relayed_addrs = Arc::new(Mutex::new(Vec::new()));
+        // Reservations granted during the start are in the first ticket already.
+        let granted = early
+            .iter()
+            .filter_map(|ev| match ev {
+                NetEvent::RelayReserved { addr, .. } => Some(addr.clone()),
+                _ => None,
+            })
+            .collect();
+        let relayed_addrs = Arc::new(Mutex::new(granted));
         let mut supervisor = Supervisor {
             local: peer_id,
             relayed_addrs: relayed_addrs.clone(),
