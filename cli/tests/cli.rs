@@ -164,3 +164,54 @@ fn commands_reach_the_running_node_over_its_control_socket() {
     assert_eq!(bob["event"], "peer");
     assert_eq!(bob["connected"], true);
 }
+
+#[test]
+fn a_relay_prints_its_addresses_first_and_nodes_reserve_a_slot_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Loopback only, port chosen by the system: what a user runs with --bind PUBLIC_IP.
+    let relay = Proc::start(
+        dir.path(),
+        &["--bind", "127.0.0.1"],
+        &["relay", "--port", "0"],
+        false,
+    );
+    let first = relay.next("the relay's first line");
+    let addr = first.as_str().expect("a plain line, not JSON").to_string();
+    assert!(
+        addr.parse::<meshdrop_core::Multiaddr>().is_ok()
+            && addr.starts_with("/ip4/127.0.0.1/")
+            && addr.contains("/p2p/12D3Koo"),
+        "first line is not a relay address: {addr}"
+    );
+
+    // A node given that address holds a slot and says where it is reachable through it.
+    let node_dir = tempfile::tempdir().unwrap();
+    let node = Proc::spawn(node_dir.path(), &["--json", "--relay", &addr, "run"]);
+    let reserved = node.wait_for("relay_reserved");
+    let relayed = reserved["addr"].as_str().unwrap();
+    let relay_id = addr.rsplit("/p2p/").next().unwrap();
+    assert!(
+        relayed.starts_with("/ip4/127.0.0.1/")
+            && relayed.contains(&format!("/p2p/{relay_id}/p2p-circuit/p2p/")),
+        "{reserved}"
+    );
+}
+
+#[test]
+fn a_relay_address_without_its_peer_id_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = meshdrop(
+        dir.path(),
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--no-mdns",
+            "--relay",
+            "/ip4/127.0.0.1/tcp/4001",
+            "peers",
+            "--timeout",
+            "0",
+        ],
+    );
+    assert_fails(&out, "a relay address ends in /p2p/<relay peer id>");
+}
