@@ -479,10 +479,17 @@ impl Node {
         paths: Vec<std::path::PathBuf>,
     ) -> Result<SendOutcome> {
         let ticket = self.share(paths).await?;
+        let addrs = self
+            .peers()
+            .await?
+            .into_iter()
+            .find(|p| p.peer == peer)
+            .map(|p| p.addrs)
+            .unwrap_or_default();
         let (reply, rx) = oneshot::channel();
         let dial = net::Command::Dial {
             peer: Some(peer),
-            addrs: Vec::new(),
+            addrs,
             reply: Some(reply),
         };
         self.inner
@@ -491,7 +498,11 @@ impl Node {
             .send(dial)
             .await
             .map_err(|_| Error::Stopped)?;
-        wait_dial(rx).await?;
+        if let Err(e) = wait_dial(rx).await {
+            // The peer may be connecting to this device right now (it found this one first, and
+            // a connection it gave up on just closed): the offer stream's own tries decide.
+            tracing::debug!(%peer, error = %e, "dial before the offer failed");
+        }
         offer::send(&self.inner.transfers, peer, &ticket, &self.inner.name).await
     }
 

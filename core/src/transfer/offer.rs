@@ -128,17 +128,29 @@ impl Pending {
     }
 }
 
+/// Opens an offer stream to `peer`, three tries: a connection can vanish just after it was
+/// reported (the other side dialled over TCP and QUIC at once and kept the other one), and the
+/// stream then fails; by the next try the connection it kept is up.
+async fn open(ctx: &Ctx, peer: PeerId) -> Result<libp2p::Stream, libp2p_stream::OpenStreamError> {
+    let mut tries = 0u64;
+    loop {
+        match ctx.streams.clone().open_stream(peer, PROTOCOL).await {
+            Err(libp2p_stream::OpenStreamError::Io(e)) if tries < 2 => {
+                tries += 1;
+                tracing::debug!(%peer, error = %e, "offer stream failed, trying again");
+                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Offers a share (already in the library, named by `ticket`) to `peer` and follows it to its end.
 pub async fn send(ctx: &Ctx, peer: PeerId, ticket: &Ticket, name: &str) -> Result<SendOutcome> {
     let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable {
         reason: e.to_string(),
     };
-    let mut stream = ctx
-        .streams
-        .clone()
-        .open_stream(peer, PROTOCOL)
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let mut stream = open(ctx, peer).await.map_err(|e| unreachable(&e))?;
     let offer = Msg::Offer {
         ticket: ticket.to_string(),
         name: name.to_string(),
