@@ -4,6 +4,7 @@ mod commands;
 mod control;
 mod demo;
 mod demo_message;
+mod demo_relay;
 mod messaging;
 mod output;
 mod push;
