@@ -73,6 +73,13 @@ pub enum NodeEvent {
         /// How the direct connection is carried.
         transport: Transport,
     },
+    /// Hole punching to a peer reached through a relay failed: the connection stays relayed.
+    HolePunchFailed {
+        /// The peer.
+        peer_id: String,
+        /// Why.
+        error: String,
+    },
     /// A relay holds a slot for this device, reachable at `addr` through it.
     RelayReserved {
         /// This device's address through the relay.
@@ -235,6 +242,10 @@ impl NodeEvent {
             } => Self::ConnectionUpgraded {
                 peer_id: peer.to_string(),
                 transport: transport.into(),
+            },
+            Event::HolePunchFailed { peer, error } => Self::HolePunchFailed {
+                peer_id: peer.to_string(),
+                error,
             },
             Event::RelayReserved { addr, .. } => Self::RelayReserved {
                 addr: addr.to_string(),

@@ -1,7 +1,6 @@
 //! `meshdrop relay`: host a circuit relay for devices on other networks.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use meshdrop_core::Multiaddr;
@@ -95,17 +94,9 @@ fn describe(l: &RelayLimits) -> String {
         l.max_reservations_per_peer,
         l.max_circuits,
         l.max_circuits_per_peer,
-        humantime(l.max_circuit_duration),
+        indicatif::HumanDuration(l.max_circuit_duration),
         indicatif::HumanBytes(l.max_circuit_bytes)
     )
-}
-
-fn humantime(d: Duration) -> String {
-    match d.as_secs() {
-        s if s % 3600 == 0 => format!("{} h", s / 3600),
-        s if s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{s} s"),
-    }
 }
 
 fn print_event(out: Output, ev: &RelayEvent) {

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::events::Transport;
 use crate::relay::is_relayed;
-use crate::transfer::directory::Directory;
+use crate::transfer::directory::{Directory, UPGRADE_WINDOW};
 
 /// The identify protocol version every meshdrop node speaks.
 pub const PROTOCOL: &str = "/meshdrop/1";
@@ -626,6 +626,19 @@ async fn run(
             }
         }
     }
+}
+
+/// Opens an application stream (transfer, offer, messages) to `peer`. A peer reached only
+/// through a relay first gets up to [`UPGRADE_WINDOW`] for hole punching: a stream opened on the
+/// relayed connection would die when the direct one replaces it.
+pub async fn open_stream(
+    control: &libp2p_stream::Control,
+    directory: &Directory,
+    peer: PeerId,
+    protocol: StreamProtocol,
+) -> std::result::Result<libp2p::Stream, libp2p_stream::OpenStreamError> {
+    directory.wait_direct(&peer, UPGRADE_WINDOW).await;
+    control.clone().open_stream(peer, protocol).await
 }
 
 /// The relay's peer id in a relayed address (`…/p2p/<relay>/p2p-circuit…`).

@@ -22,7 +22,7 @@ use super::service::{Messenger, Outcome};
 use super::{RoomId, state};
 use crate::config::NodeConfig;
 use crate::events::Event;
-use crate::transfer::directory::{Directory, UPGRADE_WINDOW};
+use crate::transfer::directory::Directory;
 use crate::transfer::wire::{self, WireError};
 
 /// The libp2p protocol name.
@@ -212,16 +212,14 @@ async fn link_task(
     loop {
         tokio::select! {
             _ = pull.notified() => {
-                directory.wait_direct(&peer, UPGRADE_WINDOW).await;
-                let result = tokio::time::timeout(SESSION_TIMEOUT, pull_from(peer, &messenger, control.clone())).await;
+                let result = tokio::time::timeout(SESSION_TIMEOUT, pull_from(peer, &messenger, &control, &directory)).await;
                 if speaks_not(&result) {
                     return;
                 }
                 retry_on_failure(result, &mut pull_failures, &pull, peer);
             }
             _ = poke.notified() => {
-                directory.wait_direct(&peer, UPGRADE_WINDOW).await;
-                let result = tokio::time::timeout(SESSION_TIMEOUT, send_poke(peer, control.clone())).await;
+                let result = tokio::time::timeout(SESSION_TIMEOUT, send_poke(peer, &control, &directory)).await;
                 if speaks_not(&result) {
                     return;
                 }
@@ -282,8 +280,12 @@ fn io_err(e: impl std::fmt::Display) -> WireError {
     WireError::Io(std::io::Error::other(e.to_string()))
 }
 
-async fn send_poke(peer: PeerId, mut control: libp2p_stream::Control) -> Result<(), WireError> {
-    let mut stream = control.open_stream(peer, PROTOCOL).await?;
+async fn send_poke(
+    peer: PeerId,
+    control: &libp2p_stream::Control,
+    directory: &Directory,
+) -> Result<(), WireError> {
+    let mut stream = crate::net::open_stream(control, directory, peer, PROTOCOL).await?;
     wire::write_msg(&mut stream, &Frame::Poke).await?;
     // The peer may drop the stream as soon as it read the poke: that is not a failure.
     let _ = stream.close().await;
@@ -294,12 +296,13 @@ async fn send_poke(peer: PeerId, mut control: libp2p_stream::Control) -> Result<
 async fn pull_from(
     peer: PeerId,
     messenger: &Messenger,
-    mut control: libp2p_stream::Control,
+    control: &libp2p_stream::Control,
+    directory: &Directory,
 ) -> Result<(), WireError> {
     let rooms = messenger.room_ids();
     let scope = scope_of(&rooms);
     let since = state::cursor(messenger.store(), &peer, &scope).map_err(io_err)?;
-    let mut stream = control.open_stream(peer, PROTOCOL).await?;
+    let mut stream = crate::net::open_stream(control, directory, peer, PROTOCOL).await?;
     let pull = Frame::Pull {
         since,
         rooms: rooms.iter().map(|r| r.0).collect(),

@@ -134,7 +134,7 @@ impl Pending {
 async fn open(ctx: &Ctx, peer: PeerId) -> Result<libp2p::Stream, libp2p_stream::OpenStreamError> {
     let mut tries = 0u64;
     loop {
-        match ctx.streams.clone().open_stream(peer, PROTOCOL).await {
+        match crate::net::open_stream(&ctx.streams, &ctx.directory, peer, PROTOCOL).await {
             Err(libp2p_stream::OpenStreamError::Io(e)) if tries < 2 => {
                 tries += 1;
                 tracing::debug!(%peer, error = %e, "offer stream failed, trying again");

@@ -50,10 +50,9 @@ pub(super) async fn open(
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
         }
-        ctx.directory
-            .wait_direct(&peer, super::directory::UPGRADE_WINDOW)
-            .await;
-        let mut stream = match ctx.streams.clone().open_stream(peer, wire::PROTOCOL).await {
+        let opened =
+            crate::net::open_stream(&ctx.streams, &ctx.directory, peer, wire::PROTOCOL).await;
+        let mut stream = match opened {
             Ok(s) => s,
             // Not a meshdrop node (a relay): it holds no share.
             Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => return Ok(None),
