@@ -1,7 +1,7 @@
 //! The one error of the bindings, with fields a caller can act on, mapped from core errors.
 
-use meshdrop_core::transfer::TicketError;
-use meshdrop_core::{DownloadError, Error};
+use meshdrop_core::transfer::{ManifestError, TicketError};
+use meshdrop_core::{DownloadError, Error, ShareError};
 
 /// What went wrong, by what a caller can do about it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, uniffi::Error)]
@@ -51,6 +51,23 @@ pub enum MeshdropError {
         /// The error.
         reason: String,
     },
+    /// Files cannot be shared as they are: `problem` says why, `path` which one (empty when the
+    /// share as a whole is at fault).
+    #[error("cannot share: {reason}")]
+    CannotShare {
+        /// What is wrong.
+        problem: ShareProblem,
+        /// The file or folder.
+        path: String,
+        /// The whole explanation.
+        reason: String,
+    },
+    /// Another node already runs on this data dir (in this process or another).
+    #[error("another meshdrop node is already running on data dir {path}")]
+    AlreadyRunning {
+        /// The data dir.
+        path: String,
+    },
     /// Anything else (the message says what); the node may have stopped.
     #[error("{reason}")]
     Internal {
@@ -78,9 +95,8 @@ impl From<Error> for MeshdropError {
                 path: path.display().to_string(),
                 reason: source.to_string(),
             },
-            Error::Share(reason) => Self::Io {
-                path: String::new(),
-                reason,
+            Error::AlreadyRunning { path } => Self::AlreadyRunning {
+                path: path.display().to_string(),
             },
             other => Self::Internal {
                 reason: other.to_string(),
@@ -120,6 +136,55 @@ impl From<DownloadError> for MeshdropError {
             other => Self::Internal {
                 reason: other.to_string(),
             },
+        }
+    }
+}
+
+/// Why files cannot be shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum ShareProblem {
+    /// A file or folder cannot be read.
+    Unreadable,
+    /// A name is not valid UTF-8.
+    NonUtf8Name,
+    /// A name other platforms cannot hold.
+    UnportableName,
+    /// A path has no name of its own (such as `/`).
+    NoName,
+    /// A file changed while it was read: try again.
+    FileChanged,
+    /// Nothing to share.
+    Empty,
+    /// The share is too large or has too many entries.
+    TooLarge,
+    /// Something else is wrong with the share as a whole.
+    Other,
+}
+
+impl From<ShareError> for MeshdropError {
+    fn from(e: ShareError) -> Self {
+        let reason = e.to_string();
+        let (problem, path) = match e {
+            ShareError::Node(e) => return e.into(),
+            ShareError::Files(m) => match m {
+                ManifestError::Io { path, .. } => (ShareProblem::Unreadable, Some(path)),
+                ManifestError::NonUtf8Name { path } => (ShareProblem::NonUtf8Name, Some(path)),
+                ManifestError::UnportableName { path, .. } => {
+                    (ShareProblem::UnportableName, Some(path))
+                }
+                ManifestError::NoName { path } => (ShareProblem::NoName, Some(path)),
+                ManifestError::FileChanged { path, .. } => (ShareProblem::FileChanged, Some(path)),
+                ManifestError::Empty => (ShareProblem::Empty, None),
+                ManifestError::TooLarge { .. }
+                | ManifestError::TooManyEntries { .. }
+                | ManifestError::SizeOverflow => (ShareProblem::TooLarge, None),
+                _ => (ShareProblem::Other, None),
+            },
+        };
+        Self::CannotShare {
+            problem,
+            path: path.map(|p| p.display().to_string()).unwrap_or_default(),
+            reason,
         }
     }
 }

@@ -208,10 +208,10 @@ pub enum NodeEvent {
 }
 
 impl NodeEvent {
-    /// The bindings' form of a core event; `None` for kinds the bindings do not carry yet.
-    pub fn from_core(event: Event) -> Option<Self> {
-        #[allow(unreachable_patterns)] // the core grows event kinds before the bindings do
-        Some(match event {
+    /// The bindings' form of a core event: every kind is mapped (a new core event fails to
+    /// compile here until the bindings carry it).
+    pub fn from_core(event: Event) -> Self {
+        match event {
             Event::Listening { peer, name, addrs } => Self::Listening {
                 peer_id: peer.to_string(),
                 name,
@@ -361,8 +361,7 @@ impl NodeEvent {
                 state: state.into(),
             },
             Event::Stopped => Self::Stopped,
-            _ => return None,
-        })
+        }
     }
 }
 
@@ -378,9 +377,7 @@ pub(crate) fn deliver(
             match events.blocking_recv() {
                 Ok(event) => {
                     let last = event == Event::Stopped;
-                    if let Some(event) = NodeEvent::from_core(event) {
-                        listener.on_event(event);
-                    }
+                    listener.on_event(NodeEvent::from_core(event));
                     if last {
                         return;
                     }

@@ -20,7 +20,7 @@ pub mod runtime;
 pub mod transfer;
 pub mod types;
 
-pub use error::MeshdropError;
+pub use error::{MeshdropError, ShareProblem};
 pub use events::{EventListener, NodeEvent};
 pub use messaging::{Message, MessageState, Recipient, Room};
 pub use node::{Node, start_node};

@@ -200,8 +200,8 @@ async fn id(cli: &Cli, data_dir: &std::path::Path, out: Output) -> Result<()> {
         out.id(str_field(&v, "peer"), str_field(&v, "name"));
         return Ok(());
     }
-    let (peer, name) = meshdrop_core::node::describe(data_dir, cli.name.as_deref())?;
-    out.id(&peer.to_string(), &name);
+    let dir = meshdrop_core::DataDir::open(data_dir, cli.name.as_deref())?;
+    out.id(&dir.peer_id().to_string(), dir.name());
     Ok(())
 }
 

@@ -23,7 +23,8 @@ pub struct Ends<'a> {
 
 /// Runs the step. `sender` is the running node of `ends.sender`; other running nodes carry.
 pub async fn carry_step(sender: &Node, ends: Ends<'_>, out: Output) -> Result<()> {
-    let (recipient, _) = meshdrop_core::node::describe(ends.recipient.0, None)?;
+    let recipient = meshdrop_core::identity::peer_id_of(ends.recipient.0)?
+        .ok_or_else(|| anyhow::anyhow!("{} has no identity yet", ends.recipient.0.display()))?;
     let text = "Meet at the water tower at 6. Bring the radio.";
     let started = Instant::now();
     let mut events = sender.events();

@@ -8,11 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use meshdrop_core::messaging::crypto::RoomKey;
-use meshdrop_core::messaging::room::Inviter;
-use meshdrop_core::messaging::{room, state};
-use meshdrop_core::store::{Contact, Store};
-use meshdrop_core::{Event, Message, MessageId, MessageState, Node, Recipient, Room};
+use meshdrop_core::store::Contact;
+use meshdrop_core::{DataDir, Event, Message, MessageId, MessageState, Node, Recipient, Room};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
@@ -80,7 +77,7 @@ pub async fn msg(cli: &Cli, data_dir: &Path, out: Output, send: Send<'_>) -> Res
         return Ok(());
     }
     // Resolved before a node starts: a mistyped name costs no network.
-    let to = resolve(send.to, &open_store(data_dir)?.contacts()?)?;
+    let to = resolve(send.to, &DataDir::open(data_dir, None)?.contacts()?)?;
     let node = Node::start(crate::commands::config(cli, data_dir)?).await?;
     let mut events = node.events();
     let sent = async {
@@ -298,7 +295,7 @@ fn rooms_from_json(v: serde_json::Value) -> Result<Vec<Room>> {
 pub async fn inbox(data_dir: &Path, out: Output) -> Result<()> {
     let messages = match Client::connect(data_dir).await {
         Some(mut client) => messages_from_json(client.request(&Request::Messages).await?)?,
-        None => state::messages(&open_store(data_dir)?)?,
+        None => DataDir::open(data_dir, None)?.messages()?,
     };
     if !out.json && messages.is_empty() {
         println!("no messages");
@@ -378,30 +375,11 @@ pub async fn room(data_dir: &Path, out: Output, cmd: &RoomCommand) -> Result<()>
             _ => rooms_from_json(json!([v]))?,
         }
     } else {
-        let (peer, device) = meshdrop_core::node::describe(data_dir, None)?;
-        let me = Inviter { peer, name: device };
-        let store = Store::open(data_dir)?;
+        let dir = DataDir::open(data_dir, None)?;
         match cmd {
-            RoomCommand::Create { name } => {
-                room::check_name(name)?;
-                let key = RoomKey::generate()?;
-                vec![save_room(&store, name, key, &me)?]
-            }
-            RoomCommand::Join { invite } => {
-                let invitation = room::decode_invite(invite)?;
-                if let Some(from) = invitation.inviter.as_ref().filter(|f| f.peer != peer) {
-                    store.learn_contact(&from.peer, &from.name)?;
-                }
-                vec![save_room(&store, &invitation.name, invitation.key, &me)?]
-            }
-            RoomCommand::List => state::rooms(&store)?
-                .into_iter()
-                .map(|(id, name, key)| Room {
-                    id,
-                    invite: room::encode_invite(&name, &key, &me),
-                    name,
-                })
-                .collect(),
+            RoomCommand::Create { name } => vec![dir.create_room(name)?],
+            RoomCommand::Join { invite } => vec![dir.join_room(invite)?],
+            RoomCommand::List => dir.rooms(),
         }
     };
     for r in &rooms {
@@ -417,21 +395,6 @@ pub async fn room(data_dir: &Path, out: Output, cmd: &RoomCommand) -> Result<()>
         println!("no rooms");
     }
     Ok(())
-}
-
-/// The data dir's store, when no node runs on it (created with the identity on first use).
-fn open_store(data_dir: &Path) -> Result<Store> {
-    meshdrop_core::node::describe(data_dir, None)?;
-    Ok(Store::open(data_dir)?)
-}
-
-fn save_room(store: &Store, name: &str, key: RoomKey, me: &Inviter) -> Result<Room> {
-    state::insert_room(store, name, &key)?;
-    Ok(Room {
-        id: meshdrop_core::RoomId(key.room_id()),
-        name: name.to_string(),
-        invite: room::encode_invite(name, &key, me),
-    })
 }
 
 /// `chat [--room ROOM | --peer PEER]`: shows the conversation (new messages and state changes as

@@ -7,6 +7,10 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 
+use crate::messaging::{CarryQuota, InboxQuota, MessagingConfig};
+use crate::transfer::TransferConfig;
+use crate::transfer::limits::TransferLimits;
+
 /// Configuration of a [`crate::Node`].
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -24,26 +28,26 @@ pub struct NodeConfig {
     pub progress_interval: Duration,
     /// Restart, at start, the downloads that were running when the node last stopped or died.
     pub resume_downloads: bool,
-    /// Faults to inject into what this node serves (tests only; all off by default).
-    pub faults: crate::transfer::serve::Faults,
     /// Added to the system clock when stamping messages (tests simulate skewed device clocks).
     pub clock_offset_ms: i64,
     /// How long a message this node writes may travel before it expires undelivered.
     pub message_ttl: Duration,
     /// How much this node carries for others.
-    pub carry: crate::messaging::CarryQuota,
+    pub carry: CarryQuota,
     /// Upload and download rates and upload slots.
-    pub limits: crate::transfer::limits::TransferLimits,
+    pub limits: TransferLimits,
     /// How many messages one author may make this node store for itself and its rooms.
-    pub inbox: crate::messaging::InboxQuota,
+    pub inbox: InboxQuota,
     /// How often the node pulls from every connected peer without being poked: a backstop for
     /// pokes lost while a peer was busy (peers in sync exchange two small frames). Zero: never.
     pub message_resync: Duration,
-    /// Faults to inject into message sync (tests only; all off by default).
-    pub message_faults: crate::messaging::sync::Faults,
     /// Relays to hold a slot on, so devices on other networks reach this one through them (each
     /// address ends in `/p2p/<relay peer id>`, as `meshdrop relay` prints it). Empty: LAN only.
     pub relays: Vec<Multiaddr>,
+    /// Serve corrupt chunks (a test's malicious provider; see [`NodeConfig::with_corrupt_chunks`]).
+    corrupt_chunks: bool,
+    /// Ignore pokes (a test's lost pokes; see [`NodeConfig::with_dropped_pokes`]).
+    drop_pokes: bool,
 }
 
 impl NodeConfig {
@@ -69,15 +73,15 @@ impl NodeConfig {
             redial_recent: Duration::from_secs(7 * 24 * 3600),
             progress_interval: Duration::from_millis(250),
             resume_downloads: true,
-            faults: Default::default(),
             clock_offset_ms: 0,
             message_ttl: Duration::from_secs(7 * 24 * 3600),
             carry: Default::default(),
             limits: Default::default(),
             inbox: Default::default(),
             message_resync: Duration::from_secs(30),
-            message_faults: Default::default(),
             relays: Vec::new(),
+            corrupt_chunks: false,
+            drop_pokes: false,
         }
     }
 
@@ -102,6 +106,41 @@ impl NodeConfig {
     pub fn with_relays(mut self, relays: impl IntoIterator<Item = Multiaddr>) -> Self {
         self.relays.extend(relays);
         self
+    }
+
+    /// Flips a bit in every chunk this node serves: a corrupt or malicious provider (tests).
+    #[cfg(any(test, feature = "faults"))]
+    pub fn with_corrupt_chunks(mut self) -> Self {
+        self.corrupt_chunks = true;
+        self
+    }
+
+    /// Ignores every poke received, as when the inbound stream slot was full (tests).
+    #[cfg(any(test, feature = "faults"))]
+    pub fn with_dropped_pokes(mut self) -> Self {
+        self.drop_pokes = true;
+        self
+    }
+
+    /// How the transfer capability is set up.
+    pub(crate) fn transfers(&self) -> TransferConfig {
+        TransferConfig {
+            limits: self.limits,
+            progress_interval: self.progress_interval,
+            corrupt_chunks: self.corrupt_chunks,
+        }
+    }
+
+    /// How messaging is set up.
+    pub(crate) fn messaging(&self) -> MessagingConfig {
+        MessagingConfig {
+            clock_offset_ms: self.clock_offset_ms,
+            ttl: self.message_ttl,
+            carry: self.carry,
+            inbox: self.inbox,
+            resync: self.message_resync,
+            drop_pokes: self.drop_pokes,
+        }
     }
 
     /// The IPs the node listens on, which also select the mDNS interfaces.

@@ -55,6 +55,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The network stack could not be set up (a transport, a protocol).
+    #[error("network: {reason}")]
+    Network {
+        /// Why.
+        reason: String,
+    },
     /// A peer could not be reached.
     #[error("peer unreachable: {reason}")]
     Unreachable {
@@ -72,9 +78,6 @@ pub enum Error {
         /// How long.
         secs: u64,
     },
-    /// The files to share cannot be read.
-    #[error("cannot share: {0}")]
-    Share(String),
     /// Something named by the caller does not exist.
     #[error("not found: {what}")]
     NotFound {

@@ -1,43 +1,16 @@
-//! What a node tells the app: one event stream, serialisable as one JSON object per event.
+//! What a node tells the app: one event stream, serialisable as one JSON object per event. The
+//! capabilities do not know it: the node turns their notices into these events. Nothing inside
+//! the core decides anything from this stream.
 
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use crate::transfer::ContentId;
-
-/// How a connection is carried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    /// TCP with Noise and Yamux.
-    Tcp,
-    /// QUIC (TLS 1.3 built in).
-    Quic,
-    /// A circuit through a relay (end-to-end encrypted; the relay forwards ciphertext).
-    Relay,
-    /// Something else.
-    Other,
-}
-
-impl Transport {
-    /// The transport an address uses.
-    pub fn of(addr: &Multiaddr) -> Self {
-        use libp2p::multiaddr::Protocol;
-        let mut transport = Self::Other;
-        for p in addr.iter() {
-            match p {
-                Protocol::QuicV1 => transport = Self::Quic,
-                Protocol::Tcp(_) if transport == Self::Other => transport = Self::Tcp,
-                Protocol::P2pCircuit => return Self::Relay,
-                _ => {}
-            }
-        }
-        transport
-    }
-}
+pub use crate::net::Transport;
+pub use crate::transfer::download::PeerBytes;
+use crate::transfer::{ContentId, OfferedFile};
 
 /// Whether the device can be dialled from outside its network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reachability {
     /// Peers elsewhere reached it when asked to try.
@@ -47,7 +20,7 @@ pub enum Reachability {
 }
 
 /// Something that happened on the node. Serialised with an `"event"` tag in snake_case.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The node is up and listens on these addresses.
@@ -207,7 +180,7 @@ pub enum Event {
         /// Bytes offered.
         total: u64,
         /// The files offered.
-        files: Vec<crate::transfer::offer::OfferedFile>,
+        files: Vec<OfferedFile>,
     },
     /// The receiver accepted our offer.
     OfferAccepted {
@@ -252,15 +225,6 @@ pub enum Event {
     },
     /// The node stopped.
     Stopped,
-}
-
-/// Bytes received from one peer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerBytes {
-    /// The peer.
-    pub peer: PeerId,
-    /// Bytes.
-    pub bytes: u64,
 }
 
 /// A peer as the node knows it now.

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, identify, noise, ping, relay, tcp, yamux};
 use serde::Serialize;
@@ -19,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::net::is_relayed;
 
 /// What the relay forwards. libp2p's defaults (a circuit ends after 2 minutes or 128 KiB) suit
 /// a hole-punching rendezvous, not a file transfer; these are set for transfers that cannot go
@@ -204,8 +204,7 @@ impl Relay {
 }
 
 fn build(key: Keypair, config: &RelayConfig) -> Result<Swarm<Behaviour>> {
-    let internal = |e: &dyn std::fmt::Display| Error::Listen {
-        addr: "(relay transport)".into(),
+    let internal = |e: &dyn std::fmt::Display| Error::Network {
         reason: e.to_string(),
     };
     let limits = config.limits;
@@ -384,9 +383,4 @@ fn status_text(status: &relay::StatusCode) -> &'static str {
         }
         relay::StatusCode::OK => "ok",
     }
-}
-
-/// Whether an address goes through a relay (`…/p2p-circuit…`).
-pub fn is_relayed(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }

@@ -98,6 +98,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE msg_messages ADD COLUMN attachment TEXT;
     ALTER TABLE msg_messages ADD COLUMN arrived INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX msg_messages_arrivals ON msg_messages (author, arrived);",
+    // 6: whether a message is for a room, as a column of its own (queries never match the
+    // recipient's text form).
+    "ALTER TABLE msg_messages ADD COLUMN to_room INTEGER NOT NULL DEFAULT 0;
+    UPDATE msg_messages SET to_room = 1 WHERE substr(recipient, 1, 5) = 'room:';",
 ];
 
 /// A peer the store remembers.

@@ -127,7 +127,9 @@ async fn a_direct_message_arrives_once_and_the_sender_sees_delivered() {
 #[tokio::test]
 async fn a_carrier_brings_a_message_to_a_device_that_was_off_and_the_receipt_back() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (carol_id, _) = meshdrop_core::node::describe(dirs[2].path(), Some("carol")).unwrap();
+    let carol_id = meshdrop_core::DataDir::open(dirs[2].path(), Some("carol"))
+        .unwrap()
+        .peer_id();
     let a = start(config(dirs[0].path(), "alice")).await;
     let b = start(config(dirs[1].path(), "bob")).await;
     let mut ea = a.events();
@@ -313,7 +315,9 @@ async fn replies_sort_after_questions_with_clocks_ten_minutes_apart() {
 async fn an_undelivered_message_fails_when_it_expires() {
     let dir = tempfile::tempdir().unwrap();
     let nobody = tempfile::tempdir().unwrap();
-    let (offline, _) = meshdrop_core::node::describe(nobody.path(), None).unwrap();
+    let offline = meshdrop_core::DataDir::open(nobody.path(), None)
+        .unwrap()
+        .peer_id();
     let mut cfg = config(dir.path(), "alice");
     cfg.message_ttl = Duration::from_secs(1);
     let a = start(cfg).await;
@@ -336,7 +340,9 @@ async fn an_undelivered_message_fails_when_it_expires() {
 async fn a_flood_of_ten_thousand_from_one_peer_stays_within_the_quota() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let nobody = tempfile::tempdir().unwrap();
-    let (target, _) = meshdrop_core::node::describe(nobody.path(), None).unwrap();
+    let target = meshdrop_core::DataDir::open(nobody.path(), None)
+        .unwrap()
+        .peer_id();
     let a = start(config(da.path(), "flooder")).await;
     let mut cfg = config(db.path(), "carrier");
     cfg.carry = CarryQuota {
@@ -527,9 +533,8 @@ async fn devices_learn_names_from_an_invite_and_when_they_meet() {
 async fn a_message_whose_poke_was_lost_still_arrives() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start(config(da.path(), "alice")).await;
-    let mut cfg = config(db.path(), "bob");
     // Bob drops every poke (as a busy node drops streams); only his periodic pull remains.
-    cfg.message_faults.drop_pokes = true;
+    let mut cfg = config(db.path(), "bob").with_dropped_pokes();
     cfg.message_resync = Duration::from_millis(300);
     let b = start(cfg).await;
     let mut eb = b.events();

@@ -81,7 +81,7 @@ struct Scene {
     sender: Node,
     receiver: Node,
     sender_events: broadcast::Receiver<Event>,
-    sending: tokio::task::JoinHandle<meshdrop_core::Result<SendOutcome>>,
+    sending: tokio::task::JoinHandle<Result<SendOutcome, meshdrop_core::ShareError>>,
     offer: Offer,
     out: TempDir,
     _dirs: [TempDir; 3],

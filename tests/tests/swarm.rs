@@ -7,17 +7,25 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use meshdrop_core::transfer::limits::TransferLimits;
-use meshdrop_core::transfer::serve::Faults;
 use meshdrop_core::{DownloadReport, DownloadSpec, Event, Node, NodeConfig, Ticket};
 use meshdrop_tests::{EVENT_TIMEOUT, random_file, wait_for};
 
 const MB: u64 = 1_000_000;
 
-async fn node(dir: &Path, name: &str, limits: TransferLimits, faults: Faults) -> Node {
+/// What a test node serves: its files as they are, or every chunk with a bit flipped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Serves {
+    Honest,
+    Corrupt,
+}
+
+async fn node(dir: &Path, name: &str, limits: TransferLimits, serves: Serves) -> Node {
     meshdrop_tests::init_test_logging();
     let mut config = NodeConfig::loopback(dir).with_name(name).with_mdns(false);
+    if serves == Serves::Corrupt {
+        config = config.with_corrupt_chunks();
+    }
     config.limits = limits;
-    config.faults = faults;
     Node::start(config).await.expect("node starts")
 }
 
@@ -91,7 +99,7 @@ async fn leechers(n: usize) -> Vec<(Node, tempfile::TempDir, tempfile::TempDir)>
             data.path(),
             &format!("friend{i}"),
             TransferLimits::default(),
-            Faults::default(),
+            Serves::Honest,
         )
         .await;
         out.push((node, dest, data));
@@ -111,7 +119,7 @@ async fn leecher_pairs(n: usize) -> (Vec<(Node, tempfile::TempDir)>, Vec<tempfil
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_friends_with_the_seeders_ticket_trade_chunks_and_all_finish() {
     let (sd, files) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let seeder = node(sd.path(), "seeder", upload_limit(MB), Faults::default()).await;
+    let seeder = node(sd.path(), "seeder", upload_limit(MB), Serves::Honest).await;
     let len = 8 * 1024 * 1024;
     let (ticket, hash) = share(&seeder, files.path(), len).await;
     let (pairs, _data) = leecher_pairs(3).await;
@@ -143,7 +151,7 @@ async fn three_friends_with_the_seeders_ticket_trade_chunks_and_all_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_friends_finish_after_the_seeder_leaves_once_every_chunk_is_out() {
     let (sd, files) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let seeder = node(sd.path(), "seeder", upload_limit(3 * MB), Faults::default()).await;
+    let seeder = node(sd.path(), "seeder", upload_limit(3 * MB), Serves::Honest).await;
     let (ticket, hash) = share(&seeder, files.path(), 8 * 1024 * 1024).await;
     let mut seeder_events = seeder.events();
     let friends = leechers(3).await;
@@ -195,7 +203,7 @@ async fn the_friends_finish_after_the_seeder_leaves_once_every_chunk_is_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_friend_serving_corrupt_chunks_is_dropped_and_everyone_finishes() {
     let (sd, files) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let seeder = node(sd.path(), "seeder", upload_limit(2 * MB), Faults::default()).await;
+    let seeder = node(sd.path(), "seeder", upload_limit(2 * MB), Serves::Honest).await;
     let (ticket, hash) = share(&seeder, files.path(), 6 * 1024 * 1024).await;
     // The liar got the share first (honestly) and now flips a bit in every chunk it serves.
     let (ld, lout) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -203,9 +211,7 @@ async fn a_friend_serving_corrupt_chunks_is_dropped_and_everyone_finishes() {
         ld.path(),
         "liar",
         TransferLimits::default(),
-        Faults {
-            corrupt_chunks: true,
-        },
+        Serves::Corrupt,
     )
     .await;
     // (The liar's copy must outlive this statement: it serves from it.)
@@ -247,7 +253,7 @@ async fn upload_and_download_rate_limits_hold_within_ten_percent() {
                 max_upload_rate: up,
                 ..TransferLimits::default()
             },
-            Faults::default(),
+            Serves::Honest,
         )
         .await;
         let receiver = node(
@@ -257,7 +263,7 @@ async fn upload_and_download_rate_limits_hold_within_ten_percent() {
                 max_download_rate: down,
                 ..TransferLimits::default()
             },
-            Faults::default(),
+            Serves::Honest,
         )
         .await;
         let (ticket, hash) = share(&seeder, files.path(), len as usize).await;
@@ -284,14 +290,14 @@ async fn a_peer_that_connects_mid_download_and_holds_the_share_is_asked_too() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let seeder = node(sd.path(), "seeder", upload_limit(MB), Faults::default()).await;
+    let seeder = node(sd.path(), "seeder", upload_limit(MB), Serves::Honest).await;
     let (ticket, hash) = share(&seeder, files.path(), 8 * 1024 * 1024).await;
     // Another device holds the same file (the same share), unknown to the seeder and the ticket.
     let holder = node(
         hd.path(),
         "holder",
         TransferLimits::default(),
-        Faults::default(),
+        Serves::Honest,
     )
     .await;
     let (same, _) = share(&holder, copy.path(), 8 * 1024 * 1024).await;
@@ -301,7 +307,7 @@ async fn a_peer_that_connects_mid_download_and_holds_the_share_is_asked_too() {
         rd.path(),
         "receiver",
         TransferLimits::default(),
-        Faults::default(),
+        Serves::Honest,
     )
     .await;
     let mut events = receiver.events();

@@ -4,14 +4,22 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use meshdrop_core::transfer::serve::Faults;
 use meshdrop_core::{DownloadSpec, Event, Node, NodeConfig, Ticket, TransferHandle};
 use meshdrop_tests::random_file;
 
-async fn node(dir: &Path, name: &str, faults: Faults) -> Node {
+/// What a test node serves: its files as they are, or every chunk with a bit flipped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Serves {
+    Honest,
+    Corrupt,
+}
+
+async fn node(dir: &Path, name: &str, serves: Serves) -> Node {
     meshdrop_tests::init_test_logging();
     let mut config = NodeConfig::loopback(dir).with_name(name).with_mdns(false);
-    config.faults = faults;
+    if serves == Serves::Corrupt {
+        config = config.with_corrupt_chunks();
+    }
     Node::start(config).await.expect("node starts")
 }
 
@@ -63,8 +71,8 @@ async fn a_trip_folder_arrives_byte_for_byte_with_nested_unicode_and_empty_files
         tempfile::tempdir().unwrap(),
     );
     let trip = trip_folder(files.path(), 20 * 1024 * 1024 + 12345);
-    let sender = node(sa.path(), "sender", Faults::default()).await;
-    let receiver = node(sb.path(), "receiver", Faults::default()).await;
+    let sender = node(sa.path(), "sender", Serves::Honest).await;
+    let receiver = node(sb.path(), "receiver", Serves::Honest).await;
     let ticket = sender.share(vec![trip.clone()]).await.expect("shares");
     let ticket: Ticket = ticket
         .to_string()
@@ -122,16 +130,9 @@ async fn a_provider_sending_corrupt_chunks_is_dropped_and_the_download_finishes_
 {
     let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
     let trip = trip_folder(dirs[3].path(), 6 * 1024 * 1024);
-    let honest = node(dirs[0].path(), "honest", Faults::default()).await;
-    let liar = node(
-        dirs[1].path(),
-        "liar",
-        Faults {
-            corrupt_chunks: true,
-        },
-    )
-    .await;
-    let receiver = node(dirs[2].path(), "receiver", Faults::default()).await;
+    let honest = node(dirs[0].path(), "honest", Serves::Honest).await;
+    let liar = node(dirs[1].path(), "liar", Serves::Corrupt).await;
+    let receiver = node(dirs[2].path(), "receiver", Serves::Honest).await;
     let t1 = honest.share(vec![trip.clone()]).await.unwrap();
     let t2 = liar.share(vec![trip.clone()]).await.unwrap();
     assert_eq!(t1.content, t2.content, "same files, same content id");
@@ -200,7 +201,7 @@ async fn video_share(
 ) -> (Node, Node, PathBuf, Ticket) {
     let video = dirs[2].path().join(name);
     random_file(&video, mib * 1024 * 1024, seed);
-    let sender = node(dirs[0].path(), "sender", Faults::default()).await;
+    let sender = node(dirs[0].path(), "sender", Serves::Honest).await;
     let mut config = NodeConfig::loopback(dirs[1].path())
         .with_name("receiver")
         .with_mdns(false);
@@ -350,7 +351,7 @@ async fn a_node_restarted_mid_download_resumes_it_by_itself() {
         "stopped midway"
     );
 
-    let receiver = node(dirs[1].path(), "receiver", Faults::default()).await;
+    let receiver = node(dirs[1].path(), "receiver", Serves::Honest).await;
     let mut events = receiver.events();
     let (bytes, fetched) = tokio::time::timeout(Duration::from_secs(60), async {
         loop {

@@ -16,8 +16,10 @@ pub mod sync;
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use libp2p::PeerId;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use room::Room;
@@ -111,7 +113,30 @@ impl Serialize for Recipient {
     }
 }
 
-/// Where a message is on its way. Incoming messages are `delivered`.
+impl<'de> Deserialize<'de> for Recipient {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Stored as its text form (a peer id, or `room:<hex id>`).
+impl ToSql for Recipient {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.to_string().into())
+    }
+}
+
+impl FromSql for Recipient {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: crate::Error| FromSqlError::Other(e.to_string().into()))
+    }
+}
+
+/// Where a message is on its way. Incoming messages are `delivered`. Stored by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
@@ -136,7 +161,7 @@ impl MessageState {
         }
     }
 
-    /// Parses a stored state name.
+    /// Parses a state name.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "queued" => MessageState::Queued,
@@ -148,8 +173,22 @@ impl MessageState {
     }
 }
 
+impl ToSql for MessageState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl FromSql for MessageState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Self::parse(name)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown message state {name:?}").into()))
+    }
+}
+
 /// A message this device can read: one it wrote, one addressed to it, or one in a room it is in.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Its unique id.
     pub id: MessageId,
@@ -163,7 +202,7 @@ pub struct Message {
     pub text: String,
     /// Files attached: the ticket of a share the author serves; fetch it with
     /// [`crate::Node::download`] (any size: the transfer engine moves it, not the message).
-    #[serde(serialize_with = "ticket_text")]
+    #[serde(serialize_with = "ticket_text", deserialize_with = "ticket_from_text")]
     pub attachment: Option<Ticket>,
     /// Where it is on its way.
     pub state: MessageState,
@@ -179,6 +218,13 @@ fn ticket_text<S: Serializer>(ticket: &Option<Ticket>, s: S) -> Result<S::Ok, S:
         Some(t) => s.serialize_str(&t.to_string()),
         None => s.serialize_none(),
     }
+}
+
+/// A ticket from its string form, or `null`.
+fn ticket_from_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Ticket>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|t| t.parse().map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// How much one author may make this device store for itself and its rooms (direct messages and
@@ -213,6 +259,50 @@ impl Default for CarryQuota {
             total: 5000,
         }
     }
+}
+
+/// How messaging is set up.
+#[derive(Clone, Debug)]
+pub struct MessagingConfig {
+    /// Added to the system clock when stamping messages (tests simulate skewed device clocks).
+    pub clock_offset_ms: i64,
+    /// How long a message this node writes may travel before it expires undelivered.
+    pub ttl: Duration,
+    /// How much this node carries for others.
+    pub carry: CarryQuota,
+    /// How many messages one author may make this node store for itself and its rooms.
+    pub inbox: InboxQuota,
+    /// How often the node pulls from every connected peer without being poked (zero: never).
+    pub resync: Duration,
+    /// Ignore every poke received, as when the inbound stream slot was full (tests only).
+    pub(crate) drop_pokes: bool,
+}
+
+impl Default for MessagingConfig {
+    fn default() -> Self {
+        Self {
+            clock_offset_ms: 0,
+            ttl: Duration::from_secs(7 * 24 * 3600),
+            carry: CarryQuota::default(),
+            inbox: InboxQuota::default(),
+            resync: Duration::from_secs(30),
+            drop_pokes: false,
+        }
+    }
+}
+
+/// What messaging tells the app (the node turns each into an event).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A message for this device (or one of its rooms) arrived; told once, whatever the path.
+    Received(Box<Message>),
+    /// A message this device wrote moved on: `sent`, `delivered` or `failed`.
+    StateChanged {
+        /// The message.
+        id: MessageId,
+        /// Its new state.
+        state: MessageState,
+    },
 }
 
 /// Counts of what the node stores, for the app and for tests.

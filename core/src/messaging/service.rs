@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
 use super::crypto::{self, OpeningKey, RoomKey};
 use super::envelope::{Envelope, MAX_HOPS};
@@ -18,11 +18,11 @@ use super::hlc::Clock;
 use super::room::{self, Inviter, Room};
 use super::state::{self, Keep};
 use super::{
-    CarryQuota, InboxQuota, Message, MessageId, MessageState, MessageStats, Recipient, RoomId,
+    CarryQuota, InboxQuota, Message, MessageId, MessageState, MessageStats, MessagingConfig,
+    Notice, Recipient, RoomId,
 };
-use crate::config::NodeConfig;
 use crate::error::{Error, Result};
-use crate::events::Event;
+use crate::report::Report;
 use crate::store::Store;
 use crate::transfer::Ticket;
 
@@ -98,7 +98,7 @@ pub struct Messenger {
     opening: OpeningKey,
     store: Arc<Store>,
     clock: Clock,
-    events: broadcast::Sender<Event>,
+    report: Report<Notice>,
     ttl_ms: u64,
     quota: CarryQuota,
     inbox: InboxQuota,
@@ -132,8 +132,8 @@ impl Messenger {
         key: Keypair,
         name: &str,
         store: Arc<Store>,
-        events: broadcast::Sender<Event>,
-        config: &NodeConfig,
+        report: Report<Notice>,
+        config: &MessagingConfig,
     ) -> Result<Self> {
         let opening = OpeningKey::of(&key)
             .ok_or_else(|| Error::Message("the device key is not Ed25519".into()))?;
@@ -149,8 +149,8 @@ impl Messenger {
             opening,
             store,
             clock,
-            events,
-            ttl_ms: u64::try_from(config.message_ttl.as_millis()).unwrap_or(u64::MAX),
+            report,
+            ttl_ms: u64::try_from(config.ttl.as_millis()).unwrap_or(u64::MAX),
             quota: config.carry,
             inbox: config.inbox,
             rooms: Mutex::new(rooms),
@@ -158,10 +158,6 @@ impl Messenger {
             changed: Notify::new(),
             pull_all: Notify::new(),
         })
-    }
-
-    fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, (String, RoomKey)>> {
@@ -328,7 +324,7 @@ impl Messenger {
                     ));
                 }
                 state::write(&self.store, |tx| state::insert_envelope(tx, &env, &keep))?;
-                self.emit(Event::MessageStateChanged {
+                self.report.send(Notice::StateChanged {
                     id,
                     state: MessageState::Delivered,
                 });
@@ -393,7 +389,7 @@ impl Messenger {
         if new {
             self.clock.observe(env.time);
             msg.from_name = self.store.contact_name(&msg.from).unwrap_or_default();
-            self.emit(Event::MessageReceived { message: msg });
+            self.report.send(Notice::Received(Box::new(msg)));
         }
         Ok(new)
     }
@@ -422,7 +418,7 @@ impl Messenger {
     pub fn handed_over(&self, ids: &[MessageId]) {
         for id in ids {
             match state::set_state(&self.store, id, &[MessageState::Queued], MessageState::Sent) {
-                Ok(true) => self.emit(Event::MessageStateChanged {
+                Ok(true) => self.report.send(Notice::StateChanged {
                     id: *id,
                     state: MessageState::Sent,
                 }),
@@ -437,7 +433,7 @@ impl Messenger {
         match state::expire(&self.store, self.clock.physical_ms()) {
             Ok(failed) => {
                 for id in failed {
-                    self.emit(Event::MessageStateChanged {
+                    self.report.send(Notice::StateChanged {
                         id,
                         state: MessageState::Failed,
                     });
@@ -544,7 +540,7 @@ mod tests {
 
     struct Device {
         messenger: Messenger,
-        events: broadcast::Receiver<Event>,
+        notices: std::sync::mpsc::Receiver<Notice>,
         _dir: tempfile::TempDir,
     }
 
@@ -555,21 +551,26 @@ mod tests {
     fn device_with(quota: CarryQuota, inbox: InboxQuota) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
-        let (tx, events) = broadcast::channel(64);
-        let mut config = NodeConfig::loopback(dir.path());
-        config.carry = quota;
-        config.inbox = inbox;
+        let (tx, notices) = std::sync::mpsc::channel();
+        let report = Report::new(move |n| {
+            let _ = tx.send(n);
+        });
+        let config = MessagingConfig {
+            carry: quota,
+            inbox,
+            ..MessagingConfig::default()
+        };
         let messenger = Messenger::new(
             Keypair::generate_ed25519(),
             "test device",
             store,
-            tx,
+            report,
             &config,
         )
         .unwrap();
         Device {
             messenger,
-            events,
+            notices,
             _dir: dir,
         }
     }
@@ -594,7 +595,7 @@ mod tests {
     #[test]
     fn a_message_arriving_twice_is_stored_and_shown_once() {
         let alice = device(CarryQuota::default());
-        let mut bob = device(CarryQuota::default());
+        let bob = device(CarryQuota::default());
         let bob_id = bob.messenger.local();
         alice
             .messenger
@@ -605,8 +606,8 @@ mod tests {
         assert_eq!(bob.messenger.accept(from, hops, &raw), Outcome::Stored);
         assert_eq!(bob.messenger.accept(from, hops, &raw), Outcome::Duplicate);
         assert_eq!(bob.messenger.messages().unwrap().len(), 1);
-        let shown = std::iter::from_fn(|| bob.events.try_recv().ok())
-            .filter(|e| matches!(e, Event::MessageReceived { .. }))
+        let shown = std::iter::from_fn(|| bob.notices.try_recv().ok())
+            .filter(|n| matches!(n, Notice::Received(_)))
             .count();
         assert_eq!(shown, 1);
     }

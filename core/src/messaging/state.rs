@@ -1,4 +1,4 @@
-//! The messaging tables (created by the store's migrations 3 and 5): envelopes as received
+//! The messaging tables (created by the store's migrations 3, 5 and 6): envelopes as received
 //! (ciphertext, numbered in arrival order for sync cursors), the readable messages, rooms and sync
 //! cursors. Messages are shown with their author's name from the contacts (the `peers` table).
 
@@ -35,7 +35,7 @@ pub fn insert_envelope(
         params![
             &env.id.0[..],
             env.author.to_base58(),
-            env.to.to_string(),
+            env.to,
             ms(env.expires_ms),
             keep.hops,
             keep.carried,
@@ -57,20 +57,21 @@ pub fn insert_message(
     tx.execute(
         "INSERT OR IGNORE INTO msg_messages
             (id, author, recipient, text, hlc_ms, hlc_counter, expires, state, outgoing,
-             attachment, arrived)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             attachment, arrived, to_room)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             &msg.id.0[..],
             msg.from.to_base58(),
-            msg.to.to_string(),
+            msg.to,
             msg.text,
             ms(time.ms),
             time.counter,
             ms(expires_ms),
-            msg.state.as_str(),
+            msg.state,
             msg.outgoing,
             msg.attachment.as_ref().map(Ticket::to_string),
             ms(arrived_ms),
+            matches!(msg.to, Recipient::Room(_)),
         ],
     )
     .map(drop)
@@ -143,7 +144,7 @@ pub fn set_state(
         for state in from {
             changed |= c.execute(
                 "UPDATE msg_messages SET state = ?1 WHERE id = ?2 AND outgoing = 1 AND state = ?3",
-                params![to.as_str(), &id.0[..], state.as_str()],
+                params![to, &id.0[..], state],
             )? > 0;
         }
         Ok(changed)
@@ -155,9 +156,13 @@ pub fn set_state(
 pub fn deliver(store: &Store, id: &MessageId, recipient: &PeerId) -> Result<bool> {
     store.with(|c| {
         c.execute(
-            "UPDATE msg_messages SET state = 'delivered'
-             WHERE id = ?1 AND outgoing = 1 AND recipient = ?2 AND state != 'delivered'",
-            params![&id.0[..], recipient.to_base58()],
+            "UPDATE msg_messages SET state = ?3
+             WHERE id = ?1 AND outgoing = 1 AND recipient = ?2 AND state != ?3",
+            params![
+                &id.0[..],
+                Recipient::Peer(*recipient),
+                MessageState::Delivered
+            ],
         )
         .map(|n| n > 0)
     })
@@ -176,9 +181,9 @@ pub fn messages(store: &Store) -> Result<Vec<Message>> {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
+                r.get::<_, Recipient>(2).ok(),
                 r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
+                r.get::<_, MessageState>(4).ok(),
                 r.get::<_, i64>(5)?,
                 r.get::<_, bool>(6)?,
                 r.get::<_, Option<String>>(7)?,
@@ -189,12 +194,9 @@ pub fn messages(store: &Store) -> Result<Vec<Message>> {
         for row in rows {
             let (id, from, to, text, state, time, outgoing, attachment, from_name) = row?;
             // A row that does not parse is skipped: the store outlives format changes.
-            let (Ok(id), Ok(from), Ok(to), Some(state)) = (
-                <[u8; 32]>::try_from(id),
-                from.parse::<PeerId>(),
-                to.parse::<Recipient>(),
-                MessageState::parse(&state),
-            ) else {
+            let (Ok(id), Ok(from), Some(to), Some(state)) =
+                (<[u8; 32]>::try_from(id), from.parse::<PeerId>(), to, state)
+            else {
                 continue;
             };
             out.push(Message {
@@ -239,8 +241,8 @@ pub struct Offered {
     pub id: MessageId,
     /// Hops it may still travel.
     pub hops: u8,
-    /// Its recipient, as stored.
-    pub recipient: String,
+    /// Its recipient.
+    pub recipient: Recipient,
     /// Whether this node wrote it.
     pub own: bool,
     /// Whether this node only carries it for others.
@@ -291,7 +293,7 @@ pub fn candidates(
                     r.get::<_, i64>(0)?,
                     r.get::<_, Vec<u8>>(1)?,
                     r.get::<_, u8>(2)?,
-                    r.get::<_, String>(3)?,
+                    r.get::<_, Recipient>(3).ok(),
                     r.get::<_, String>(4)?,
                     r.get::<_, Vec<u8>>(5)?,
                     r.get::<_, bool>(6)?,
@@ -301,7 +303,7 @@ pub fn candidates(
         let mut out = Vec::new();
         for row in rows {
             let (seq, id, hops, recipient, author, raw, carried) = row?;
-            let Ok(id) = <[u8; 32]>::try_from(id) else {
+            let (Ok(id), Some(recipient)) = (<[u8; 32]>::try_from(id), recipient) else {
                 continue;
             };
             out.push(Offered {
@@ -394,17 +396,20 @@ pub fn expire(store: &Store, now_ms: u64) -> Result<Vec<MessageId>> {
     write(store, |tx| {
         let mut stmt = tx.prepare(
             "SELECT id FROM msg_messages WHERE outgoing = 1 AND expires <= ?1
-               AND (state = 'queued' OR (state = 'sent' AND recipient NOT LIKE 'room:%'))",
+               AND (state = ?2 OR (state = ?3 AND to_room = 0))",
         )?;
         let ids: Vec<Vec<u8>> = stmt
-            .query_map([ms(now_ms)], |r| r.get(0))?
+            .query_map(
+                params![ms(now_ms), MessageState::Queued, MessageState::Sent],
+                |r| r.get(0),
+            )?
             .collect::<rusqlite::Result<_>>()?;
         drop(stmt);
         let mut failed = Vec::new();
         for id in ids {
             tx.execute(
-                "UPDATE msg_messages SET state = 'failed' WHERE id = ?1",
-                [&id],
+                "UPDATE msg_messages SET state = ?2 WHERE id = ?1",
+                params![&id, MessageState::Failed],
             )?;
             if let Ok(id) = <[u8; 32]>::try_from(id) {
                 failed.push(MessageId(id));

@@ -5,7 +5,7 @@
 //! two small frames, whatever the history. When a node stores something new it pokes its
 //! connected peers, which pull. A poke can be lost (a peer busy accepting other streams drops
 //! it, and a failed pull or poke is retried only a few times), so every node also pulls from each
-//! connected peer at a low rate ([`crate::NodeConfig::message_resync`]): what a lost poke
+//! connected peer at a low rate ([`super::MessagingConfig::resync`]): what a lost poke
 //! announced arrives then.
 
 use std::collections::HashMap;
@@ -15,15 +15,14 @@ use std::time::Duration;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
 use super::service::{Messenger, Outcome};
-use super::{RoomId, state};
-use crate::config::NodeConfig;
-use crate::events::Event;
-use crate::transfer::directory::Directory;
-use crate::transfer::wire::{self, WireError};
+use super::{MessagingConfig, Recipient, RoomId, state};
+use crate::net::framing::{WireError, read_msg, write_msg};
+use crate::net::{Change, Net};
 
 /// The libp2p protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/meshdrop/msg/1");
@@ -34,13 +33,6 @@ const PAGE: usize = 256;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// A pull or poke that takes longer than this is abandoned.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Faults a test can inject into message sync. Always off outside tests.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Faults {
-    /// Ignore every poke received, as when the inbound stream slot was full.
-    pub drop_pokes: bool,
-}
 
 /// Frames on a message stream.
 #[derive(Debug, Serialize, Deserialize)]
@@ -65,8 +57,7 @@ struct Link {
 /// The links to connected peers.
 struct Links {
     messenger: Arc<Messenger>,
-    control: libp2p_stream::Control,
-    directory: Arc<Directory>,
+    net: Net,
     map: Mutex<HashMap<PeerId, Link>>,
 }
 
@@ -83,8 +74,7 @@ impl Links {
             let task = tokio::spawn(link_task(
                 peer,
                 self.messenger.clone(),
-                self.control.clone(),
-                self.directory.clone(),
+                self.net.clone(),
                 pull.clone(),
                 poke.clone(),
             ));
@@ -101,6 +91,26 @@ impl Links {
 
     fn each(&self, f: impl Fn(&Link)) {
         self.map().values().for_each(f);
+    }
+
+    /// Makes the links match who is connected now (after missed connection changes): new peers
+    /// are pulled from, gone ones dropped.
+    fn reconcile(&self) {
+        let connected = self.net.connected();
+        let gone: Vec<PeerId> = self
+            .map()
+            .keys()
+            .filter(|p| !connected.contains(p))
+            .copied()
+            .collect();
+        for peer in gone {
+            self.remove(&peer);
+        }
+        for peer in connected {
+            if !self.map().contains_key(&peer) {
+                self.get(peer).0.notify_one();
+            }
+        }
     }
 }
 
@@ -125,41 +135,41 @@ impl Drop for AbortOnDrop {
 /// when something new is stored, pulls from every peer now and then, and sweeps expired messages.
 pub fn spawn(
     messenger: Arc<Messenger>,
-    control: libp2p_stream::Control,
-    directory: Arc<Directory>,
+    net: Net,
     incoming: libp2p_stream::IncomingStreams,
-    mut events: broadcast::Receiver<Event>,
-    config: &NodeConfig,
+    config: &MessagingConfig,
 ) -> JoinHandle<()> {
-    let faults = config.message_faults;
-    let mut resync = (!config.message_resync.is_zero()).then(|| {
-        let every = config.message_resync;
+    let drop_pokes = config.drop_pokes;
+    let mut resync = (!config.resync.is_zero()).then(|| {
+        let every = config.resync;
         tokio::time::interval_at(tokio::time::Instant::now() + every, every)
     });
+    let mut changes = net.subscribe();
     tokio::spawn(async move {
         let links = Arc::new(Links {
             messenger: messenger.clone(),
-            control,
-            directory,
+            net,
             map: Mutex::new(HashMap::new()),
         });
+        // Peers connected before this task subscribed.
+        links.reconcile();
         // Inbound streams wait in a channel of one: accept them in a task of their own, so that
         // few are dropped when several peers open streams at once (a dropped one is retried).
         let _accept = AbortOnDrop(tokio::spawn(accept(
             incoming,
             messenger.clone(),
             links.clone(),
-            faults,
+            drop_pokes,
         )));
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
             tokio::select! {
-                ev = events.recv() => match ev {
-                    Ok(Event::PeerConnected { peer, .. }) => links.get(peer).0.notify_one(),
-                    Ok(Event::PeerDisconnected { peer }) => links.remove(&peer),
-                    Ok(Event::Stopped) | Err(broadcast::error::RecvError::Closed) => break,
-                    // Missed events are made up for: any stream from a peer creates its link.
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                change = changes.recv() => match change {
+                    Ok(Change::Connected { peer, .. }) => links.get(peer).0.notify_one(),
+                    Ok(Change::Disconnected { peer }) => links.remove(&peer),
+                    Ok(Change::Upgraded { .. }) => {}
+                    Err(RecvError::Lagged(_)) => links.reconcile(),
+                    Err(RecvError::Closed) => break,
                 },
                 _ = messenger.changed.notified() => links.each(|l| l.poke.notify_one()),
                 _ = messenger.pull_all.notified() => links.each(|l| l.pull.notify_one()),
@@ -184,12 +194,12 @@ async fn accept(
     mut incoming: libp2p_stream::IncomingStreams,
     messenger: Arc<Messenger>,
     links: Arc<Links>,
-    faults: Faults,
+    drop_pokes: bool,
 ) {
     while let Some((peer, stream)) = incoming.next().await {
         let (links, messenger) = (links.clone(), messenger.clone());
         tokio::spawn(async move {
-            let session = serve(peer, stream, &messenger, &links, faults);
+            let session = serve(peer, stream, &messenger, &links, drop_pokes);
             let served = tokio::time::timeout(SESSION_TIMEOUT, session).await;
             if let Ok(Err(e)) = served {
                 tracing::debug!(%peer, error = %e, "message sync session ended");
@@ -201,8 +211,7 @@ async fn accept(
 async fn link_task(
     peer: PeerId,
     messenger: Arc<Messenger>,
-    control: libp2p_stream::Control,
-    directory: Arc<Directory>,
+    net: Net,
     pull: Arc<Notify>,
     poke: Arc<Notify>,
 ) {
@@ -212,14 +221,14 @@ async fn link_task(
     loop {
         tokio::select! {
             _ = pull.notified() => {
-                let result = tokio::time::timeout(SESSION_TIMEOUT, pull_from(peer, &messenger, &control, &directory)).await;
+                let result = tokio::time::timeout(SESSION_TIMEOUT, pull_from(peer, &messenger, &net)).await;
                 if speaks_not(&result) {
                     return;
                 }
                 retry_on_failure(result, &mut pull_failures, &pull, peer);
             }
             _ = poke.notified() => {
-                let result = tokio::time::timeout(SESSION_TIMEOUT, send_poke(peer, &control, &directory)).await;
+                let result = tokio::time::timeout(SESSION_TIMEOUT, send_poke(peer, &net)).await;
                 if speaks_not(&result) {
                     return;
                 }
@@ -280,38 +289,29 @@ fn io_err(e: impl std::fmt::Display) -> WireError {
     WireError::Io(std::io::Error::other(e.to_string()))
 }
 
-async fn send_poke(
-    peer: PeerId,
-    control: &libp2p_stream::Control,
-    directory: &Directory,
-) -> Result<(), WireError> {
-    let mut stream = crate::net::open_stream(control, directory, peer, PROTOCOL).await?;
-    wire::write_msg(&mut stream, &Frame::Poke).await?;
+async fn send_poke(peer: PeerId, net: &Net) -> Result<(), WireError> {
+    let mut stream = net.open_stream(peer, PROTOCOL).await?;
+    write_msg(&mut stream, &Frame::Poke).await?;
     // The peer may drop the stream as soon as it read the poke: that is not a failure.
     let _ = stream.close().await;
     Ok(())
 }
 
 /// Pulls from `peer` what this device lacks.
-async fn pull_from(
-    peer: PeerId,
-    messenger: &Messenger,
-    control: &libp2p_stream::Control,
-    directory: &Directory,
-) -> Result<(), WireError> {
+async fn pull_from(peer: PeerId, messenger: &Messenger, net: &Net) -> Result<(), WireError> {
     let rooms = messenger.room_ids();
     let scope = scope_of(&rooms);
     let since = state::cursor(messenger.store(), &peer, &scope).map_err(io_err)?;
-    let mut stream = crate::net::open_stream(control, directory, peer, PROTOCOL).await?;
+    let mut stream = net.open_stream(peer, PROTOCOL).await?;
     let pull = Frame::Pull {
         since,
         rooms: rooms.iter().map(|r| r.0).collect(),
     };
-    wire::write_msg(&mut stream, &pull).await?;
+    write_msg(&mut stream, &pull).await?;
     let mut buf = Vec::new();
     let (mut stored, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
     loop {
-        match wire::read_msg::<_, Frame>(&mut stream, &mut buf).await? {
+        match read_msg::<_, Frame>(&mut stream, &mut buf).await? {
             Some(Frame::Envelope { hops, raw }) => match messenger.accept(peer, hops, &raw) {
                 Outcome::Stored => stored += 1,
                 Outcome::Duplicate => duplicates += 1,
@@ -341,13 +341,13 @@ async fn serve(
     mut stream: Stream,
     messenger: &Messenger,
     links: &Links,
-    faults: Faults,
+    drop_pokes: bool,
 ) -> Result<(), WireError> {
     let mut buf = Vec::new();
     let (pull, _) = links.get(peer);
-    let (since, rooms) = match wire::read_msg::<_, Frame>(&mut stream, &mut buf).await? {
+    let (since, rooms) = match read_msg::<_, Frame>(&mut stream, &mut buf).await? {
         Some(Frame::Poke) => {
-            if !faults.drop_pokes {
+            if !drop_pokes {
                 pull.notify_one();
             }
             return Ok(());
@@ -359,13 +359,21 @@ async fn serve(
             )));
         }
     };
-    let rooms: Vec<String> = rooms
-        .into_iter()
-        .map(|r| super::Recipient::Room(RoomId(r)).to_string())
-        .collect();
+    let rooms: Vec<RoomId> = rooms.into_iter().map(RoomId).collect();
+    answer_pull(peer, stream, messenger, since, &rooms).await
+}
+
+/// Sends `peer` what it lacks after `since` (for `rooms` and itself, and what it may carry),
+/// then the cursor to pull from next time.
+async fn answer_pull(
+    peer: PeerId,
+    mut stream: Stream,
+    messenger: &Messenger,
+    since: u64,
+    rooms: &[RoomId],
+) -> Result<(), WireError> {
     let store = messenger.store();
-    let local = messenger.local().to_base58();
-    let puller = peer.to_base58();
+    let local = messenger.local();
     let upto = state::max_seq(store).map_err(io_err)?;
     let mut cursor = since;
     let mut sent = 0usize;
@@ -373,7 +381,7 @@ async fn serve(
     loop {
         let page = state::candidates(
             store,
-            &messenger.local(),
+            &local,
             &peer,
             (cursor, upto),
             messenger.now_ms(),
@@ -384,10 +392,9 @@ async fn serve(
         cursor = last.seq;
         let mut own = Vec::new();
         for env in page {
-            let wanted = if env.recipient.starts_with("room:") {
-                rooms.contains(&env.recipient)
-            } else {
-                env.recipient == puller || env.recipient != local
+            let wanted = match env.recipient {
+                Recipient::Room(room) => rooms.contains(&room),
+                Recipient::Peer(to) => to == peer || to != local,
             };
             if !wanted {
                 continue;
@@ -396,20 +403,20 @@ async fn serve(
                 hops: env.hops,
                 raw: env.raw,
             };
-            wire::write_msg(&mut stream, &frame).await?;
+            write_msg(&mut stream, &frame).await?;
             messenger.count_sent();
             sent += 1;
             if env.own {
                 own.push(env.id);
             }
-            if env.carried && env.recipient == puller {
+            if env.carried && env.recipient == Recipient::Peer(peer) {
                 arrived.push(env.id);
             }
         }
         messenger.handed_over(&own);
     }
     tracing::debug!(local = %messenger.local(), %peer, since, upto, sent, "served a pull");
-    wire::write_msg(&mut stream, &Frame::Done { upto }).await?;
+    write_msg(&mut stream, &Frame::Done { upto }).await?;
     stream.close().await?;
     // What reached its recipient need not be carried any further.
     state::forget_carried(store, &arrived).map_err(io_err)?;

@@ -353,7 +353,8 @@ proptest! {
 
     #[test]
     fn wire_decoders_never_panic(bytes in wire_input()) {
-        use super::wire::{Request, Response, decode};
+        use super::wire::{Request, Response};
+        use crate::net::framing::decode;
         if let Ok(req) = decode::<Request>(&bytes) {
             prop_assert_eq!(decode::<Request>(&postcard::to_stdvec(&req).unwrap_or_default()).ok(), Some(req));
         }

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::bitfield::Bitfield;
 use super::{ContentId, Manifest};
 
 /// One share known to the library.
@@ -19,16 +20,17 @@ pub struct Content {
     /// Where each file's bytes are read from (a source file, a `.part` file, or the final file).
     locations: RwLock<Vec<PathBuf>>,
     /// Which chunks are verified and may be served; `None` when all are.
-    have: Mutex<Option<Vec<u8>>>,
+    have: Mutex<Option<Bitfield>>,
     /// Bumped whenever chunks become servable, so sessions can announce them.
     gained: tokio::sync::watch::Sender<u64>,
-    /// Which chunks were uploaded at least once, and how many.
-    served: Mutex<(Vec<u8>, u64)>,
+    /// Which chunks were uploaded at least once.
+    served: Mutex<Bitfield>,
 }
 
 impl Content {
     /// A complete share read from `sources` (one path per manifest file).
     pub fn complete(manifest: Arc<Manifest>, encoded: Arc<Vec<u8>>, sources: Vec<PathBuf>) -> Self {
+        let chunks = manifest.chunk_count();
         Self {
             id: ContentId::of(&encoded),
             manifest,
@@ -36,7 +38,7 @@ impl Content {
             locations: RwLock::new(sources),
             have: Mutex::new(None),
             gained: tokio::sync::watch::Sender::new(0),
-            served: Mutex::default(),
+            served: Mutex::new(Bitfield::new(chunks)),
         }
     }
 
@@ -46,15 +48,15 @@ impl Content {
         encoded: Arc<Vec<u8>>,
         locations: Vec<PathBuf>,
     ) -> Self {
-        let bytes = usize::try_from(manifest.chunk_count().div_ceil(8)).unwrap_or(0);
+        let chunks = manifest.chunk_count();
         Self {
             id: ContentId::of(&encoded),
             manifest,
             encoded,
             locations: RwLock::new(locations),
-            have: Mutex::new(Some(vec![0; bytes])),
+            have: Mutex::new(Some(Bitfield::new(chunks))),
             gained: tokio::sync::watch::Sender::new(0),
-            served: Mutex::default(),
+            served: Mutex::new(Bitfield::new(chunks)),
         }
     }
 
@@ -62,7 +64,7 @@ impl Content {
     pub fn has(&self, index: u64) -> bool {
         match &*self.have.lock().unwrap_or_else(|p| p.into_inner()) {
             None => index < self.manifest.chunk_count(),
-            Some(bits) => super::wire::has_bit(bits, index),
+            Some(bits) => bits.get(index),
         }
     }
 
@@ -70,9 +72,7 @@ impl Content {
     pub fn add(&self, chunks: &[u64]) {
         if let Some(bits) = &mut *self.have.lock().unwrap_or_else(|p| p.into_inner()) {
             for &i in chunks {
-                if let Some(b) = usize::try_from(i / 8).ok().and_then(|i| bits.get_mut(i)) {
-                    *b |= 1 << (i % 8);
-                }
+                bits.set(i);
             }
         }
         self.gained.send_modify(|n| *n += 1);
@@ -87,21 +87,8 @@ impl Content {
     /// Records that chunk `index` was uploaded; true when that made every chunk uploaded at
     /// least once.
     pub fn mark_served(&self, index: u64) -> bool {
-        let count = self.manifest.chunk_count();
         let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
-        let (bits, distinct) = &mut *served;
-        bits.resize(usize::try_from(count.div_ceil(8)).unwrap_or(0), 0);
-        match usize::try_from(index / 8)
-            .ok()
-            .and_then(|i| bits.get_mut(i))
-        {
-            Some(b) if *b & (1 << (index % 8)) == 0 => {
-                *b |= 1 << (index % 8);
-                *distinct += 1;
-                *distinct == count
-            }
-            _ => false,
-        }
+        served.set(index) && served.count() == served.len()
     }
 
     /// Changes whenever chunks become servable.
@@ -109,36 +96,18 @@ impl Content {
         self.gained.subscribe()
     }
 
-    /// Chunks servable now that are not in `announced` (a bitfield), which is updated to match.
-    pub fn gained_since(&self, announced: &mut Vec<u8>) -> Vec<u64> {
-        let count = self.manifest.chunk_count();
-        let have = self.have.lock().unwrap_or_else(|p| p.into_inner());
-        announced.resize(usize::try_from(count.div_ceil(8)).unwrap_or(0), 0);
-        let mut new = Vec::new();
-        for (byte, seen) in announced.iter_mut().enumerate() {
-            let now = match &*have {
-                None => 0xff,
-                Some(bits) => bits.get(byte).copied().unwrap_or(0),
-            };
-            let fresh = now & !*seen;
-            if fresh == 0 {
-                continue;
-            }
-            *seen |= fresh;
-            for bit in 0..8u64 {
-                let index = byte as u64 * 8 + bit;
-                if fresh & (1 << bit) != 0 && index < count {
-                    new.push(index);
-                }
-            }
+    /// Chunks servable now that are not in `announced`, which is updated to match.
+    pub fn gained_since(&self, announced: &mut Bitfield) -> Vec<u64> {
+        match &*self.have.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Bitfield::full(self.manifest.chunk_count()).news_since(announced),
+            Some(bits) => bits.news_since(announced),
         }
-        new
     }
 
-    /// `(complete, bitfield)` as announced to a downloader.
-    pub fn availability(&self) -> (bool, Vec<u8>) {
+    /// `(complete, chunks servable)` as announced to a downloader.
+    pub fn availability(&self) -> (bool, Bitfield) {
         match &*self.have.lock().unwrap_or_else(|p| p.into_inner()) {
-            None => (true, Vec::new()),
+            None => (true, Bitfield::full(self.manifest.chunk_count())),
             Some(bits) => (false, bits.clone()),
         }
     }

@@ -1,4 +1,4 @@
-//! Transfer: what a share is and how it is named and passed around.
+//! Transfer: what a share is, how it is named and passed around, and how it moves.
 //!
 //! - [`manifest`]: the files and empty folders of a share, its chunk size and a BLAKE3 hash per
 //!   chunk; canonical encoding, strict decoding, chunk lookup. [`Manifest::build`] (in `build.rs`)
@@ -6,33 +6,102 @@
 //! - [`content_id`]: the BLAKE3 hash of an encoded manifest, which names a share.
 //! - [`ticket`]: a content id and its providers as a copy-paste- and QR-safe string.
 //! - [`paths`]: the rules that keep an untrusted relative path inside the destination.
-//! - [`download`] and [`serve`]: the two sides of the blob protocol ([`wire`]); every downloader
-//!   serves what it verified, finds the other peers of a share through the [`directory`], and
-//!   keeps to the node's [`limits`].
+//! - [`download`] and `serve`: the two sides of the blob protocol ([`wire`]); every downloader
+//!   serves what it verified ([`library`]), finds the other peers of a share through the
+//!   `holders`, and keeps to the node's [`limits`]. [`offer`] pushes a share to a nearby device.
+//! - [`service`]: [`Transfers`], the capability as the node holds it, and the services its parts
+//!   share. It tells the app what happens through [`Notice`]s.
 
+mod bitfield;
 mod build;
 pub mod content_id;
-pub mod directory;
 pub mod download;
-pub mod handle;
+mod holders;
 pub mod library;
 pub mod limits;
 pub mod manifest;
 pub mod offer;
 pub mod paths;
-mod schedule;
-pub mod serve;
-mod sink;
+mod serve;
+pub mod service;
 pub mod state;
 pub mod ticket;
 pub mod tree;
 pub mod wire;
-mod worker;
 
 #[cfg(test)]
 mod fuzz;
 
+use libp2p::PeerId;
+use tokio::sync::watch;
+
 pub use content_id::ContentId;
+pub use download::{DownloadError, DownloadReport, DownloadSpec, Status, TransferHandle};
 pub use manifest::{ChunkRef, FileEntry, Manifest, ManifestError};
+pub use offer::OfferedFile;
 pub use paths::{PathError, RelPath, join_safe};
+pub use service::{ShareError, TransferConfig, Transfers};
 pub use ticket::{Provider, Ticket, TicketError};
+
+/// What the transfer capability tells the app (the node turns each into an event).
+#[derive(Debug)]
+pub enum Notice {
+    /// A download started; its status says how it goes, to its end.
+    Download {
+        /// The transfer's id.
+        transfer: u64,
+        /// The share.
+        content: ContentId,
+        /// Its status.
+        status: watch::Receiver<Status>,
+    },
+    /// Every chunk of a share this node serves was uploaded at least once.
+    ShareDistributed {
+        /// The share.
+        content: ContentId,
+    },
+    /// A nearby device offers files; the app answers with [`Transfers::respond_offer`].
+    OfferReceived {
+        /// The offer's id.
+        offer: u64,
+        /// The sender.
+        peer: PeerId,
+        /// The sender's device name, as it says.
+        name: String,
+        /// The code both screens show.
+        verification_code: String,
+        /// Bytes offered.
+        total: u64,
+        /// The files offered.
+        files: Vec<OfferedFile>,
+    },
+    /// The receiver accepted this node's offer.
+    OfferAccepted {
+        /// The receiver.
+        peer: PeerId,
+        /// The share.
+        content: ContentId,
+        /// How many files it takes.
+        files: u32,
+    },
+    /// The receiver declined this node's offer.
+    OfferDeclined {
+        /// The receiver.
+        peer: PeerId,
+        /// The share.
+        content: ContentId,
+        /// Why.
+        reason: String,
+    },
+    /// How far the receiver of this node's offer is.
+    SendProgress {
+        /// The receiver.
+        peer: PeerId,
+        /// The share.
+        content: ContentId,
+        /// Bytes verified on the receiver.
+        done: u64,
+        /// Bytes accepted.
+        total: u64,
+    },
+}

@@ -4,21 +4,21 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
-use libp2p::PeerId;
+use libp2p::{PeerId, Stream};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::download::{self, Ctx, DownloadSpec};
-use super::wire::{self, WireError};
-use super::{Manifest, Provider, Ticket, handle};
+use super::download::{self, DownloadSpec, Status};
+use super::service::Shared;
+use super::{Manifest, Notice, Provider, Ticket};
 use crate::error::{Error, Result};
-use crate::events::Event;
 use crate::identity;
+use crate::net::framing::{WireError, read_msg, write_msg};
 
 /// The libp2p protocol name.
 pub const PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/meshdrop/offer/1");
@@ -110,7 +110,7 @@ impl Pending {
         })
     }
 
-    fn register(&self) -> (u64, oneshot::Receiver<Decision>) {
+    pub(crate) fn register(&self) -> (u64, oneshot::Receiver<Decision>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = oneshot::channel();
         self.waiting
@@ -120,7 +120,7 @@ impl Pending {
         (id, rx)
     }
 
-    fn forget(&self, id: u64) {
+    pub(crate) fn forget(&self, id: u64) {
         self.waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -131,10 +131,10 @@ impl Pending {
 /// Opens an offer stream to `peer`, three tries: a connection can vanish just after it was
 /// reported (the other side dialled over TCP and QUIC at once and kept the other one), and the
 /// stream then fails; by the next try the connection it kept is up.
-async fn open(ctx: &Ctx, peer: PeerId) -> Result<libp2p::Stream, libp2p_stream::OpenStreamError> {
+async fn open(s: &Shared, peer: PeerId) -> Result<Stream, libp2p_stream::OpenStreamError> {
     let mut tries = 0u64;
     loop {
-        match crate::net::open_stream(&ctx.streams, &ctx.directory, peer, PROTOCOL).await {
+        match s.net.open_stream(peer, PROTOCOL).await {
             Err(libp2p_stream::OpenStreamError::Io(e)) if tries < 2 => {
                 tries += 1;
                 tracing::debug!(%peer, error = %e, "offer stream failed, trying again");
@@ -146,41 +146,39 @@ async fn open(ctx: &Ctx, peer: PeerId) -> Result<libp2p::Stream, libp2p_stream::
 }
 
 /// Offers a share (already in the library, named by `ticket`) to `peer` and follows it to its end.
-pub async fn send(ctx: &Ctx, peer: PeerId, ticket: &Ticket, name: &str) -> Result<SendOutcome> {
-    let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable {
-        reason: e.to_string(),
-    };
-    let mut stream = open(ctx, peer).await.map_err(|e| unreachable(&e))?;
+pub(crate) async fn send(
+    s: &Shared,
+    peer: PeerId,
+    ticket: &Ticket,
+    name: &str,
+) -> Result<SendOutcome> {
+    let mut stream = open(s, peer).await.map_err(|e| unreachable(&e))?;
     let offer = Msg::Offer {
         ticket: ticket.to_string(),
         name: name.to_string(),
     };
-    wire::write_msg(&mut stream, &offer)
+    write_msg(&mut stream, &offer)
         .await
         .map_err(|e| unreachable(&e))?;
     let mut buf = Vec::new();
-    let first = tokio::time::timeout(
-        ANSWER_TIMEOUT,
-        wire::read_msg::<_, Msg>(&mut stream, &mut buf),
-    )
-    .await
-    .map_err(|_| Error::Timeout {
-        what: "the receiver's answer".into(),
-        secs: ANSWER_TIMEOUT.as_secs(),
-    })?
-    .map_err(|e| unreachable(&e))?;
+    let first = tokio::time::timeout(ANSWER_TIMEOUT, read_msg::<_, Msg>(&mut stream, &mut buf))
+        .await
+        .map_err(|_| Error::Timeout {
+            what: "the receiver's answer".into(),
+            secs: ANSWER_TIMEOUT.as_secs(),
+        })?
+        .map_err(|e| unreachable(&e))?;
+    let content = ticket.content;
     match first {
-        Some(Msg::Accepted { files }) => {
-            let _ = ctx.events.send(Event::OfferAccepted {
-                peer,
-                content: ticket.content,
-                files,
-            });
-        }
+        Some(Msg::Accepted { files }) => s.report.send(Notice::OfferAccepted {
+            peer,
+            content,
+            files,
+        }),
         Some(Msg::Declined { reason }) => {
-            let _ = ctx.events.send(Event::OfferDeclined {
+            s.report.send(Notice::OfferDeclined {
                 peer,
-                content: ticket.content,
+                content,
                 reason: reason.clone(),
             });
             return Ok(SendOutcome::Declined { reason });
@@ -188,18 +186,16 @@ pub async fn send(ctx: &Ctx, peer: PeerId, ticket: &Ticket, name: &str) -> Resul
         other => return Err(unreachable(&format!("unexpected answer {other:?}"))),
     }
     loop {
-        match wire::read_msg::<_, Msg>(&mut stream, &mut buf)
+        match read_msg::<_, Msg>(&mut stream, &mut buf)
             .await
             .map_err(|e| unreachable(&e))?
         {
-            Some(Msg::Progress { done, total }) => {
-                let _ = ctx.events.send(Event::SendProgress {
-                    peer,
-                    content: ticket.content,
-                    done,
-                    total,
-                });
-            }
+            Some(Msg::Progress { done, total }) => s.report.send(Notice::SendProgress {
+                peer,
+                content,
+                done,
+                total,
+            }),
             Some(Msg::Finished { bytes }) => return Ok(SendOutcome::Delivered { bytes }),
             Some(Msg::Failed { error }) => return Ok(SendOutcome::Failed { error }),
             other => return Err(unreachable(&format!("the receiver went away ({other:?})"))),
@@ -207,37 +203,34 @@ pub async fn send(ctx: &Ctx, peer: PeerId, ticket: &Ticket, name: &str) -> Resul
     }
 }
 
+fn unreachable(e: &dyn std::fmt::Display) -> Error {
+    Error::Unreachable {
+        reason: e.to_string(),
+    }
+}
+
 /// Accepts offer streams until the node stops, one task per offer.
-pub async fn receive(
-    mut incoming: libp2p_stream::IncomingStreams,
-    ctx: Ctx,
-    pending: Arc<Pending>,
-    local: PeerId,
-) {
+pub(crate) async fn receive(mut incoming: libp2p_stream::IncomingStreams, s: Shared) {
     while let Some((peer, stream)) = incoming.next().await {
-        let (ctx, pending) = (ctx.clone(), pending.clone());
+        let s = s.clone();
         tokio::spawn(async move {
-            if let Err(e) = session(peer, stream, &ctx, &pending, local).await {
+            if let Err(e) = session(peer, stream, &s).await {
                 tracing::debug!(%peer, error = %e, "offer session ended");
             }
         });
     }
 }
 
-async fn session(
-    peer: PeerId,
-    mut stream: libp2p::Stream,
-    ctx: &Ctx,
-    pending: &Pending,
-    local: PeerId,
-) -> Result<(), WireError> {
+/// One offer received: shown to the app with its manifest, answered, and when accepted
+/// downloaded with progress told to the sender.
+async fn session(peer: PeerId, mut stream: Stream, s: &Shared) -> Result<(), WireError> {
     let mut buf = Vec::new();
-    let Some(Msg::Offer { ticket, name }) = wire::read_msg(&mut stream, &mut buf).await? else {
+    let Some(Msg::Offer { ticket, name }) = read_msg(&mut stream, &mut buf).await? else {
         return Ok(());
     };
     let decline = |reason: String| Msg::Declined { reason };
     let Ok(ticket) = ticket.parse::<Ticket>() else {
-        return wire::write_msg(&mut stream, &decline("the ticket is not valid".into())).await;
+        return write_msg(&mut stream, &decline("the ticket is not valid".into())).await;
     };
     // The offering peer serves the share: fetch and check the manifest to show what is offered.
     let ticket = Ticket::new(
@@ -247,18 +240,50 @@ async fn session(
             addrs: Vec::new(),
         }],
     );
-    let manifest = match download::fetch_manifest(ctx, &[peer], &ticket.content).await {
-        Ok(bytes) => match Manifest::decode_verified(&bytes, &ticket.content) {
-            Ok(m) => m,
-            Err(e) => {
-                return wire::write_msg(&mut stream, &decline(format!("bad manifest: {e}"))).await;
-            }
-        },
-        Err(e) => {
-            return wire::write_msg(&mut stream, &decline(format!("cannot read the offer: {e}")))
-                .await;
-        }
+    let manifest = match offered_manifest(s, peer, &ticket).await {
+        Ok(m) => m,
+        Err(reason) => return write_msg(&mut stream, &decline(reason)).await,
     };
+    let (dest, files) = match ask(s, peer, name, &manifest).await {
+        Decision::Decline => {
+            return write_msg(&mut stream, &decline("declined".into())).await;
+        }
+        Decision::Accept { dest, files } => (dest, files),
+    };
+    let count = files.as_ref().map_or(manifest.files().len(), Vec::len);
+    let files_accepted = u32::try_from(count).unwrap_or(u32::MAX);
+    write_msg(
+        &mut stream,
+        &Msg::Accepted {
+            files: files_accepted,
+        },
+    )
+    .await?;
+    let spec = DownloadSpec {
+        ticket,
+        dest,
+        files,
+    };
+    let end = download_for(s, spec, &mut stream).await?;
+    write_msg(&mut stream, &end).await?;
+    let _ = stream.close().await;
+    Ok(())
+}
+
+/// The offered share's manifest, checked against the ticket; why not as the reason to decline.
+async fn offered_manifest(
+    s: &Shared,
+    peer: PeerId,
+    ticket: &Ticket,
+) -> std::result::Result<Manifest, String> {
+    let bytes = download::fetch_manifest(s, &[peer], &ticket.content)
+        .await
+        .map_err(|e| format!("cannot read the offer: {e}"))?;
+    Manifest::decode_verified(&bytes, &ticket.content).map_err(|e| format!("bad manifest: {e}"))
+}
+
+/// Shows the offer to the app and waits for its decision (declined after [`ANSWER_TIMEOUT`]).
+async fn ask(s: &Shared, peer: PeerId, name: String, manifest: &Manifest) -> Decision {
     let files: Vec<OfferedFile> = manifest
         .files()
         .iter()
@@ -267,77 +292,58 @@ async fn session(
             size: f.size,
         })
         .collect();
-    let (id, decision) = pending.register();
-    let _ = ctx.events.send(Event::OfferReceived {
+    let (id, decision) = s.offers.register();
+    s.report.send(Notice::OfferReceived {
         offer: id,
         peer,
         name,
-        verification_code: identity::verification_code(&local, &peer),
+        verification_code: identity::verification_code(&s.net.local_peer_id(), &peer),
         total: manifest.total_size(),
         files,
     });
-    let decision = match tokio::time::timeout(ANSWER_TIMEOUT, decision).await {
+    match tokio::time::timeout(ANSWER_TIMEOUT, decision).await {
         Ok(Ok(d)) => d,
         _ => {
-            pending.forget(id);
+            s.offers.forget(id);
             Decision::Decline
         }
-    };
-    let (dest, files) = match decision {
-        Decision::Decline => {
-            return wire::write_msg(&mut stream, &decline("declined".into())).await;
-        }
-        Decision::Accept { dest, files } => (dest, files),
-    };
-    let count = files.as_ref().map_or(manifest.files().len(), Vec::len);
-    wire::write_msg(
-        &mut stream,
-        &Msg::Accepted {
-            files: u32::try_from(count).unwrap_or(u32::MAX),
-        },
-    )
-    .await?;
-    let mut events = ctx.events.subscribe();
-    let transfer = handle::spawn(
-        ctx,
-        DownloadSpec {
-            ticket,
-            dest,
-            files,
-        },
-    );
-    let id = transfer.id;
-    let result = tokio::spawn(transfer.wait());
-    // Relay this transfer's progress to the sender until it ends.
+    }
+}
+
+/// Downloads an accepted offer, telling the sender how far it is; returns the last message.
+async fn download_for(
+    s: &Shared,
+    spec: DownloadSpec,
+    stream: &mut Stream,
+) -> Result<Msg, WireError> {
+    let transfer = s.download(spec);
+    let mut status = transfer.status();
     loop {
-        match events.recv().await {
-            Ok(Event::TransferProgress {
-                transfer,
-                done,
-                total,
-                ..
-            }) if transfer == id => {
-                wire::write_msg(&mut stream, &Msg::Progress { done, total }).await?;
+        let now = status.borrow_and_update().clone();
+        match now {
+            Status::Running(p) => {
+                write_msg(
+                    stream,
+                    &Msg::Progress {
+                        done: p.done,
+                        total: p.total,
+                    },
+                )
+                .await?;
             }
-            Ok(
-                Event::TransferFinished { transfer, .. } | Event::TransferFailed { transfer, .. },
-            ) if transfer == id => break,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            _ => {}
+            Status::Finished { .. } | Status::Failed { .. } => break,
+            Status::Starting => {}
+        }
+        if status.changed().await.is_err() {
+            break;
         }
     }
-    let end = match result.await {
-        Ok(Ok(report)) => Msg::Finished {
+    Ok(match transfer.wait().await {
+        Ok(report) => Msg::Finished {
             bytes: report.bytes,
-        },
-        Ok(Err(e)) => Msg::Failed {
-            error: e.to_string(),
         },
         Err(e) => Msg::Failed {
             error: e.to_string(),
         },
-    };
-    wire::write_msg(&mut stream, &end).await?;
-    let _ = stream.close().await;
-    Ok(())
+    })
 }

@@ -1,229 +1,245 @@
 //! Serving shares: answers downloaders' requests on the blob protocol, streaming chunks from disk.
+//! Requests become jobs for a reader thread that reads ahead while earlier chunks are being sent;
+//! answers go out in request order, with announcements of chunks gained and of other peers of
+//! the share (peer exchange) between them.
 
+use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::PeerId;
-use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
+use libp2p::{PeerId, Stream};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::Instant;
 
-use super::directory::Directory;
-use super::library::{Content, Library};
-use super::limits::Throttle;
-use super::wire::{self, MAX_HAVE, MAX_RUN, Request, Response, WireError};
-use crate::events::Event;
-
-/// What serving needs from the node.
-#[derive(Clone)]
-pub struct Server {
-    /// The shares served.
-    pub library: Arc<Library>,
-    /// Where the peers of each share are recorded and looked up.
-    pub directory: Arc<Directory>,
-    /// Upload rate and slots.
-    pub throttle: Arc<Throttle>,
-    /// Where [`Event::ShareDistributed`] goes.
-    pub events: broadcast::Sender<Event>,
-    /// Injected faults (tests only).
-    pub faults: Faults,
-}
+use super::Notice;
+use super::bitfield::Bitfield;
+use super::library::Content;
+use super::service::Shared;
+use super::wire::{MAX_HAVE, MAX_RUN, Request, Response};
+use crate::net::framing::{WireError, read_msg, write_msg};
 
 /// Chunks gained are announced at most this often per session, in one message.
 const HAVE_EVERY: Duration = Duration::from_millis(100);
 /// How often a session names peers of the share that it has not named yet.
 const PEX_EVERY: Duration = Duration::from_secs(1);
+/// Chunks read ahead of the one being sent.
+const READ_AHEAD: usize = 4;
 
 /// Accepts blob streams until the node stops, one task per stream.
-pub async fn run(mut incoming: libp2p_stream::IncomingStreams, server: Server) {
+pub(crate) async fn run(mut incoming: libp2p_stream::IncomingStreams, s: Shared) {
     while let Some((peer, stream)) = incoming.next().await {
-        let server = server.clone();
+        let s = s.clone();
         tokio::spawn(async move {
-            if let Err(e) = session(peer, stream, server).await {
+            if let Err(e) = session(peer, stream, s).await {
                 tracing::debug!(%peer, error = %e, "blob session ended");
             }
         });
     }
 }
 
-/// Faults a test can inject into what this node serves. Always off outside tests.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Faults {
-    /// Flip a bit in every chunk served (a corrupt or malicious provider).
-    pub corrupt_chunks: bool,
-}
-
-async fn session(peer: PeerId, stream: libp2p::Stream, server: Server) -> Result<(), WireError> {
-    let Server {
-        library,
-        directory,
-        throttle,
-        events,
-        faults,
-    } = server;
+async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireError> {
     let (mut r, mut w) = stream.split();
     let mut buf = Vec::new();
-    let Some(Request::Hello { content }) = wire::read_msg(&mut r, &mut buf).await? else {
-        wire::write_msg(
-            &mut w,
-            &Response::Error {
-                message: "expected hello".into(),
-            },
-        )
-        .await?;
-        return Ok(());
+    let Some(Request::Hello { content }) = read_msg(&mut r, &mut buf).await? else {
+        let message = "expected hello".into();
+        return write_msg(&mut w, &Response::Error { message }).await;
     };
     // Whoever asks for a share holds or fetches it: a peer for the others, and for this node's
     // own download of it (running now, or started later, as when it has yet to fetch the
-    // manifest), which hears of it through the directory.
-    directory.add_peer_of(content, peer);
-    let Some(content) = library.get(&content) else {
-        wire::write_msg(&mut w, &Response::Unknown).await?;
-        return Ok(());
+    // manifest), which hears of it through the holders.
+    s.holders.add(content, peer);
+    let Some(content) = s.library.get(&content) else {
+        return write_msg(&mut w, &Response::Unknown).await;
     };
-    let peers = directory.exchange(&content.id, &peer);
-    let mut named: std::collections::HashSet<Vec<u8>> =
-        peers.iter().map(|p| p.peer.clone()).collect();
-    let mut pex_tick = tokio::time::interval_at(Instant::now() + PEX_EVERY, PEX_EVERY);
-    pex_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut gains = content.gains();
-    let (complete, have) = content.availability();
-    let mut announced = have.clone();
-    wire::write_msg(
-        &mut w,
-        &Response::Hello {
-            complete,
-            have,
-            peers,
-        },
-    )
-    .await?;
+    let peers = s
+        .holders
+        .exchange(&content.id, &peer, |p| s.net.listen_addrs_of(p));
+    let named = peers.iter().map(|p| p.peer.clone()).collect();
+    let (complete, announced) = content.availability();
+    let have = if complete {
+        Vec::new()
+    } else {
+        announced.as_bytes().to_vec()
+    };
+    let hello = Response::Hello {
+        complete,
+        have,
+        peers,
+    };
+    write_msg(&mut w, &hello).await?;
     tracing::debug!(%peer, content = %content.id, "serving");
 
-    // Requests become jobs for a reader thread that reads ahead from disk while earlier chunks
-    // are being sent; answers go out in request order.
     let (jobs, job_rx) = mpsc::channel::<Job>(2 * MAX_RUN as usize);
-    let (out_tx, mut answers) = mpsc::channel::<Answer>(READ_AHEAD);
+    let (out_tx, answers) = mpsc::channel::<Answer>(READ_AHEAD);
     // The reader stops by itself once either channel closes.
-    let reading = content.clone();
-    tokio::task::spawn_blocking(move || read_ahead(&reading, job_rx, out_tx, faults));
-    let requests = async move {
-        while let Some(req) = wire::read_msg::<_, Request>(&mut r, &mut buf).await? {
-            let sent = match req {
-                Request::Hello { .. } => jobs.send(Job::Refuse("one share per stream")).await,
-                Request::Manifest => jobs.send(Job::Manifest).await,
-                Request::Chunks { first, count } => {
-                    let mut sent = Ok(());
-                    let end = first.saturating_add(count.min(MAX_RUN).into());
-                    for index in first..end {
-                        sent = jobs.send(Job::Chunk(index, index + 1 == end)).await;
-                        if sent.is_err() {
-                            break;
-                        }
-                    }
-                    sent
-                }
-            };
-            if sent.is_err() {
-                break;
-            }
-        }
-        Ok::<_, WireError>(())
+    let (reading, corrupt) = (content.clone(), s.config.corrupt_chunks);
+    tokio::task::spawn_blocking(move || read_ahead(&reading, job_rx, out_tx, corrupt));
+    let responder = Responder {
+        gains: content.gains(),
+        w,
+        content,
+        s,
+        peer,
+        named,
+        announced,
+        slot: None,
     };
-    let responses = async move {
-        // Held while a request (a run of chunks) is served: one of the node's upload slots.
-        let mut slot: Option<OwnedSemaphorePermit> = None;
+    // The session ends when the downloader closes its side or an answer cannot be sent.
+    tokio::try_join!(requests(r, buf, jobs), responder.run(answers)).map(drop)
+}
+
+/// Turns the downloader's requests into jobs for the reader, in order.
+async fn requests(
+    mut r: ReadHalf<Stream>,
+    mut buf: Vec<u8>,
+    jobs: mpsc::Sender<Job>,
+) -> Result<(), WireError> {
+    while let Some(req) = read_msg::<_, Request>(&mut r, &mut buf).await? {
+        let sent = match req {
+            Request::Hello { .. } => jobs.send(Job::Refuse("one share per stream")).await,
+            Request::Manifest => jobs.send(Job::Manifest).await,
+            Request::Chunks { first, count } => {
+                let mut sent = Ok(());
+                let end = first.saturating_add(count.min(MAX_RUN).into());
+                for index in first..end {
+                    sent = jobs.send(Job::Chunk(index, index + 1 == end)).await;
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+                sent
+            }
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The sending half of a session.
+struct Responder {
+    w: WriteHalf<Stream>,
+    content: Arc<Content>,
+    s: Shared,
+    peer: PeerId,
+    /// Peers already named to this downloader.
+    named: HashSet<Vec<u8>>,
+    /// Chunks already announced to it.
+    announced: Bitfield,
+    gains: watch::Receiver<u64>,
+    /// Held while a request (a run of chunks) is served: one of the node's upload slots.
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Responder {
+    async fn run(mut self, mut answers: mpsc::Receiver<Answer>) -> Result<(), WireError> {
+        let mut pex_tick = tokio::time::interval_at(Instant::now() + PEX_EVERY, PEX_EVERY);
+        pex_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // When chunks gained since the last announcement are next announced.
         let mut have_due: Option<Instant> = None;
         let mut last_have = Instant::now();
         loop {
-            let answer = tokio::select! {
+            tokio::select! {
                 answer = answers.recv() => match answer {
-                    Some(answer) => answer,
+                    Some(Answer::Refuse(message)) => {
+                        let message = message.into();
+                        write_msg(&mut self.w, &Response::Error { message }).await?;
+                        break;
+                    }
+                    Some(answer) => {
+                        self.answer(answer).await?;
+                        if answers.is_empty() {
+                            self.w.flush().await?;
+                        }
+                    }
                     None => break,
                 },
                 // Never an error: the session holds the share, which holds the sender.
-                Ok(()) = gains.changed(), if have_due.is_none() => {
+                Ok(()) = self.gains.changed(), if have_due.is_none() => {
                     have_due = Some(last_have + HAVE_EVERY);
-                    continue;
                 }
                 () = async { if let Some(at) = have_due { tokio::time::sleep_until(at).await } },
                     if have_due.is_some() => {
                     have_due = None;
                     last_have = Instant::now();
-                    let gained = content.gained_since(&mut announced);
-                    for chunks in gained.chunks(MAX_HAVE) {
-                        let chunks = chunks.to_vec();
-                        wire::write_msg(&mut w, &Response::Have { chunks }).await?;
-                    }
-                    w.flush().await?;
-                    continue;
+                    self.announce_gains().await?;
                 }
-                _ = pex_tick.tick() => {
-                    let peers: Vec<_> = directory
-                        .exchange(&content.id, &peer)
-                        .into_iter()
-                        .filter(|p| named.insert(p.peer.clone()))
-                        .collect();
-                    if !peers.is_empty() {
-                        wire::write_msg(&mut w, &Response::Peers { peers }).await?;
-                        w.flush().await?;
-                    }
-                    continue;
-                }
-            };
-            match answer {
-                Answer::Manifest(encoded) => {
-                    let len = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
-                    wire::write_msg(&mut w, &Response::Manifest { len }).await?;
-                    w.write_all(&encoded).await?;
-                }
-                Answer::Chunk(index, chunk, last) => {
-                    if slot.is_none() {
-                        slot = throttle.slots.clone().acquire_owned().await.ok();
-                    }
-                    let len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-                    if let Some(rate) = &throttle.upload {
-                        rate.take(chunk.len() as u64).await;
-                    }
-                    wire::write_msg(&mut w, &Response::Chunk { index, len }).await?;
-                    w.write_all(&chunk).await?;
-                    if content.mark_served(index) {
-                        let _ = events.send(Event::ShareDistributed {
-                            content: content.id,
-                        });
-                    }
-                    if last {
-                        slot = None;
-                    }
-                }
-                Answer::Missing(index, last) => {
-                    wire::write_msg(&mut w, &Response::Missing { index }).await?;
-                    if last {
-                        slot = None;
-                    }
-                }
-                Answer::Refuse(message) => {
-                    let message = message.into();
-                    wire::write_msg(&mut w, &Response::Error { message }).await?;
-                    break;
-                }
-            }
-            if answers.is_empty() {
-                w.flush().await?;
+                _ = pex_tick.tick() => self.name_new_peers().await?,
             }
         }
-        w.flush().await?;
-        let _ = w.close().await;
-        Ok::<_, WireError>(())
-    };
-    // The session ends when the downloader closes its side or an answer cannot be sent.
-    tokio::try_join!(requests, responses).map(drop)
-}
+        self.w.flush().await?;
+        let _ = self.w.close().await;
+        Ok(())
+    }
 
-/// Chunks read ahead of the one being sent.
-const READ_AHEAD: usize = 4;
+    async fn answer(&mut self, answer: Answer) -> Result<(), WireError> {
+        match answer {
+            Answer::Manifest(encoded) => {
+                let len = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
+                write_msg(&mut self.w, &Response::Manifest { len }).await?;
+                self.w.write_all(&encoded).await?;
+            }
+            Answer::Chunk(index, chunk, last) => {
+                if self.slot.is_none() {
+                    self.slot = self.s.throttle.slots.clone().acquire_owned().await.ok();
+                }
+                let len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+                if let Some(rate) = &self.s.throttle.upload {
+                    rate.take(chunk.len() as u64).await;
+                }
+                write_msg(&mut self.w, &Response::Chunk { index, len }).await?;
+                self.w.write_all(&chunk).await?;
+                if self.content.mark_served(index) {
+                    let content = self.content.id;
+                    self.s.report.send(Notice::ShareDistributed { content });
+                }
+                if last {
+                    self.slot = None;
+                }
+            }
+            Answer::Missing(index, last) => {
+                write_msg(&mut self.w, &Response::Missing { index }).await?;
+                if last {
+                    self.slot = None;
+                }
+            }
+            Answer::Refuse(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Tells the downloader of the chunks this node gained since the last announcement.
+    async fn announce_gains(&mut self) -> Result<(), WireError> {
+        let gained = self.content.gained_since(&mut self.announced);
+        for chunks in gained.chunks(MAX_HAVE) {
+            let chunks = chunks.to_vec();
+            write_msg(&mut self.w, &Response::Have { chunks }).await?;
+        }
+        self.w.flush().await?;
+        Ok(())
+    }
+
+    /// Names peers of the share that this downloader has not heard of yet.
+    async fn name_new_peers(&mut self) -> Result<(), WireError> {
+        let net = &self.s.net;
+        let peers: Vec<_> = self
+            .s
+            .holders
+            .exchange(&self.content.id, &self.peer, |p| net.listen_addrs_of(p))
+            .into_iter()
+            .filter(|p| self.named.insert(p.peer.clone()))
+            .collect();
+        if !peers.is_empty() {
+            write_msg(&mut self.w, &Response::Peers { peers }).await?;
+            self.w.flush().await?;
+        }
+        Ok(())
+    }
+}
 
 /// What the reader is asked for, in request order; a chunk says whether it ends its request.
 enum Job {
@@ -240,12 +256,13 @@ enum Answer {
     Refuse(&'static str),
 }
 
-/// Reads chunks from disk in job order, keeping the last file open.
+/// Reads chunks from disk in job order, keeping the last file open; `corrupt` flips a bit in
+/// every chunk (a test's malicious provider).
 fn read_ahead(
     content: &Arc<Content>,
     mut jobs: mpsc::Receiver<Job>,
     answers: mpsc::Sender<Answer>,
-    faults: Faults,
+    corrupt: bool,
 ) {
     let mut open: Option<(usize, std::fs::File)> = None;
     while let Some(job) = jobs.blocking_recv() {
@@ -254,9 +271,7 @@ fn read_ahead(
             Job::Refuse(why) => Answer::Refuse(why),
             Job::Chunk(index, last) => match read_chunk(content, index, &mut open) {
                 Some(mut chunk) => {
-                    if faults.corrupt_chunks
-                        && let Some(b) = chunk.first_mut()
-                    {
+                    if corrupt && let Some(b) = chunk.first_mut() {
                         *b ^= 0x01;
                     }
                     Answer::Chunk(index, chunk, last)

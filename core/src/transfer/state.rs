@@ -3,11 +3,56 @@
 
 use std::path::{Path, PathBuf};
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, params};
 
-use super::ContentId;
+use super::{ContentId, Ticket};
 use crate::error::Result;
 use crate::store::Store;
+
+/// Where a download is, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownloadState {
+    /// Running, or interrupted by a stop or a crash: it resumes at the next start.
+    Active,
+    /// Every selected file verified and in place.
+    Done,
+    /// Ended with an error.
+    Failed,
+    /// Cancelled by the user, partial data kept.
+    Cancelled,
+}
+
+impl DownloadState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DownloadState::Active => "active",
+            DownloadState::Done => "done",
+            DownloadState::Failed => "failed",
+            DownloadState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl ToSql for DownloadState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl FromSql for DownloadState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "active" => Ok(DownloadState::Active),
+            "done" => Ok(DownloadState::Done),
+            "failed" => Ok(DownloadState::Failed),
+            "cancelled" => Ok(DownloadState::Cancelled),
+            other => Err(FromSqlError::Other(
+                format!("unknown download state {other:?}").into(),
+            )),
+        }
+    }
+}
 
 /// Saves an encoded manifest (idempotent).
 pub fn save_manifest(store: &Store, content: &ContentId, encoded: &[u8]) -> Result<()> {
@@ -87,35 +132,33 @@ pub fn shares(store: &Store) -> Result<Vec<StoredShare>> {
     })
 }
 
-/// The download of `content` into `dest`, created when new; returns its id.
-pub fn download_id(store: &Store, content: &ContentId, dest: &Path) -> Result<i64> {
-    store.with(|c| {
-        c.execute(
-            "INSERT OR IGNORE INTO downloads (content, dest, state) VALUES (?1, ?2, 'active')",
-            params![&content.0[..], dest.to_string_lossy()],
-        )?;
-        c.query_row(
-            "SELECT id FROM downloads WHERE content = ?1 AND dest = ?2",
-            params![&content.0[..], dest.to_string_lossy()],
-            |r| r.get(0),
-        )
-    })
-}
-
-/// Remembers how to restart a download: its ticket and the files picked (`None`: all).
-pub fn save_download_source(
+/// Records that the download of `ticket` into `dest` runs (created when new, `active` again
+/// otherwise) and how to restart it: the ticket and the files picked (`None`: all). Returns its id.
+pub fn start_download(
     store: &Store,
-    id: i64,
-    ticket: &str,
+    ticket: &Ticket,
+    dest: &Path,
     files: Option<&[usize]>,
-) -> Result<()> {
+) -> Result<i64> {
     let files = files.map(|f| serde_json::to_string(f).unwrap_or_default());
+    let (content, dest) = (&ticket.content.0[..], dest.to_string_lossy());
     store.with(|c| {
-        c.execute(
-            "UPDATE downloads SET ticket = ?2, files = ?3 WHERE id = ?1",
-            params![id, ticket, files],
-        )
-        .map(drop)
+        let tx = c.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO downloads (content, dest, state) VALUES (?1, ?2, ?3)",
+            params![content, dest, DownloadState::Active],
+        )?;
+        let id: i64 = tx.query_row(
+            "SELECT id FROM downloads WHERE content = ?1 AND dest = ?2",
+            params![content, dest],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "UPDATE downloads SET state = ?2, ticket = ?3, files = ?4 WHERE id = ?1",
+            params![id, DownloadState::Active, ticket.to_string(), files],
+        )?;
+        tx.commit()?;
+        Ok(id)
     })
 }
 
@@ -133,9 +176,9 @@ pub struct Interrupted {
 pub fn interrupted_downloads(store: &Store) -> Result<Vec<Interrupted>> {
     store.with(|c| {
         let mut stmt = c.prepare(
-            "SELECT ticket, dest, files FROM downloads WHERE state = 'active' AND ticket != ''",
+            "SELECT ticket, dest, files FROM downloads WHERE state = ?1 AND ticket != ''",
         )?;
-        stmt.query_map([], |r| {
+        stmt.query_map([DownloadState::Active], |r| {
             let files: Option<String> = r.get(2)?;
             Ok(Interrupted {
                 ticket: r.get(0)?,
@@ -147,8 +190,8 @@ pub fn interrupted_downloads(store: &Store) -> Result<Vec<Interrupted>> {
     })
 }
 
-/// Sets a download's state (`active`, `done`, `failed`, `cancelled`).
-pub fn set_download_state(store: &Store, id: i64, state: &str) -> Result<()> {
+/// Sets a download's state.
+pub fn set_download_state(store: &Store, id: i64, state: DownloadState) -> Result<()> {
     store.with(|c| {
         c.execute(
             "UPDATE downloads SET state = ?2 WHERE id = ?1",
@@ -203,4 +246,45 @@ pub fn unrecord_chunks(store: &Store, id: i64, chunks: &[u64]) -> Result<()> {
         }
         tx.commit()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::Provider;
+
+    #[test]
+    fn a_running_download_is_found_again_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let content = ContentId::of(b"manifest");
+        save_manifest(&store, &content, b"manifest").unwrap();
+        let ticket = Ticket::new(
+            content,
+            vec![Provider {
+                peer: libp2p::PeerId::random(),
+                addrs: Vec::new(),
+            }],
+        );
+        let dest = dir.path().join("out");
+        let id = start_download(&store, &ticket, &dest, Some(&[1, 3])).unwrap();
+        assert_eq!(start_download(&store, &ticket, &dest, None).unwrap(), id);
+        let found = interrupted_downloads(&store).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].ticket.as_str(), &found[0].dest),
+            (ticket.to_string().as_str(), &dest)
+        );
+        assert_eq!(found[0].files, None, "the latest pick counts");
+        set_download_state(&store, id, DownloadState::Done).unwrap();
+        assert!(interrupted_downloads(&store).unwrap().is_empty());
+        let stored: DownloadState = store
+            .with(|c| {
+                c.query_row("SELECT state FROM downloads WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap();
+        assert_eq!(stored, DownloadState::Done);
+    }
 }

@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 use futures::io::BufReader;
 use futures::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
-use super::download::{Control, Ctx};
+use super::handle::Control;
 use super::schedule::Sched;
 use super::sink::{Pool, Received};
-use super::wire::{self, PexPeer, Request, Response};
-use super::{ContentId, Manifest};
-use crate::net;
+use crate::net::framing::{WireError, read_msg, write_msg};
+use crate::transfer::service::Shared;
+use crate::transfer::wire::{self, PexPeer, Request, Response};
+use crate::transfer::{ContentId, Manifest};
 
 /// The least a peer is asked for ahead of what it sent.
 const MIN_WINDOW: u64 = 1024 * 1024;
@@ -30,6 +31,41 @@ pub(super) const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for a peer to answer a dial.
 pub(super) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a worker stopped pulling from its peer, which says what the download does with the peer:
+/// a peer that broke the protocol or sent bad data is not asked again; one that could not be
+/// reached or went silent may be asked again when it comes back.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PeerError {
+    /// It could not be dialled, or no stream to it could be opened.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The connection or the stream broke.
+    #[error("{0}")]
+    Lost(#[from] WireError),
+    /// It sent nothing for [`STALL_TIMEOUT`] while chunks were due from it.
+    #[error("no answer for {} s", STALL_TIMEOUT.as_secs())]
+    Stalled,
+    /// It answered out of turn or with a chunk of the wrong size.
+    #[error("protocol violation: {0}")]
+    Violation(String),
+    /// The download dropped it (it sent a corrupt chunk).
+    #[error("dropped: {0}")]
+    Dropped(String),
+}
+
+impl PeerError {
+    /// Whether the peer is not asked again by this download.
+    pub(super) fn bans(&self) -> bool {
+        matches!(self, PeerError::Violation(_) | PeerError::Dropped(_))
+    }
+}
+
+impl From<std::io::Error> for PeerError {
+    fn from(e: std::io::Error) -> Self {
+        PeerError::Lost(WireError::Io(e))
+    }
+}
+
 /// A stream open on a peer that holds the share, and what it said at hello.
 pub(super) struct Opened {
     pub(super) stream: libp2p::Stream,
@@ -38,70 +74,50 @@ pub(super) struct Opened {
     pub(super) peers: Vec<PexPeer>,
 }
 
-/// Opens a blob stream to `peer` about `content` and reads its hello; `None` when the peer does
-/// not have the share.
+/// Opens a blob stream to `peer` about `content` and reads its hello (three tries: a stream can
+/// fail while a connection settles); `None` when the peer does not have the share.
 pub(super) async fn open(
-    ctx: &Ctx,
+    s: &Shared,
     peer: PeerId,
     content: &ContentId,
-) -> Result<Option<Opened>, String> {
-    let mut last = String::new();
+) -> Result<Option<Opened>, PeerError> {
+    let mut last = PeerError::Unreachable("no stream".into());
     for attempt in 0..3u64 {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
         }
-        let opened =
-            crate::net::open_stream(&ctx.streams, &ctx.directory, peer, wire::PROTOCOL).await;
-        let mut stream = match opened {
+        let mut stream = match s.net.open_stream(peer, wire::PROTOCOL).await {
             Ok(s) => s,
             // Not a meshdrop node (a relay): it holds no share.
             Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => return Ok(None),
             Err(e) => {
-                last = e.to_string();
+                last = PeerError::Unreachable(e.to_string());
                 continue;
             }
         };
         let hello = Request::Hello { content: *content };
-        if let Err(e) = wire::write_msg(&mut stream, &hello).await {
-            last = e.to_string();
+        if let Err(e) = write_msg(&mut stream, &hello).await {
+            last = e.into();
             continue;
         }
-        return match wire::read_msg(&mut stream, &mut Vec::new()).await {
-            Ok(Some(Response::Hello {
+        return match read_msg(&mut stream, &mut Vec::new()).await? {
+            Some(Response::Hello {
                 complete,
                 have,
                 peers,
-            })) => Ok(Some(Opened {
+            }) => Ok(Some(Opened {
                 stream,
                 complete,
                 have,
                 peers,
             })),
-            Ok(Some(Response::Unknown)) => Ok(None),
-            Ok(other) => Err(format!("unexpected answer {other:?}")),
-            Err(e) => Err(e.to_string()),
+            Some(Response::Unknown) => Ok(None),
+            other => Err(PeerError::Violation(format!(
+                "answered hello with {other:?}"
+            ))),
         };
     }
     Err(last)
-}
-
-/// Dials `peer` at `addrs` (or at what the node knows of it).
-pub(super) async fn dial(ctx: &Ctx, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), String> {
-    let (tx, rx) = oneshot::channel();
-    let cmd = net::Command::Dial {
-        peer: Some(peer),
-        addrs,
-        reply: Some(tx),
-    };
-    ctx.net
-        .send(cmd)
-        .await
-        .map_err(|_| "the node stopped".to_string())?;
-    match tokio::time::timeout(DIAL_TIMEOUT, rx).await {
-        Ok(Ok(Ok(_))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
-        _ => Err("no answer to the dial".into()),
-    }
 }
 
 /// How a worker ended without an error.
@@ -114,7 +130,7 @@ pub(super) enum Ended {
 
 /// Pulls chunks from one peer.
 pub(super) struct Worker {
-    pub(super) ctx: Ctx,
+    pub(super) s: Shared,
     pub(super) peer: PeerId,
     /// Where to dial it first (a peer named by peer exchange); empty when connected.
     pub(super) addrs: Vec<Multiaddr>,
@@ -142,15 +158,19 @@ struct InFlight {
 }
 
 impl Worker {
-    pub(super) async fn run(self) -> Result<Ended, String> {
+    pub(super) async fn run(self) -> Result<Ended, PeerError> {
         if !self.addrs.is_empty() {
-            dial(&self.ctx, self.peer, self.addrs.clone()).await?;
+            self.s
+                .net
+                .dial(self.peer, self.addrs.clone(), DIAL_TIMEOUT)
+                .await
+                .map_err(|e| PeerError::Unreachable(e.to_string()))?;
         }
-        let Some(opened) = open(&self.ctx, self.peer, &self.content).await? else {
+        let Some(opened) = open(&self.s, self.peer, &self.content).await? else {
             return Ok(Ended::NotAProvider);
         };
         tracing::debug!(peer = %self.peer, complete = opened.complete, "worker: stream open");
-        self.ctx.directory.add_peer_of(self.content, self.peer);
+        self.s.holders.add(self.content, self.peer);
         for found in opened.peers.iter().filter_map(PexPeer::parse) {
             let _ = self.found.send(found);
         }
@@ -170,7 +190,12 @@ impl Worker {
 
     /// What may be in flight to this peer: about two round trips at its recent rate.
     fn window(&self, inflight: &InFlight) -> u64 {
-        let rtt = self.ctx.directory.rtt(&self.peer).unwrap_or_default();
+        let rtt = self
+            .s
+            .net
+            .path(&self.peer)
+            .and_then(|p| p.rtt)
+            .unwrap_or_default();
         let rate = inflight.rate.load(Ordering::Relaxed) as f64;
         ((2.0 * rate * rtt.as_secs_f64()) as u64).clamp(MIN_WINDOW, MAX_WINDOW)
     }
@@ -180,7 +205,7 @@ impl Worker {
         &self,
         mut w: futures::io::WriteHalf<libp2p::Stream>,
         inflight: &InFlight,
-    ) -> Result<Ended, String> {
+    ) -> Result<Ended, PeerError> {
         let mut control = self.control.clone();
         loop {
             // Registered before looking at the shared state, so no wake-up between the two is lost.
@@ -194,7 +219,7 @@ impl Worker {
                 .banned
                 .get(&self.peer)
             {
-                return Err(format!("dropped: {why}"));
+                return Err(PeerError::Dropped(why.clone()));
             }
             if *control.borrow() == Control::Run {
                 let window = self.window(inflight);
@@ -215,13 +240,11 @@ impl Worker {
                         .unwrap_or_else(|p| p.into_inner())
                         .extend(first..first + u64::from(count));
                     inflight.bytes.fetch_add(bytes, Ordering::AcqRel);
-                    wire::write_msg(&mut w, &Request::Chunks { first, count })
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    write_msg(&mut w, &Request::Chunks { first, count }).await?;
                     asked = true;
                 }
                 if asked {
-                    w.flush().await.map_err(|e| e.to_string())?;
+                    w.flush().await?;
                 }
             }
             tokio::select! {
@@ -239,33 +262,11 @@ impl Worker {
         &self,
         mut r: BufReader<futures::io::ReadHalf<libp2p::Stream>>,
         inflight: &InFlight,
-    ) -> Result<Ended, String> {
+    ) -> Result<Ended, PeerError> {
         let mut buf = Vec::new();
-        let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
+        let mut meter = RateMeter::new();
         loop {
-            // Waiting for the next frame is cancel-safe (the bytes stay buffered); only while
-            // answers are due does a silent peer count as stalled.
-            let due = !inflight
-                .chunks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty();
-            let ready = if due {
-                tokio::time::timeout(STALL_TIMEOUT, r.fill_buf())
-                    .await
-                    .map_err(|_| format!("no answer for {} s", STALL_TIMEOUT.as_secs()))?
-            } else {
-                r.fill_buf().await
-            };
-            if ready.map_err(|e| e.to_string())?.is_empty() {
-                return Err("the peer closed the stream".into());
-            }
-            let response: Response =
-                tokio::time::timeout(STALL_TIMEOUT, wire::read_msg(&mut r, &mut buf))
-                    .await
-                    .map_err(|_| format!("no answer for {} s", STALL_TIMEOUT.as_secs()))?
-                    .map_err(|e| e.to_string())?
-                    .ok_or("the peer closed the stream")?;
+            let response = next_response(&mut r, &mut buf, inflight).await?;
             match &response {
                 Response::Have { chunks } => {
                     self.sched
@@ -288,31 +289,20 @@ impl Worker {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .pop_front()
-                .ok_or("unrequested answer")?;
+                .ok_or_else(|| PeerError::Violation("an answer nobody asked for".into()))?;
             let want = self
                 .manifest
                 .chunk(expected)
                 .map(|c| c.len)
-                .ok_or("chunk out of range")?;
+                .ok_or_else(|| PeerError::Violation("chunk out of range".into()))?;
             match response {
                 Response::Chunk { index, len } if index == expected => {
                     if len != want {
-                        return Err(format!("chunk {index} has {len} bytes, expected {want}"));
+                        return Err(PeerError::Violation(format!(
+                            "chunk {index} has {len} bytes, expected {want}"
+                        )));
                     }
-                    let mut data = self.pool.take(len as usize);
-                    r.read_exact(&mut data).await.map_err(|e| e.to_string())?;
-                    if let Some(rate) = &self.ctx.throttle.download {
-                        rate.take(u64::from(len)).await;
-                    }
-                    inflight.bytes.fetch_sub(u64::from(len), Ordering::AcqRel);
-                    inflight.room.notify_one();
-                    window_bytes += u64::from(len);
-                    let elapsed = window_start.elapsed();
-                    if elapsed >= Duration::from_millis(250) {
-                        let rate = window_bytes as f64 / elapsed.as_secs_f64();
-                        inflight.rate.store(rate as u64, Ordering::Relaxed);
-                        (window_start, window_bytes) = (Instant::now(), 0);
-                    }
+                    let data = self.read_chunk(&mut r, len, inflight, &mut meter).await?;
                     // It stays requested until the writer settles it, so a worker stopped from
                     // here on cannot lose it: it waits again when this peer leaves.
                     let received = Received {
@@ -334,11 +324,94 @@ impl Worker {
                     self.wake.notify_waiters();
                 }
                 other => {
-                    return Err(format!(
-                        "protocol violation: {other:?} while chunk {expected} was due"
-                    ));
+                    return Err(PeerError::Violation(format!(
+                        "{other:?} while chunk {expected} was due"
+                    )));
                 }
             }
         }
+    }
+
+    /// Reads a chunk's `len` bytes (within the download rate), making room in the window.
+    async fn read_chunk(
+        &self,
+        r: &mut BufReader<futures::io::ReadHalf<libp2p::Stream>>,
+        len: u32,
+        inflight: &InFlight,
+        meter: &mut RateMeter,
+    ) -> Result<Vec<u8>, PeerError> {
+        let mut data = self.pool.take(len as usize);
+        r.read_exact(&mut data).await?;
+        if let Some(rate) = &self.s.throttle.download {
+            rate.take(u64::from(len)).await;
+        }
+        inflight.bytes.fetch_sub(u64::from(len), Ordering::AcqRel);
+        inflight.room.notify_one();
+        if let Some(rate) = meter.add(u64::from(len)) {
+            inflight.rate.store(rate, Ordering::Relaxed);
+        }
+        Ok(data)
+    }
+}
+
+/// The next frame from the peer. Waiting for it is cancel-safe (the bytes stay buffered); only
+/// while answers are due does a silent peer count as stalled.
+async fn next_response(
+    r: &mut BufReader<futures::io::ReadHalf<libp2p::Stream>>,
+    buf: &mut Vec<u8>,
+    inflight: &InFlight,
+) -> Result<Response, PeerError> {
+    let due = !inflight
+        .chunks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_empty();
+    let ready = if due {
+        tokio::time::timeout(STALL_TIMEOUT, r.fill_buf())
+            .await
+            .map_err(|_| PeerError::Stalled)?
+    } else {
+        r.fill_buf().await
+    };
+    if ready?.is_empty() {
+        return Err(closed());
+    }
+    tokio::time::timeout(STALL_TIMEOUT, read_msg(r, buf))
+        .await
+        .map_err(|_| PeerError::Stalled)??
+        .ok_or_else(closed)
+}
+
+fn closed() -> PeerError {
+    PeerError::Lost(WireError::Io(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the peer closed the stream",
+    )))
+}
+
+/// Bytes per second received, measured over windows of at least 250 ms.
+struct RateMeter {
+    start: Instant,
+    bytes: u64,
+}
+
+impl RateMeter {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `bytes`; the rate when a window just ended.
+    fn add(&mut self, bytes: u64) -> Option<u64> {
+        self.bytes += bytes;
+        let elapsed = self.start.elapsed();
+        if elapsed < Duration::from_millis(250) {
+            return None;
+        }
+        let rate = self.bytes as f64 / elapsed.as_secs_f64();
+        (self.start, self.bytes) = (Instant::now(), 0);
+        Some(rate as u64)
     }
 }

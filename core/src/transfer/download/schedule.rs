@@ -11,8 +11,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use libp2p::PeerId;
 
-use super::Manifest;
-use super::wire::{self, MAX_RUN};
+use crate::transfer::Manifest;
+use crate::transfer::bitfield::Bitfield;
+use crate::transfer::wire::MAX_RUN;
 
 /// Bytes asked for in one request.
 pub(super) const RUN_BYTES: u64 = 1024 * 1024;
@@ -23,7 +24,7 @@ const RARITY_CANDIDATES: usize = 1024;
 /// What one peer holds.
 enum Holding {
     All,
-    Some(Vec<u8>),
+    Some(Bitfield),
 }
 
 /// Waiting and requested chunks, what each peer holds, and the peers dropped for bad data.
@@ -59,21 +60,32 @@ impl Sched {
         }
     }
 
-    /// `peer` said hello: it holds every chunk, or those in `bits`.
+    /// `peer` said hello: it holds every chunk, or those in `bits` (as sent, any length).
     pub(super) fn join(&mut self, peer: PeerId, complete: bool, bits: Vec<u8>) {
         self.leave(&peer);
         if complete {
             self.holders.insert(peer, Holding::All);
             return;
         }
-        let mut bits = bits;
-        bits.resize(self.partial_holders.len().div_ceil(8), 0);
-        for (i, count) in self.partial_holders.iter_mut().enumerate() {
-            if wire::has_bit(&bits, i as u64) {
-                *count = count.saturating_add(1);
-            }
+        let bits = Bitfield::from_bytes(bits, self.partial_holders.len() as u64);
+        for i in bits.ones() {
+            self.count_holder(i, true);
         }
         self.holders.insert(peer, Holding::Some(bits));
+    }
+
+    /// One more (`up`) or one fewer partial peer holds chunk `i`.
+    fn count_holder(&mut self, i: u64, up: bool) {
+        if let Some(count) = usize::try_from(i)
+            .ok()
+            .and_then(|i| self.partial_holders.get_mut(i))
+        {
+            *count = if up {
+                count.saturating_add(1)
+            } else {
+                count.saturating_sub(1)
+            };
+        }
     }
 
     /// `peer` announced that it holds `chunks` now.
@@ -81,34 +93,20 @@ impl Sched {
         let Some(Holding::Some(bits)) = self.holders.get_mut(peer) else {
             return;
         };
-        for &i in chunks {
-            let (Ok(byte), Ok(slot)) = (usize::try_from(i / 8), usize::try_from(i)) else {
-                continue;
-            };
-            if let (Some(b), Some(count)) = (bits.get_mut(byte), self.partial_holders.get_mut(slot))
-                && *b & (1 << (i % 8)) == 0
-            {
-                *b |= 1 << (i % 8);
-                *count = count.saturating_add(1);
-            }
+        let new: Vec<u64> = chunks.iter().copied().filter(|&i| bits.set(i)).collect();
+        for i in new {
+            self.count_holder(i, true);
         }
     }
 
     /// `peer` answered that it lacks chunk `index` after all: ask someone else.
     pub(super) fn lacks(&mut self, peer: &PeerId, index: u64) {
-        if let Some(Holding::Some(bits)) = self.holders.get_mut(peer)
-            && let Some(b) = usize::try_from(index / 8)
-                .ok()
-                .and_then(|i| bits.get_mut(i))
-            && *b & (1 << (index % 8)) != 0
-        {
-            *b &= !(1 << (index % 8));
-            if let Some(count) = usize::try_from(index)
-                .ok()
-                .and_then(|i| self.partial_holders.get_mut(i))
-            {
-                *count = count.saturating_sub(1);
-            }
+        let cleared = match self.holders.get_mut(peer) {
+            Some(Holding::Some(bits)) => bits.clear(index),
+            _ => false,
+        };
+        if cleared {
+            self.count_holder(index, false);
         }
         self.unrequest(peer, index);
     }
@@ -116,10 +114,8 @@ impl Sched {
     /// `peer` is gone: what it held no longer counts and what was due from it waits again.
     pub(super) fn leave(&mut self, peer: &PeerId) {
         if let Some(Holding::Some(bits)) = self.holders.remove(peer) {
-            for (i, count) in self.partial_holders.iter_mut().enumerate() {
-                if wire::has_bit(&bits, i as u64) {
-                    *count = count.saturating_sub(1);
-                }
+            for i in bits.ones() {
+                self.count_holder(i, false);
             }
         }
         let due: Vec<u64> = self
@@ -138,12 +134,12 @@ impl Sched {
         self.requested.remove(&index);
     }
 
-    /// Whether no chunk is requested (all asked for were settled).
     /// Whether `peer` said it holds the whole share.
     pub(super) fn holds_all(&self, peer: &PeerId) -> bool {
         matches!(self.holders.get(peer), Some(Holding::All))
     }
 
+    /// Whether no chunk is requested (all asked for were settled).
     pub(super) fn nothing_due(&self) -> bool {
         self.requested.is_empty()
     }
@@ -151,7 +147,7 @@ impl Sched {
     fn holds(&self, peer: &PeerId, i: u64) -> bool {
         match self.holders.get(peer) {
             Some(Holding::All) => true,
-            Some(Holding::Some(bits)) => wire::has_bit(bits, i),
+            Some(Holding::Some(bits)) => bits.get(i),
             None => false,
         }
     }
@@ -278,11 +274,11 @@ mod tests {
     }
 
     fn bits(n: u64, set: &[u64]) -> Vec<u8> {
-        let mut b = vec![0u8; n.div_ceil(8) as usize];
+        let mut b = Bitfield::new(n);
         for &i in set {
-            b[(i / 8) as usize] |= 1 << (i % 8);
+            b.set(i);
         }
-        b
+        b.as_bytes().to_vec()
     }
 
     #[test]

@@ -13,14 +13,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, watch};
 
-use super::download::{Ctx, DownloadError, FilePlan, Plan, io_err, same_file};
-use super::library::Content;
+use super::handle::{PeerBytes, Progress, Status};
+use super::plan::{FilePlan, same_file};
 use super::schedule::Sched;
-use super::{Manifest, state};
-use crate::events::{Event, PeerBytes};
+use super::{DownloadError, Job, io_err};
 use crate::store::Store;
+use crate::transfer::library::Content;
+use crate::transfer::service::Shared;
+use crate::transfer::{Manifest, state};
+
+/// How the writer talks with the coordinator: feedback, the shared schedule, the buffer pool.
+pub(super) struct Links {
+    pub(super) feedback: mpsc::UnboundedSender<Feedback>,
+    pub(super) sched: Arc<Mutex<Sched>>,
+    pub(super) pool: Pool,
+}
 
 /// Received chunks not yet recorded (in batches and on their way to the writer) never exceed this:
 /// it is the most a crash makes a download fetch twice.
@@ -212,9 +221,8 @@ pub(super) struct Sink {
     sched: Arc<Mutex<Sched>>,
     /// Chunks written in this run: a chunk fetched twice (requeued while in flight) counts once.
     written: BTreeSet<u64>,
-    events: broadcast::Sender<Event>,
+    status: Arc<watch::Sender<Status>>,
     interval: Duration,
-    transfer: u64,
     manifest: Arc<Manifest>,
     content: Arc<Content>,
     feedback: mpsc::UnboundedSender<Feedback>,
@@ -235,18 +243,21 @@ pub(super) struct Sink {
 impl Sink {
     /// A writer for `plan`. With chunks of up to 1 MiB two batches are in flight (one syncing, one
     /// filling) within [`REFETCH_BOUND`]; larger chunks are synced one at a time by the writer.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        ctx: &Ctx,
-        transfer: u64,
-        manifest: Arc<Manifest>,
-        plan: &Plan,
-        content: Arc<Content>,
-        dl: i64,
-        feedback: mpsc::UnboundedSender<Feedback>,
-        sched: Arc<Mutex<Sched>>,
-        pool: Pool,
-    ) -> Self {
+    pub(super) fn new(s: &Shared, job: &Job<'_>, links: Links) -> Self {
+        let Job {
+            manifest,
+            plan,
+            content,
+            dl,
+            status,
+            ..
+        } = job;
+        let (manifest, content, dl) = ((*manifest).clone(), (*content).clone(), *dl);
+        let Links {
+            feedback,
+            sched,
+            pool,
+        } = links;
         let missing: BTreeSet<u64> = plan.missing.iter().copied().collect();
         let mut open = HashMap::new();
         let mut total_bytes = 0;
@@ -276,7 +287,7 @@ impl Sink {
                 .map(|c| u64::from(c.len))
                 .sum::<u64>();
         let syncer = Syncer {
-            store: ctx.store.clone(),
+            store: s.store.clone(),
             dl,
             manifest: manifest.clone(),
             content: content.clone(),
@@ -302,9 +313,8 @@ impl Sink {
         Self {
             sched,
             written: BTreeSet::new(),
-            events: ctx.events.clone(),
-            interval: ctx.progress_interval,
-            transfer,
+            status: (*status).clone(),
+            interval: s.config.progress_interval,
             manifest,
             content,
             feedback,
@@ -521,16 +531,14 @@ impl Sink {
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = (self.report.fetched as f64 / secs) as u64;
         let left = self.total_bytes.saturating_sub(self.done_bytes);
-        let peers = self.peers();
-        let _ = self.events.send(Event::TransferProgress {
-            transfer: self.transfer,
-            content: self.content.id,
+        let progress = Progress {
             done: self.done_bytes,
             total: self.total_bytes,
             received: self.report.fetched,
             rate,
             eta_secs: (rate > 0).then(|| left / rate),
-            peers,
-        });
+            peers: self.peers(),
+        };
+        self.status.send_replace(Status::Running(progress));
     }
 }

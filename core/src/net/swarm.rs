@@ -1,0 +1,440 @@
+//! The libp2p swarm and the one task that drives it: commands from the [`super::Net`] clients
+//! in, connection changes and [`NetEvent`]s out, the shared path table kept up to date.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, noise, ping, relay, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
+
+use super::connections::Connections;
+use super::relays::Relays;
+use super::{Change, NetEvent, PROTOCOL, Shared};
+use crate::error::{Error, Result};
+
+/// The libp2p behaviours of a node.
+#[derive(NetworkBehaviour)]
+pub(super) struct Behaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    pub(super) stream: libp2p_stream::Behaviour,
+    relay: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
+    autonat: autonat::Behaviour,
+}
+
+/// Told when a dial connected (with the peer that answered) or failed.
+pub(super) type DialReply = oneshot::Sender<Result<PeerId>>;
+
+/// What the clients ask of the swarm task.
+pub(super) enum Command {
+    /// Dial a peer (known id, addresses) or an address (id unknown).
+    Dial {
+        peer: Option<PeerId>,
+        addrs: Vec<Multiaddr>,
+        reply: Option<DialReply>,
+    },
+    /// Close every connection to a peer.
+    Disconnect(PeerId),
+    /// Close every connection and stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Builds the swarm: QUIC, and TCP with Noise and Yamux; a relay client; identify, ping, DCUtR,
+/// AutoNAT and application streams.
+pub(super) fn build(key: Keypair, agent: String) -> Result<Swarm<Behaviour>> {
+    let transport = |e: &dyn std::fmt::Display| Error::Network {
+        reason: e.to_string(),
+    };
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| transport(&e))?
+        .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| transport(&e))?
+        .with_behaviour(|key, relay| Behaviour {
+            identify: identify::Behaviour::new(
+                identify::Config::new(PROTOCOL.to_string(), key.public())
+                    .with_agent_version(agent)
+                    .with_push_listen_addr_updates(true),
+            ),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(10)),
+            ),
+            stream: libp2p_stream::Behaviour::new(),
+            relay,
+            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+            autonat: autonat::Behaviour::new(
+                key.public().to_peer_id(),
+                autonat::Config {
+                    boot_delay: Duration::from_secs(2),
+                    retry_interval: Duration::from_secs(30),
+                    // The relays are added as servers; other peers answer only from public IPs.
+                    ..Default::default()
+                },
+            ),
+        })
+        .map_err(|e| transport(&e))?
+        // Connections to nearby devices stay up while both run; ping notices dead ones.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
+        .build();
+    Ok(swarm)
+}
+
+/// The task's state: the swarm and what it tracks beside it.
+pub(super) struct Driver {
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) events: mpsc::Sender<NetEvent>,
+    pub(super) relays: Relays,
+    /// Dials whose caller waits for the outcome.
+    pub(super) pending: HashMap<ConnectionId, DialReply>,
+    pub(super) conns: Connections,
+    /// Dials to peers reached only through a relay: hole punching (or a plain direct attempt).
+    pub(super) upgrade_dials: HashSet<ConnectionId>,
+}
+
+impl Driver {
+    /// Drives the swarm until shut down or every client is gone.
+    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut relay_tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = relay_tick.tick() => self.reserve_due(),
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Dial { peer, addrs, reply }) => self.dial(peer, addrs, reply),
+                    Some(Command::Disconnect(peer)) => {
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                    }
+                    Some(Command::Shutdown(reply)) => {
+                        self.close_all().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => return,
+                },
+                event = self.swarm.select_next_some() => {
+                    if let Some(out) = self.on_event(event)
+                        && self.events.send(out).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the relays whose turn it is for a slot.
+    pub(super) fn reserve_due(&mut self) {
+        let swarm = &mut self.swarm;
+        self.relays.reserve_due(|relay, addr| {
+            swarm
+                .behaviour_mut()
+                .autonat
+                .add_server(relay, Some(addr.clone()));
+            swarm
+                .listen_on(addr.clone().with(Protocol::P2pCircuit))
+                .map_err(|e| e.to_string())
+        });
+    }
+
+    fn dial(&mut self, peer: Option<PeerId>, addrs: Vec<Multiaddr>, reply: Option<DialReply>) {
+        let opts = match (peer, addrs.first()) {
+            (Some(peer), _) => DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build(),
+            (None, Some(addr)) => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+            (None, None) => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(Error::Unreachable {
+                        reason: "no address to dial".into(),
+                    }));
+                }
+                return;
+            }
+        };
+        let id = opts.connection_id();
+        match (self.swarm.dial(opts), reply) {
+            (Ok(()), Some(reply)) => {
+                self.pending.insert(id, reply);
+            }
+            (Ok(()), None) => {}
+            (Err(e), reply) => {
+                // Already connected counts as success for the caller.
+                let connected = peer.filter(|p| self.swarm.is_connected(p));
+                if let Some(reply) = reply {
+                    let _ = reply.send(connected.ok_or(Error::Unreachable {
+                        reason: e.to_string(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Handles one swarm event; returns what the node should hear of it.
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<NetEvent> {
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => match self.relays.owns(listener_id) {
+                true => self.relays.reserved(listener_id, address),
+                false => Some(NetEvent::NewListenAddr(address)),
+            },
+            SwarmEvent::ExpiredListenAddr {
+                listener_id,
+                address,
+            } => self.relays.expired(listener_id, address),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                let reason = match reason {
+                    Ok(()) => "the connection to the relay closed".to_string(),
+                    Err(e) => error_chain(&e),
+                };
+                self.relays.closed(listener_id, reason)
+            }
+            SwarmEvent::Dialing {
+                peer_id: Some(peer),
+                connection_id,
+            } => {
+                if self.conns.only_relayed(&peer) {
+                    self.upgrade_dials.insert(connection_id);
+                }
+                None
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => Some(self.on_established(
+                peer_id,
+                connection_id,
+                endpoint.get_remote_address().clone(),
+                endpoint.is_relayed(),
+                num_established.get() == 1,
+            )),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => Some(self.on_closed(peer_id, connection_id, num_established == 0)),
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => Some(self.on_dial_error(peer_id, connection_id, error.to_string())),
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event),
+            _ => None,
+        }
+    }
+
+    fn on_established(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        addr: Multiaddr,
+        relayed: bool,
+        first: bool,
+    ) -> NetEvent {
+        self.upgrade_dials.remove(&id);
+        let had_direct = self.conns.has_direct(&peer);
+        let superseded = self.conns.add(peer, id, addr.clone(), relayed);
+        // Before anyone hears of the connection: streams wait for a direct path.
+        self.shared
+            .paths
+            .set_connections(peer, true, self.conns.only_relayed(&peer));
+        if let Some(reply) = self.pending.remove(&id) {
+            let _ = reply.send(Ok(peer));
+        }
+        for id in &superseded {
+            self.swarm.close_connection(*id);
+        }
+        let upgraded = !superseded.is_empty() && !had_direct;
+        if first {
+            let _ = self
+                .shared
+                .changes
+                .send(Change::Connected { peer, relayed });
+        } else if upgraded {
+            let _ = self.shared.changes.send(Change::Upgraded { peer });
+        }
+        NetEvent::Connected {
+            peer,
+            addr,
+            relayed,
+            first,
+            upgraded,
+        }
+    }
+
+    fn on_closed(&mut self, peer: PeerId, id: ConnectionId, last: bool) -> NetEvent {
+        self.conns.remove(peer, id);
+        self.shared
+            .paths
+            .set_connections(peer, !last, self.conns.only_relayed(&peer));
+        if last {
+            let _ = self.shared.changes.send(Change::Disconnected { peer });
+        }
+        NetEvent::Disconnected { peer, last }
+    }
+
+    fn on_dial_error(&mut self, peer: Option<PeerId>, id: ConnectionId, error: String) -> NetEvent {
+        if let Some(reply) = self.pending.remove(&id) {
+            let _ = reply.send(Err(Error::Unreachable {
+                reason: error.clone(),
+            }));
+        }
+        match peer {
+            Some(peer) if self.upgrade_dials.remove(&id) => {
+                self.shared.paths.set_punch_failed(peer);
+                NetEvent::HolePunchFailed { peer, error }
+            }
+            _ => NetEvent::DialFailed { peer, error },
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) -> Option<NetEvent> {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                Some(self.on_identified(peer_id, info))
+            }
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(_) => None, // the direct connection reports itself as `upgraded`
+                Err(e) => Some(NetEvent::HolePunchFailed {
+                    peer: remote_peer_id,
+                    error: error_chain(&e),
+                }),
+            },
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => match new {
+                autonat::NatStatus::Public(addr) => {
+                    Some(NetEvent::Reachability { public: Some(addr) })
+                }
+                autonat::NatStatus::Private => Some(NetEvent::Reachability { public: None }),
+                autonat::NatStatus::Unknown => None,
+            },
+            BehaviourEvent::Relay(e) => {
+                tracing::debug!(event = ?e, "relay client");
+                None
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            }) => {
+                self.shared.paths.set_rtt(peer, rtt);
+                None
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            }) => {
+                tracing::debug!(%peer, error = %e, "ping failed, closing the connection");
+                self.swarm.close_connection(connection);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn on_identified(&mut self, peer: PeerId, info: identify::Info) -> NetEvent {
+        for addr in &info.listen_addrs {
+            self.swarm.add_peer_address(peer, addr.clone());
+        }
+        self.shared
+            .paths
+            .set_listen_addrs(peer, info.listen_addrs.clone());
+        if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+            for addr in self.conns.missing_transports(&peer, &info.listen_addrs) {
+                tracing::debug!(relay = %peer, %addr, "connecting to the relay over another transport");
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(vec![addr])
+                    .condition(PeerCondition::Always)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    tracing::debug!(error = %e, "cannot dial the relay");
+                }
+            }
+        }
+        NetEvent::Identified {
+            peer,
+            agent: info.agent_version,
+            protocol: info.protocol_version,
+            listen_addrs: info.listen_addrs,
+        }
+    }
+
+    /// Closes every connection, waiting at most 2 s for them to go.
+    async fn close_all(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let deadline = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(deadline);
+        while self.swarm.connected_peers().next().is_some() {
+            tokio::select! {
+                _ = self.swarm.select_next_some() => {}
+                _ = &mut deadline => break,
+            }
+        }
+    }
+}
+
+/// An error and its causes in one line ("Failed to get Reservation.: Remote reported resource
+/// limit exceeded.").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_reads_with_its_causes_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("Failed to get Reservation.")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other(
+            "Remote reported resource limit exceeded.",
+        ));
+        assert_eq!(
+            error_chain(&e),
+            "Failed to get Reservation.: Remote reported resource limit exceeded."
+        );
+    }
+}

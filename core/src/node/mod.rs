@@ -1,0 +1,331 @@
+//! The node: assembles the parts ([`Node::start`], in `start.rs`), owns the peer table through
+//! its supervisor (`supervisor.rs`), turns the capabilities' notices into the app's events
+//! (`bus.rs`), and offers the API the CLI and the bindings use. It decides nothing about
+//! transfers or messages itself.
+
+mod addrs;
+mod bus;
+mod data_dir;
+mod start;
+mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use data_dir::DataDir;
+
+use crate::config::NodeConfig;
+use crate::discovery::{self, Update};
+use crate::error::{Error, Result};
+use crate::events::{Event, PeerInfo};
+use crate::identity;
+use crate::messaging::service::Messenger;
+use crate::messaging::{Message, MessageId, MessageStats, Recipient, Room, RoomId};
+use crate::net::Net;
+use crate::store::{self, Store};
+use crate::transfer::offer::{Decision, SendOutcome};
+use crate::transfer::{
+    ContentId, DownloadSpec, Provider, ShareError, Ticket, TransferHandle, Transfers,
+};
+use addrs::is_wildcard;
+use bus::Bus;
+use supervisor::Command;
+
+/// How long `connect` and `add_peer` wait for a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running node. Cheap to clone; call [`Node::stop`] to shut it down cleanly.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    peer_id: PeerId,
+    name: String,
+    listen_addrs: Vec<Multiaddr>,
+    /// This device's addresses through relays, while the relays hold its slot.
+    relayed_addrs: Arc<Mutex<Vec<Multiaddr>>>,
+    bus: Bus,
+    net: Net,
+    supervisor: mpsc::Sender<Command>,
+    tasks: Mutex<Option<Tasks>>,
+    transfers: Transfers,
+    messenger: Arc<Messenger>,
+    store: Arc<Store>,
+    /// What this node advertises with DNS-SD (also what a platform browser driver advertises).
+    advert: discovery::Advert,
+    /// Discovery updates from a platform's own browser (Bonjour, Android NSD).
+    platform_discovery: mpsc::Sender<Update>,
+}
+
+/// The node's long-running tasks, ended by [`Node::stop`].
+struct Tasks {
+    server: JoinHandle<()>,
+    offer_server: JoinHandle<()>,
+    message_sync: JoinHandle<()>,
+    supervisor: Option<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts a node: opens the data dir, loads or creates the identity, opens the store, listens,
+    /// advertises and browses with mDNS, re-dials peers seen recently, and (when configured)
+    /// resumes the downloads that were running when it last stopped.
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        start::start(config).await
+    }
+
+    /// What to advertise with DNS-SD: instance name, port and TXT record
+    /// (service type [`discovery::PLATFORM_SERVICE_TYPE`]).
+    pub fn advertisement(&self) -> discovery::Advert {
+        self.inner.advert.clone()
+    }
+
+    /// Feeds what a platform's own browser (Bonjour, Android NSD) found or lost: handled exactly
+    /// like an mDNS update (a `peer_discovered` / `peer_lost` event, a dial).
+    pub async fn platform_discovery(&self, update: Update) -> Result<()> {
+        if let Update::Found(found) = &update
+            && found.peer == self.inner.peer_id
+        {
+            return Ok(()); // a browser sees this device's own advert too
+        }
+        self.inner
+            .platform_discovery
+            .send(update)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// This device's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    /// This device's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The addresses the node listened on when it started.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.inner.listen_addrs.clone()
+    }
+
+    /// The event stream. The first subscriber sees every event since start; later ones from now on.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.bus.subscribe()
+    }
+
+    /// The code both people see for the connection between this device and `other`.
+    pub fn verification_code(&self, other: &PeerId) -> String {
+        identity::verification_code(&self.inner.peer_id, other)
+    }
+
+    /// Peers discovered, connected, added or remembered.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Peers(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Adds a peer found by other means (a platform's Bonjour/NSD browser, a ticket, a user) and
+    /// connects to it; the node keeps redialling it when it drops.
+    pub async fn add_peer(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::AddPeer { peer, addrs, reply })
+            .await?;
+        let all = rx.await.map_err(|_| Error::Stopped)??;
+        self.inner.net.dial(peer, all, CONNECT_TIMEOUT).await
+    }
+
+    /// Connects to a multiaddr (with or without `/p2p/<peer id>`) and returns the peer that answered.
+    pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId> {
+        match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => self.add_peer(peer, vec![addr]).await.map(|()| peer),
+            _ => self.inner.net.dial_addr(addr, CONNECT_TIMEOUT).await,
+        }
+    }
+
+    /// Shares files and folders: hashes them (streaming), remembers the share so it is served again
+    /// after a restart, and returns a ticket naming this device and its addresses.
+    pub async fn share(&self, paths: Vec<PathBuf>) -> Result<Ticket, ShareError> {
+        let content = self.inner.transfers.share(paths).await?;
+        Ok(self.ticket_for(content))
+    }
+
+    /// This device's addresses through relays (empty when no relay holds a slot for it).
+    pub fn relayed_addrs(&self) -> Vec<Multiaddr> {
+        self.inner
+            .relayed_addrs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A ticket for `content` naming this device as provider, with its direct addresses and its
+    /// addresses through relays.
+    pub fn ticket_for(&self, content: ContentId) -> Ticket {
+        let max = crate::transfer::ticket::MAX_ADDRS;
+        let mut relayed = self.relayed_addrs();
+        relayed.truncate(max / 2);
+        let mut addrs: Vec<Multiaddr> = self
+            .inner
+            .listen_addrs
+            .iter()
+            .filter(|a| !is_wildcard(a))
+            .take(max - relayed.len())
+            .cloned()
+            .collect();
+        addrs.extend(relayed);
+        let me = Provider {
+            peer: self.inner.peer_id,
+            addrs,
+        };
+        Ticket::new(content, vec![me])
+    }
+
+    /// Starts downloading a share; progress arrives as events and on the handle's status, the
+    /// handle pauses, resumes, cancels and waits. Running the same download again resumes it.
+    pub fn download(&self, spec: DownloadSpec) -> TransferHandle {
+        self.inner.transfers.download(spec)
+    }
+
+    /// Offers files to a nearby peer (AirDrop-style) and follows the offer to its end: declined,
+    /// or delivered and verified on the receiver. Progress arrives as `send_progress` events.
+    pub async fn send_files(
+        &self,
+        peer: PeerId,
+        paths: Vec<PathBuf>,
+    ) -> Result<SendOutcome, ShareError> {
+        let ticket = self.share(paths).await?;
+        let addrs = self
+            .peers()
+            .await?
+            .into_iter()
+            .find(|p| p.peer == peer)
+            .map(|p| p.addrs)
+            .unwrap_or_default();
+        if let Err(e) = self.inner.net.dial(peer, addrs, CONNECT_TIMEOUT).await {
+            // The peer may be connecting to this device right now (it found this one first, and
+            // a connection it gave up on just closed): the offer stream's own tries decide.
+            tracing::debug!(%peer, error = %e, "dial before the offer failed");
+        }
+        let name = &self.inner.name;
+        Ok(self.inner.transfers.send_offer(peer, &ticket, name).await?)
+    }
+
+    /// Answers an `offer_received` event: accept (all or some files, into a folder) or decline.
+    pub fn respond_offer(&self, offer: u64, decision: Decision) -> Result<()> {
+        self.inner.transfers.respond_offer(offer, decision)
+    }
+
+    /// Sends a text message to a peer: stored as `queued`, then handed to the peer (or to peers
+    /// that carry it) whenever a path appears. Follow it with `message_state_changed` events.
+    pub fn send_message(&self, to: PeerId, text: &str) -> Result<MessageId> {
+        self.inner.messenger.send(Recipient::Peer(to), text, None)
+    }
+
+    /// Sends a text message to a room this device is in.
+    pub fn send_room_message(&self, room: RoomId, text: &str) -> Result<MessageId> {
+        self.inner.messenger.send(Recipient::Room(room), text, None)
+    }
+
+    /// Sends a message to a peer or a room with files attached: shares `paths` (served by this
+    /// device like any share, also after a restart) and puts the share's ticket in the message.
+    /// The recipient fetches it with [`Node::download_attachment`].
+    pub async fn send_with_attachment(
+        &self,
+        to: Recipient,
+        text: &str,
+        paths: Vec<PathBuf>,
+    ) -> Result<MessageId, ShareError> {
+        self.inner.messenger.check(to, text)?;
+        let ticket = self.share(paths).await?;
+        Ok(self.inner.messenger.send(to, text, Some(&ticket))?)
+    }
+
+    /// Downloads the files attached to `message` into `dest` (a plain [`Node::download`] of its
+    /// ticket); `NotFound` when it has none.
+    pub fn download_attachment(&self, message: &Message, dest: PathBuf) -> Result<TransferHandle> {
+        let ticket = message.attachment.clone().ok_or_else(|| Error::NotFound {
+            what: format!("an attachment in message {}", message.id),
+        })?;
+        Ok(self.download(DownloadSpec {
+            ticket,
+            dest,
+            files: None,
+        }))
+    }
+
+    /// The devices this one knows, with their names: met on the network or named by an invite.
+    pub fn contacts(&self) -> Result<Vec<store::Contact>> {
+        self.inner.store.contacts()
+    }
+
+    /// Every message this device can read (written here, addressed to it, or in its rooms), in
+    /// causal order: the same order on every device.
+    pub fn messages(&self) -> Result<Vec<Message>> {
+        self.inner.messenger.messages()
+    }
+
+    /// Creates a room; share [`Room::invite`] with the people who should join.
+    pub fn create_room(&self, name: &str) -> Result<Room> {
+        self.inner.messenger.create_room(name)
+    }
+
+    /// Joins a room from its invite (`meshroom1…`).
+    pub fn join_room(&self, invite: &str) -> Result<Room> {
+        self.inner.messenger.join_room(invite)
+    }
+
+    /// The rooms this device is in, with their invites.
+    pub fn rooms(&self) -> Vec<Room> {
+        self.inner.messenger.room_list()
+    }
+
+    /// How many envelopes and messages the store holds (and how many are carried for others), and
+    /// how many envelopes this node handed to peers since it started.
+    pub fn message_stats(&self) -> Result<MessageStats> {
+        self.inner.messenger.stats()
+    }
+
+    /// Stops the node: downloads record what they wrote (to resume at the next start), mDNS
+    /// goodbye, connections closed, store flushed. Returns when all is done.
+    pub async fn stop(&self) -> Result<()> {
+        self.inner.transfers.stop().await;
+        let tasks = self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(tasks) = tasks else {
+            return Ok(()); // stopped already
+        };
+        tasks.server.abort();
+        tasks.offer_server.abort();
+        tasks.message_sync.abort();
+        let (tx, rx) = oneshot::channel();
+        if self.command(Command::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        if let Some(task) = tasks.supervisor {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    async fn command(&self, cmd: Command) -> Result<()> {
+        self.inner
+            .supervisor
+            .send(cmd)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+}

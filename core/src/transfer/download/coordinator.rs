@@ -1,0 +1,453 @@
+//! Which peers work for a download, one [`Worker`] each: the ticket's providers, every connected
+//! peer, the peers known to hold the share, those named by peer exchange, those that ask this
+//! node for the same share, and those that connect while it runs. Peers that sent bad data or
+//! broke the protocol are not asked again; relayed peers wait while a direct one holds the whole
+//! share; when every provider is gone, they are dialled again with backoff for a while.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::{AbortHandle, JoinError, JoinSet};
+
+use super::handle::Control;
+use super::providers;
+use super::schedule::Sched;
+use super::sink::{Feedback, Links, Pool, QUEUED_CHUNKS, Received, Sink, SinkReport};
+use super::worker::{Ended, PeerError, Worker};
+use super::{DownloadError, Job, random_below};
+use crate::net::Change;
+use crate::transfer::ContentId;
+use crate::transfer::service::Shared;
+
+/// How often a download checks whether relayed peers should wait for a direct one.
+const PREFER_DIRECT_EVERY: Duration = Duration::from_secs(1);
+/// When every provider is gone, the first redial comes after this; the wait doubles up to
+/// [`MAX_RECONNECT_BACKOFF`].
+const FIRST_RECONNECT: Duration = Duration::from_secs(1);
+/// The longest wait between redials of vanished providers.
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(16);
+/// A download whose providers are all gone waits this long for one to come back, then fails.
+const RECONNECT_FOR: Duration = Duration::from_secs(300);
+
+/// What a worker task returns: its peer and how it ended.
+type WorkerEnd = (PeerId, Result<Ended, PeerError>);
+
+/// Fetches what `job.plan` misses, from `providers` and every peer found on the way.
+pub(super) async fn fetch(
+    s: &Shared,
+    job: Job<'_>,
+    providers: Vec<PeerId>,
+    control: &mut watch::Receiver<Control>,
+) -> Result<SinkReport, DownloadError> {
+    // Each download walks the chunks from a place of its own, so downloads that start together ask
+    // a seeder for different chunks and then have something to trade.
+    let chunk_count = job.manifest.chunk_count();
+    let sched = Arc::new(Mutex::new(Sched::new(
+        job.plan.missing.iter().copied(),
+        chunk_count,
+        random_below(chunk_count),
+    )));
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Received>(QUEUED_CHUNKS);
+    let (fb_tx, fb_rx) = mpsc::unbounded_channel::<Feedback>();
+    let (found_tx, found_rx) = mpsc::unbounded_channel();
+    let pool = Pool::default();
+    let links = Links {
+        feedback: fb_tx,
+        sched: sched.clone(),
+        pool: pool.clone(),
+    };
+    let sink = Sink::new(s, &job, links);
+    let sink_thread = std::thread::spawn(move || sink.run(chunk_rx));
+    let mut coordinator = Coordinator {
+        s: s.clone(),
+        job,
+        sched,
+        wake: Arc::new(Notify::new()),
+        chunks: chunk_tx,
+        pool,
+        control: control.clone(),
+        found: found_tx,
+        workers: JoinSet::new(),
+        running: HashMap::new(),
+        failures: Vec::new(),
+        deferred: HashSet::new(),
+        upgraded: HashSet::new(),
+        reconnect: None,
+    };
+    let inputs = Inputs {
+        feedback: fb_rx,
+        found: found_rx,
+        arrivals: s.holders.arrivals(),
+        changes: s.net.subscribe(),
+        stopping: s.downloads.stopping(),
+    };
+    coordinator.start(providers);
+    let result = coordinator.run(inputs, control).await;
+    tracing::debug!(ok = result.is_ok(), "fetch loop ended");
+    coordinator.shut_down().await;
+    // Workers are gone, so the writer's input closes; it records what it wrote and stops.
+    let _ = tokio::task::spawn_blocking(move || sink_thread.join()).await;
+    result
+}
+
+/// What the coordinator listens to besides its workers.
+struct Inputs {
+    feedback: mpsc::UnboundedReceiver<Feedback>,
+    /// Peers named by another one's hello (peer exchange).
+    found: mpsc::UnboundedReceiver<(PeerId, Vec<Multiaddr>)>,
+    /// Peers that asked this node for a share: they hold or fetch it too.
+    arrivals: tokio::sync::broadcast::Receiver<(ContentId, PeerId)>,
+    changes: tokio::sync::broadcast::Receiver<Change>,
+    stopping: watch::Receiver<bool>,
+}
+
+/// Every provider is gone: when to dial them again, and when to give up.
+#[derive(Clone, Copy)]
+struct Reconnect {
+    at: Instant,
+    until: Instant,
+    backoff: Duration,
+}
+
+/// What a handled event says.
+enum Step {
+    /// Go on.
+    On,
+    /// The download ends with this.
+    End(Result<SinkReport, DownloadError>),
+}
+
+struct Coordinator<'a> {
+    s: Shared,
+    job: Job<'a>,
+    sched: Arc<Mutex<Sched>>,
+    /// Woken when chunks wait again or peers announce new ones.
+    wake: Arc<Notify>,
+    chunks: mpsc::Sender<Received>,
+    pool: Pool,
+    control: watch::Receiver<Control>,
+    found: mpsc::UnboundedSender<(PeerId, Vec<Multiaddr>)>,
+    workers: JoinSet<WorkerEnd>,
+    /// The peer of each running worker.
+    running: HashMap<PeerId, AbortHandle>,
+    failures: Vec<String>,
+    /// Relayed peers waiting while a direct peer holds the whole share.
+    deferred: HashSet<PeerId>,
+    /// Peers whose relayed connection gave way to a direct one while their worker ran: the
+    /// worker fails with the relayed connection and starts again at once, on the direct one.
+    upgraded: HashSet<PeerId>,
+    reconnect: Option<Reconnect>,
+}
+
+impl Coordinator<'_> {
+    fn sched(&self) -> MutexGuard<'_, Sched> {
+        self.sched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the ticket's providers, every connected peer (any may hold or fetch the share), and
+    /// the peers that asked this node for it before this download began.
+    fn start(&mut self, providers: Vec<PeerId>) {
+        let mut candidates = providers;
+        let known = self.s.holders.of(&self.job.content.id);
+        for peer in self.s.net.connected().into_iter().chain(known) {
+            if !candidates.contains(&peer) {
+                candidates.push(peer);
+            }
+        }
+        for peer in candidates {
+            self.spawn(peer, Vec::new());
+        }
+    }
+
+    /// Starts a worker for `peer` (dialled at `addrs` first, when given).
+    fn spawn(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let worker = Worker {
+            s: self.s.clone(),
+            peer,
+            addrs,
+            content: self.job.content.id,
+            manifest: self.job.manifest.clone(),
+            sched: self.sched.clone(),
+            wake: self.wake.clone(),
+            chunks: self.chunks.clone(),
+            pool: self.pool.clone(),
+            control: self.control.clone(),
+            found: self.found.clone(),
+        };
+        let abort = self
+            .workers
+            .spawn(async move { (peer, worker.run().await) });
+        self.running.insert(peer, abort);
+    }
+
+    /// Whether `peer` may be given a worker now: none runs for it and it was not dropped.
+    fn usable(&self, peer: &PeerId) -> bool {
+        !self.running.contains_key(peer) && !self.sched().banned.contains_key(peer)
+    }
+
+    fn spawn_if_usable(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if self.usable(&peer) {
+            self.spawn(peer, addrs);
+        }
+    }
+
+    /// Stops `peer`'s worker (a read on a closing connection may not wake up) and puts back what
+    /// was due from it.
+    fn stop_worker(&mut self, peer: &PeerId) -> bool {
+        let stopped = self.running.remove(peer).inspect(AbortHandle::abort);
+        self.sched().leave(peer);
+        self.wake.notify_waiters();
+        stopped.is_some()
+    }
+
+    async fn run(
+        &mut self,
+        mut inputs: Inputs,
+        control: &mut watch::Receiver<Control>,
+    ) -> Result<SinkReport, DownloadError> {
+        let mut prefer_direct = tokio::time::interval(PREFER_DIRECT_EVERY);
+        loop {
+            if *inputs.stopping.borrow_and_update() {
+                return Err(DownloadError::Node(crate::Error::Stopped));
+            }
+            let retry_at = self.reconnect.map(|r| tokio::time::Instant::from_std(r.at));
+            let step = tokio::select! {
+                fb = inputs.feedback.recv() => self.on_feedback(fb).await,
+                Some(joined) = self.workers.join_next(), if !self.workers.is_empty() => {
+                    self.on_worker_end(joined)
+                }
+                Some((peer, addrs)) = inputs.found.recv() => {
+                    tracing::debug!(%peer, "peer exchange: asking it too");
+                    self.spawn_if_usable(peer, addrs);
+                    Step::On
+                }
+                arrival = inputs.arrivals.recv() => self.on_arrival(arrival),
+                change = inputs.changes.recv() => self.on_change(change),
+                _ = prefer_direct.tick() => self.on_prefer_direct(),
+                () = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } },
+                    if retry_at.is_some() => self.on_reconnect_due().await,
+                changed = inputs.stopping.changed() => match changed {
+                    Err(_) => Step::End(Err(DownloadError::Node(crate::Error::Stopped))),
+                    Ok(()) => Step::On,
+                },
+                changed = control.changed() => {
+                    if changed.is_err() || matches!(*control.borrow(), Control::Cancel { .. }) {
+                        Step::End(Err(DownloadError::Cancelled))
+                    } else {
+                        self.wake.notify_waiters();
+                        Step::On
+                    }
+                }
+            };
+            if let Step::End(end) = step {
+                return end;
+            }
+            if let Step::End(end) = self.when_idle(&inputs) {
+                return end;
+            }
+        }
+    }
+
+    async fn on_feedback(&mut self, feedback: Option<Feedback>) -> Step {
+        match feedback {
+            Some(Feedback::Bad { peer, index }) => {
+                tracing::warn!(%peer, index, "chunk failed verification: dropping the peer");
+                self.sched()
+                    .banned
+                    .insert(peer, "sent a corrupt chunk".into());
+                if self.stop_worker(&peer) {
+                    self.failures.push(format!("{peer}: sent a corrupt chunk"));
+                }
+                self.s.net.disconnect(peer).await;
+                Step::On
+            }
+            Some(Feedback::Done(report)) => Step::End(Ok(report)),
+            Some(Feedback::Fatal(e)) => Step::End(Err(e)),
+            None => Step::End(Err(DownloadError::ProvidersFailed(
+                "the writer stopped".into(),
+            ))),
+        }
+    }
+
+    fn on_worker_end(&mut self, joined: Result<WorkerEnd, JoinError>) -> Step {
+        // An aborted worker (a corrupt chunk, a relayed peer deferred) was accounted for then.
+        let Ok((peer, result)) = joined else {
+            return Step::On;
+        };
+        if self.running.remove(&peer).is_none() {
+            return Step::On;
+        }
+        match result {
+            Ok(Ended::NotAProvider) => tracing::debug!(%peer, "not a provider"),
+            Ok(Ended::Done) => {}
+            Err(_) if self.upgraded.remove(&peer) => {
+                tracing::debug!(%peer, "relayed connection replaced: asking again directly");
+                self.sched().leave(&peer);
+                self.spawn(peer, Vec::new());
+                self.wake.notify_waiters();
+                return Step::On;
+            }
+            Err(why) => {
+                tracing::info!(%peer, error = %why, "provider failed");
+                if why.bans() {
+                    self.sched().banned.insert(peer, why.to_string());
+                }
+                self.failures.push(format!("{peer}: {why}"));
+            }
+        }
+        self.sched().leave(&peer);
+        self.wake.notify_waiters();
+        Step::On
+    }
+
+    /// A peer asked this node for a share: when it is this one, the peer holds or fetches it.
+    fn on_arrival(&mut self, arrival: Result<(ContentId, PeerId), RecvError>) -> Step {
+        if let Ok((of, peer)) = arrival
+            && of == self.job.content.id
+            && self.usable(&peer)
+        {
+            tracing::debug!(%peer, "a peer of the swarm arrived: asking it too");
+            self.spawn(peer, Vec::new());
+        }
+        Step::On
+    }
+
+    /// A peer connected (found by discovery, say) or its path went direct: it may hold the share.
+    fn on_change(&mut self, change: Result<Change, RecvError>) -> Step {
+        match change {
+            Ok(Change::Connected { peer, .. } | Change::Upgraded { peer }) => {
+                self.deferred.remove(&peer);
+                if self.usable(&peer) {
+                    self.spawn(peer, Vec::new());
+                } else if self.running.contains_key(&peer) {
+                    self.upgraded.insert(peer);
+                }
+            }
+            Ok(Change::Disconnected { .. }) | Err(RecvError::Closed) => {}
+            // Changes were missed: whoever is connected now may hold the share.
+            Err(RecvError::Lagged(_)) => {
+                for peer in self.s.net.connected() {
+                    if !self.deferred.contains(&peer) {
+                        self.spawn_if_usable(peer, Vec::new());
+                    }
+                }
+            }
+        }
+        Step::On
+    }
+
+    /// A swarm prefers direct peers: while a directly connected peer holding the whole share
+    /// serves this download, peers reached only through a relay (slower, and a volunteer's
+    /// bandwidth) wait; they are asked again when that is no longer so, or once a direct path to
+    /// them opens.
+    fn on_prefer_direct(&mut self) -> Step {
+        let relayed = |peer: &PeerId| self.s.net.path(peer).is_some_and(|p| p.relayed);
+        let direct_seeder = {
+            let sched = self.sched();
+            self.running
+                .keys()
+                .any(|p| !relayed(p) && sched.holds_all(p))
+        };
+        if direct_seeder {
+            let waiting: Vec<PeerId> = self
+                .running
+                .keys()
+                .filter(|p| relayed(p))
+                .copied()
+                .collect();
+            for peer in waiting {
+                tracing::info!(%peer, "a direct peer holds the whole share: the relayed one waits");
+                self.stop_worker(&peer);
+                self.deferred.insert(peer);
+            }
+        } else {
+            for peer in std::mem::take(&mut self.deferred) {
+                self.spawn_if_usable(peer, Vec::new());
+            }
+        }
+        Step::On
+    }
+
+    /// Dials the ticket's providers again while every one is gone; gives up after
+    /// [`RECONNECT_FOR`].
+    async fn on_reconnect_due(&mut self) -> Step {
+        for peer in providers::connect(&self.s, self.job.ticket).await {
+            if self.usable(&peer) {
+                tracing::info!(%peer, "provider back: resuming");
+                self.spawn(peer, Vec::new());
+            }
+        }
+        let Some(mut r) = self.reconnect else {
+            return Step::On;
+        };
+        r.backoff = (r.backoff * 2).min(MAX_RECONNECT_BACKOFF);
+        r.at = Instant::now() + r.backoff;
+        self.reconnect = Some(r);
+        if !self.workers.is_empty() {
+            self.reconnect = None;
+        } else if Instant::now() >= r.until {
+            self.failures.push(format!(
+                "none came back within {} s",
+                RECONNECT_FOR.as_secs()
+            ));
+            return Step::End(Err(self.providers_failed()));
+        }
+        Step::On
+    }
+
+    /// When no worker runs and nothing is due: every provider is gone (a lost network, a
+    /// provider that stopped), so they are dialled again with backoff, unless all of them were
+    /// dropped for bad data or the node stopped.
+    fn when_idle(&mut self, inputs: &Inputs) -> Step {
+        if !self.workers.is_empty()
+            || self.reconnect.is_some()
+            || !inputs.feedback.is_empty()
+            || !self.sched().nothing_due()
+        {
+            return Step::On;
+        }
+        if self.s.net.is_closed() {
+            return Step::End(Err(DownloadError::Node(crate::Error::Stopped)));
+        }
+        let all_banned = {
+            let sched = self.sched();
+            let ticket = self.job.ticket;
+            ticket
+                .providers
+                .iter()
+                .all(|p| sched.banned.contains_key(&p.peer))
+        };
+        if all_banned {
+            if self.failures.is_empty() {
+                self.failures.push("no provider was reachable".into());
+            }
+            return Step::End(Err(self.providers_failed()));
+        }
+        tracing::warn!(
+            "every provider is gone: redialling them for up to {} s",
+            RECONNECT_FOR.as_secs()
+        );
+        let now = Instant::now();
+        self.reconnect = Some(Reconnect {
+            at: now + FIRST_RECONNECT,
+            until: now + RECONNECT_FOR,
+            backoff: FIRST_RECONNECT,
+        });
+        Step::On
+    }
+
+    fn providers_failed(&self) -> DownloadError {
+        DownloadError::ProvidersFailed(self.failures.join("; "))
+    }
+
+    /// Stops every worker and waits for them; the writer's input then closes.
+    async fn shut_down(mut self) {
+        self.workers.abort_all();
+        while self.workers.join_next().await.is_some() {}
+        tracing::debug!("workers joined");
+    }
+}

@@ -1,0 +1,242 @@
+//! Downloading a share: fetch and check the manifest, plan what is missing, pull chunks pipelined
+//! from every peer that holds some (the ticket's providers, connected peers, and those found
+//! through the swarm), verify each chunk before it is written to a `.part` file, record written
+//! chunks in SQLite in durable batches, and rename each file into place once it verifies whole.
+//!
+//! The parts: [`handle`] (what the app holds: controls and a status watch), `registry` (ids, one
+//! run per share and destination, the node's stop), `providers` (dialling the ticket's
+//! providers, the manifest), `plan` (what is on disk and what is missing), `coordinator` (which
+//! peers work for the download), `worker` (one peer's pipelined stream), `schedule` (which chunk
+//! next) and `sink` (verify, write, make durable, report progress).
+
+mod coordinator;
+pub mod handle;
+mod plan;
+mod providers;
+mod registry;
+mod schedule;
+mod sink;
+mod worker;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+pub use handle::{Control, PeerBytes, Progress, Status, TransferControls, TransferHandle};
+pub(crate) use providers::fetch_manifest;
+pub(crate) use registry::Downloads;
+
+use super::library::Content;
+use super::service::Shared;
+use super::{ContentId, Manifest, ManifestError, PathError, Ticket, state};
+use plan::Plan;
+use sink::SinkReport;
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// No provider answered or had the share.
+    #[error("no provider could be reached: {0}")]
+    NoProvider(String),
+    /// The manifest does not match the ticket or is malformed.
+    #[error("manifest rejected: {0}")]
+    Manifest(#[from] ManifestError),
+    /// A path in the manifest is unsafe.
+    #[error("unsafe path in the share: {0}")]
+    Path(#[from] PathError),
+    /// The destination lacks space for what is missing.
+    #[error("not enough free space in {path}: {needed} bytes needed, {available} available")]
+    NoSpace {
+        /// The destination.
+        path: PathBuf,
+        /// Bytes still to write.
+        needed: u64,
+        /// Bytes free.
+        available: u64,
+    },
+    /// A different file is already where a shared file would go.
+    #[error(
+        "{path} already exists and differs from the shared file: move it away or pick another destination"
+    )]
+    Exists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// Reading or writing the destination failed (a full disk among others); partial data is kept.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Every provider failed or was dropped before the download finished.
+    #[error("every provider failed: {0}")]
+    ProvidersFailed(String),
+    /// The download was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// The node failed.
+    #[error(transparent)]
+    Node(#[from] crate::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DownloadError + '_ {
+    move |source| DownloadError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What to download and where.
+#[derive(Clone, Debug)]
+pub struct DownloadSpec {
+    /// The share and its providers.
+    pub ticket: Ticket,
+    /// The destination folder.
+    pub dest: PathBuf,
+    /// Only these files (manifest indexes); all when `None`.
+    pub files: Option<Vec<usize>>,
+}
+
+/// What a finished download did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DownloadReport {
+    /// The share.
+    pub content: ContentId,
+    /// Files now in place.
+    pub files: usize,
+    /// Bytes of the selected files.
+    pub bytes: u64,
+    /// Bytes received from the network in this run (including rejected chunks).
+    pub fetched: u64,
+    /// Bytes already on disk from an earlier run.
+    pub resumed: u64,
+    /// Bytes of files already present and identical.
+    pub skipped: u64,
+    /// Bytes rejected because they failed verification.
+    pub rejected: u64,
+    /// Bytes per provider in this run.
+    pub peers: Vec<PeerBytes>,
+    /// Wall time.
+    pub secs: f64,
+}
+
+/// One run of a download, as its coordinator and writer see it: the share, the plan, the
+/// download's row in the store, the ticket, and where progress goes.
+struct Job<'a> {
+    manifest: &'a Arc<Manifest>,
+    plan: &'a Plan,
+    content: &'a Arc<Content>,
+    dl: i64,
+    ticket: &'a Ticket,
+    status: &'a Arc<watch::Sender<Status>>,
+}
+
+/// Runs one download to its end; progress goes to `status`.
+async fn run(
+    s: Shared,
+    spec: DownloadSpec,
+    mut control: watch::Receiver<Control>,
+    status: Arc<watch::Sender<Status>>,
+) -> Result<DownloadReport, DownloadError> {
+    let started = Instant::now();
+    let content_id = spec.ticket.content;
+    let providers = providers::connect(&s, &spec.ticket).await;
+    let (manifest, encoded) = providers::manifest(&s, &providers, &content_id).await?;
+    fs::create_dir_all(&spec.dest).map_err(io_err(&spec.dest))?;
+    let dest = spec.dest.canonicalize().map_err(io_err(&spec.dest))?;
+    // One run at a time per share and destination: a second one (a node that resumed it at
+    // start, and the user asking again) waits, then finds the files in place.
+    let slot = s.downloads.slot(content_id, &dest);
+    let _running = slot.lock().await;
+    let dl = state::start_download(&s.store, &spec.ticket, &dest, spec.files.as_deref())?;
+    let plan = Plan::make(&s.store, dl, &manifest, &dest, spec.files.as_deref())?;
+    plan.check_space(&manifest, &dest)?;
+    plan.prepare(&manifest)?;
+    let content = match s.library.get(&content_id) {
+        Some(c) => c,
+        None => {
+            let c = Arc::new(Content::partial(
+                manifest.clone(),
+                encoded,
+                plan.locations.clone(),
+            ));
+            c.add(&plan.done);
+            s.library.insert(c.clone());
+            c
+        }
+    };
+    let fetched = if plan.missing.is_empty() {
+        Ok(SinkReport::default())
+    } else {
+        let job = Job {
+            manifest: &manifest,
+            plan: &plan,
+            content: &content,
+            dl,
+            ticket: &spec.ticket,
+            status: &status,
+        };
+        coordinator::fetch(&s, job, providers, &mut control).await
+    };
+    tracing::debug!(ok = fetched.is_ok(), "fetched");
+    let report = match fetched {
+        Ok(report) => report,
+        Err(e) => return Err(record_failure(&s, dl, &plan, &control, e)),
+    };
+    content.set_complete();
+    state::set_download_state(&s.store, dl, state::DownloadState::Done)?;
+    Ok(DownloadReport {
+        content: content_id,
+        files: plan.files.len(),
+        bytes: plan.selected_bytes(&manifest),
+        fetched: report.fetched,
+        resumed: plan.resumed,
+        skipped: plan.skipped,
+        rejected: report.rejected,
+        peers: report.peers,
+        secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Records how a download ended early: removed (cancelled without keeping), left `active` (the
+/// node stopped: it resumes at the next start), or `cancelled` / `failed`.
+fn record_failure(
+    s: &Shared,
+    dl: i64,
+    plan: &Plan,
+    control: &watch::Receiver<Control>,
+    e: DownloadError,
+) -> DownloadError {
+    let cancelled = matches!(e, DownloadError::Cancelled);
+    let keep = !matches!(*control.borrow(), Control::Cancel { keep: false });
+    let recorded = if cancelled && !keep {
+        plan.remove_parts();
+        state::forget_download(&s.store, dl)
+    } else if matches!(e, DownloadError::Node(crate::Error::Stopped)) {
+        Ok(())
+    } else if cancelled {
+        state::set_download_state(&s.store, dl, state::DownloadState::Cancelled)
+    } else {
+        state::set_download_state(&s.store, dl, state::DownloadState::Failed)
+    };
+    match recorded {
+        Ok(()) => e,
+        Err(store) => store.into(),
+    }
+}
+
+/// A random number below `n` (zero when `n` is zero).
+fn random_below(n: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    // Without randomness every download starts at the first chunk: slower swarms, still correct.
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes).checked_rem(n).unwrap_or(0)
+}
