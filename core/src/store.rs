@@ -118,7 +118,7 @@ pub struct KnownPeer {
 }
 
 /// A device this one knows: met (discovery, a connection) or named in a room invite.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Contact {
     /// Its peer id (which also carries its public key).
     pub peer: PeerId,

@@ -15,7 +15,7 @@ const INVITE_PREFIX: &str = "meshroom1";
 pub const MAX_NAME: usize = 100;
 
 /// A room this device is in.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Room {
     /// Its id.
     pub id: RoomId,

@@ -67,7 +67,7 @@ pub enum Decision {
 }
 
 /// How an offer ended for the sender.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum SendOutcome {
     /// The receiver has every accepted file, verified.

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use handle::{Control, PeerBytes, Progress, Status, TransferControls, TransferHandle};
@@ -106,7 +106,7 @@ pub struct DownloadSpec {
 }
 
 /// What a finished download did.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DownloadReport {
     /// The share.
     pub content: ContentId,

@@ -16,7 +16,7 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, watch};
 
 use super::handle::{PeerBytes, Progress, Status};
-use super::plan::{FilePlan, same_file};
+use super::plan::{FilePlan, Plan, same_file};
 use super::schedule::Sched;
 use super::{DownloadError, Job, io_err};
 use crate::store::Store;
@@ -193,6 +193,58 @@ fn sync_files(files: &[(usize, PathBuf, Arc<File>)]) -> Result<(), DownloadError
     Ok(())
 }
 
+/// The selected files not yet in place, with the chunks each still misses, and the bytes of
+/// every selected file.
+fn open_files(plan: &Plan, manifest: &Manifest) -> (HashMap<usize, OpenFile>, u64) {
+    let missing: BTreeSet<u64> = plan.missing.iter().copied().collect();
+    let mut open = HashMap::new();
+    let mut total_bytes = 0;
+    for f in &plan.files {
+        total_bytes += manifest.files()[f.index].size;
+        if f.done {
+            continue;
+        }
+        let chunks = manifest.chunks_of(f.index);
+        let all = chunks.end - chunks.start;
+        let left = chunks.filter(|i| missing.contains(i)).count() as u64;
+        let file = OpenFile {
+            plan: f.clone(),
+            left,
+            handle: None,
+            resumed: left < all,
+        };
+        open.insert(f.index, file);
+    }
+    (open, total_bytes)
+}
+
+/// The batch size and where batches go: with chunks of up to 1 MiB two batches are in flight
+/// (one syncing on a thread of its own, one filling) within [`REFETCH_BOUND`]; larger chunks are
+/// synced one at a time by the writer.
+fn start_syncer(
+    syncer: Syncer,
+    chunk_size: u32,
+    feedback: &mpsc::UnboundedSender<Feedback>,
+) -> (u64, SyncTo) {
+    let chunk = u64::from(chunk_size);
+    let pipelined = (REFETCH_BOUND - QUEUED_CHUNKS as u64 * chunk.min(REFETCH_BOUND)) / 2;
+    if pipelined < chunk {
+        return (chunk, SyncTo::Inline(syncer));
+    }
+    let (batches, rx) = sync_channel::<Batch>(0);
+    let fb = feedback.clone();
+    let thread = std::thread::spawn(move || {
+        for batch in rx {
+            if let Err(e) = syncer.sync(batch) {
+                let _ = fb.send(Feedback::Fatal(e));
+                return false;
+            }
+        }
+        true
+    });
+    (pipelined, SyncTo::Thread { batches, thread })
+}
+
 /// Where batches go: synced by the writer itself, or handed to the sync thread.
 enum SyncTo {
     Inline(Syncer),
@@ -241,8 +293,7 @@ pub(super) struct Sink {
 }
 
 impl Sink {
-    /// A writer for `plan`. With chunks of up to 1 MiB two batches are in flight (one syncing, one
-    /// filling) within [`REFETCH_BOUND`]; larger chunks are synced one at a time by the writer.
+    /// A writer for the job's plan.
     pub(super) fn new(s: &Shared, job: &Job<'_>, links: Links) -> Self {
         let Job {
             manifest,
@@ -258,27 +309,7 @@ impl Sink {
             sched,
             pool,
         } = links;
-        let missing: BTreeSet<u64> = plan.missing.iter().copied().collect();
-        let mut open = HashMap::new();
-        let mut total_bytes = 0;
-        for f in &plan.files {
-            total_bytes += manifest.files()[f.index].size;
-            if f.done {
-                continue;
-            }
-            let chunks = manifest.chunks_of(f.index);
-            let all = chunks.end - chunks.start;
-            let left = chunks.filter(|i| missing.contains(i)).count() as u64;
-            open.insert(
-                f.index,
-                OpenFile {
-                    plan: f.clone(),
-                    left,
-                    handle: None,
-                    resumed: left < all,
-                },
-            );
-        }
+        let (open, total_bytes) = open_files(plan, &manifest);
         let done_bytes = total_bytes
             - plan
                 .missing
@@ -292,24 +323,7 @@ impl Sink {
             manifest: manifest.clone(),
             content: content.clone(),
         };
-        let chunk = u64::from(manifest.chunk_size());
-        let pipelined = (REFETCH_BOUND - QUEUED_CHUNKS as u64 * chunk.min(REFETCH_BOUND)) / 2;
-        let (batch_limit, syncer) = if pipelined >= chunk {
-            let (batches, rx) = sync_channel::<Batch>(0);
-            let fb = feedback.clone();
-            let thread = std::thread::spawn(move || {
-                for batch in rx {
-                    if let Err(e) = syncer.sync(batch) {
-                        let _ = fb.send(Feedback::Fatal(e));
-                        return false;
-                    }
-                }
-                true
-            });
-            (pipelined, SyncTo::Thread { batches, thread })
-        } else {
-            (chunk, SyncTo::Inline(syncer))
-        };
+        let (batch_limit, syncer) = start_syncer(syncer, manifest.chunk_size(), &feedback);
         Self {
             sched,
             written: BTreeSet::new(),
