@@ -8,8 +8,8 @@ use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 
 use crate::messaging::{CarryQuota, InboxQuota, MessagingConfig};
-use crate::transfer::TransferConfig;
 use crate::transfer::limits::TransferLimits;
+use crate::transfer::{TransferConfig, Visibility};
 
 /// Configuration of a [`crate::Node`].
 #[derive(Clone, Debug)]
@@ -44,6 +44,10 @@ pub struct NodeConfig {
     /// Relays to hold a slot on, so devices on other networks reach this one through them (each
     /// address ends in `/p2p/<relay peer id>`, as `meshdrop relay` prints it). Empty: LAN only.
     pub relays: Vec<Multiaddr>,
+    /// Who may offer this device files at start (default: contacts).
+    pub visibility: Visibility,
+    /// How long a message's attached files are served unless pinned (default: 7 days).
+    pub attachment_ttl: Duration,
     /// Serve corrupt chunks (a test's malicious provider; see [`NodeConfig::with_corrupt_chunks`]).
     corrupt_chunks: bool,
     /// Ignore pokes (a test's lost pokes; see [`NodeConfig::with_dropped_pokes`]).
@@ -80,6 +84,8 @@ impl NodeConfig {
             inbox: Default::default(),
             message_resync: Duration::from_secs(30),
             relays: Vec::new(),
+            visibility: Visibility::Contacts,
+            attachment_ttl: Duration::from_secs(7 * 24 * 3600),
             corrupt_chunks: false,
             drop_pokes: false,
         }
@@ -127,6 +133,7 @@ impl NodeConfig {
         TransferConfig {
             limits: self.limits,
             progress_interval: self.progress_interval,
+            visibility: self.visibility,
             corrupt_chunks: self.corrupt_chunks,
         }
     }

@@ -173,14 +173,26 @@ pub enum Event {
         offer: u64,
         /// The sender.
         peer: PeerId,
-        /// The sender's device name.
+        /// The name the sender gives itself (a claim).
         name: String,
+        /// The name the user gave the sender, when a contact (`None`: a stranger).
+        contact: Option<String>,
         /// The code both screens show.
         verification_code: String,
         /// Bytes offered.
         total: u64,
         /// The files offered.
         files: Vec<OfferedFile>,
+    },
+    /// An offer was declined at once: its sender may not offer files to this device now (not a
+    /// contact, or this device is not visible). Nothing was fetched or written.
+    OfferRefused {
+        /// The sender.
+        peer: PeerId,
+        /// The name it gives itself (a claim).
+        name: String,
+        /// What the sender was told.
+        reason: String,
     },
     /// The receiver accepted our offer.
     OfferAccepted {
@@ -232,8 +244,10 @@ pub enum Event {
 pub struct PeerInfo {
     /// The peer.
     pub peer: PeerId,
-    /// Its device name (empty when not yet learned).
+    /// The name it gives itself (a claim; empty when not yet heard).
     pub name: String,
+    /// The name the user gave it, when a contact (`None`: a stranger).
+    pub contact: Option<String>,
     /// Addresses it can be dialled on.
     pub addrs: Vec<Multiaddr>,
     /// Whether a connection is up.

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod contacts;
 pub mod discovery;
 pub mod error;
 pub mod events;

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "meshdrop.db";
 const LOCK_FILE: &str = "node.lock";
+/// The longest name a device may claim for itself that is kept, in bytes (longer names are cut).
+pub const MAX_CLAIMED_NAME: usize = 100;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -102,6 +104,25 @@ const MIGRATIONS: &[&str] = &[
     // recipient's text form).
     "ALTER TABLE msg_messages ADD COLUMN to_room INTEGER NOT NULL DEFAULT 0;
     UPDATE msg_messages SET to_room = 1 WHERE substr(recipient, 1, 5) = 'room:';",
+    // 7: trust. Contacts exist only by an act of the user (the `peers` table remembers devices met,
+    // with the names they claim); shares are capabilities: the keys this device serves under
+    // (a content id alone opens nothing, so shares of earlier versions are no longer served).
+    "CREATE TABLE contacts (
+        peer_id TEXT PRIMARY KEY,
+        name    TEXT NOT NULL,
+        added   INTEGER NOT NULL,
+        via     TEXT NOT NULL
+    );
+    CREATE TABLE share_keys (
+        tag     BLOB PRIMARY KEY,
+        key     BLOB NOT NULL,
+        content BLOB NOT NULL REFERENCES manifests (content),
+        kind    TEXT NOT NULL,
+        since   INTEGER NOT NULL,
+        expires INTEGER,
+        served  INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX share_keys_content ON share_keys (content);",
 ];
 
 /// A peer the store remembers.
@@ -116,22 +137,6 @@ pub struct KnownPeer {
     /// Unix seconds of the last time it was seen.
     pub last_seen: u64,
 }
-
-/// A device this one knows: met (discovery, a connection) or named in a room invite.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Contact {
-    /// Its peer id (which also carries its public key).
-    pub peer: PeerId,
-    /// Its device name, empty when never learned.
-    pub name: String,
-    /// Unix seconds of when this device first learned of it.
-    pub first_seen: u64,
-    /// Unix seconds of the last meeting; `None` when only known from an invite.
-    pub last_seen: Option<u64>,
-}
-
-/// The longest device name kept for a contact, in bytes (longer names are cut).
-pub const MAX_CONTACT_NAME: usize = 100;
 
 /// The node's database. Holding it holds the data dir's lock: one node per data dir.
 pub struct Store {
@@ -247,78 +252,13 @@ impl Store {
                     last_seen = excluded.last_seen",
                 params![
                     peer.to_base58(),
-                    cut(name, MAX_CONTACT_NAME),
+                    cut(name, MAX_CLAIMED_NAME),
                     addrs_json,
                     now_secs() as i64
                 ],
             )
             .map(drop)
             .map_err(|e| self.err(e))
-    }
-
-    /// Records a contact named by someone else (an invite) without meeting it: a new contact, or
-    /// a name for one whose name is unknown. A name learned by meeting the device is kept.
-    pub fn learn_contact(&self, peer: &PeerId, name: &str) -> Result<()> {
-        self.conn()
-            .execute(
-                "INSERT INTO peers (peer_id, name, last_seen, first_seen) VALUES (?1, ?2, 0, ?3)
-                 ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name WHERE peers.name = ''",
-                params![
-                    peer.to_base58(),
-                    cut(name.trim(), MAX_CONTACT_NAME),
-                    now_secs() as i64
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
-    }
-
-    /// The name of contact `peer`, when known.
-    pub fn contact_name(&self, peer: &PeerId) -> Result<Option<String>> {
-        self.conn()
-            .query_row(
-                "SELECT name FROM peers WHERE peer_id = ?1",
-                [peer.to_base58()],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
-            .map(|n| n.filter(|n| !n.is_empty()))
-            .map_err(|e| self.err(e))
-    }
-
-    /// Every contact, by name then peer id.
-    pub fn contacts(&self) -> Result<Vec<Contact>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT peer_id, name, first_seen, last_seen FROM peers ORDER BY name, peer_id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut contacts = Vec::new();
-        for row in rows {
-            let (id, name, first_seen, last_seen) = row.map_err(|e| self.err(e))?;
-            let Ok(peer) = id.parse::<PeerId>() else {
-                continue;
-            };
-            let last_seen = u64::try_from(last_seen).ok().filter(|s| *s > 0);
-            contacts.push(Contact {
-                peer,
-                name,
-                first_seen: u64::try_from(first_seen).unwrap_or(0),
-                last_seen,
-            });
-        }
-        Ok(contacts)
     }
 
     /// Peers seen at or after `since` (unix seconds), most recent first.
@@ -423,29 +363,6 @@ mod tests {
         assert_eq!(peers.len(), 1);
         assert_eq!(peers[0].name, "alice");
         assert_eq!(peers[0].addrs, vec![addr]);
-    }
-
-    #[test]
-    fn contacts_learned_from_an_invite_keep_the_name_their_device_gave() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let (met, named) = (PeerId::random(), PeerId::random());
-        store.peer_seen(&met, "ana", &[]).unwrap();
-        store.learn_contact(&met, "someone else's label").unwrap();
-        store.learn_contact(&named, "ben").unwrap();
-        let contacts = store.contacts().unwrap();
-        let names: Vec<(&str, bool)> = contacts
-            .iter()
-            .map(|c| (c.name.as_str(), c.last_seen.is_some()))
-            .collect();
-        assert_eq!(names, [("ana", true), ("ben", false)]);
-        assert!(contacts.iter().all(|c| c.first_seen > 0));
-        // Meeting the invited device later records the meeting.
-        store.peer_seen(&named, "ben", &[]).unwrap();
-        let ben = &store.contacts().unwrap()[1];
-        assert!(ben.last_seen.is_some());
-        store.learn_contact(&named, &"x".repeat(500)).unwrap();
-        assert_eq!(store.contacts().unwrap()[1].name, "ben");
     }
 
     #[test]

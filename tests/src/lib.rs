@@ -5,10 +5,12 @@
 //! - [`nat`]: two home networks behind NAT routers and a public network with a relay host.
 //! - [`process`]: `meshdrop` (and other JSON-line programs) as child processes, optionally inside a
 //!   lab host, with their stdout events waited on with timeouts.
+//! - [`raw`]: a hand-driven libp2p peer that speaks the wire protocols wrongly on purpose.
 
 pub mod nat;
 pub mod netns;
 pub mod process;
+pub mod raw;
 
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;

@@ -134,15 +134,30 @@ async fn a_provider_sending_corrupt_chunks_is_dropped_and_the_download_finishes_
     let liar = node(dirs[1].path(), "liar", Serves::Corrupt).await;
     let receiver = node(dirs[2].path(), "receiver", Serves::Honest).await;
     let t1 = honest.share(vec![trip.clone()]).await.unwrap();
-    let t2 = liar.share(vec![trip.clone()]).await.unwrap();
-    assert_eq!(t1.content, t2.content, "same files, same content id");
+    // The liar got the ticket and the files (its own download verifies), then serves them
+    // corrupt. The honest sender goes away meanwhile.
+    let liar_copy = tempfile::tempdir().unwrap();
+    liar.download(DownloadSpec {
+        ticket: t1.clone(),
+        dest: liar_copy.path().to_path_buf(),
+        files: None,
+    })
+    .wait()
+    .await
+    .expect("the liar's copy verifies");
+    honest.stop().await.unwrap();
     let mut events = receiver.events();
 
     // Only the liar: every chunk it sends is rejected, it is dropped, and the download says why.
+    let from_liar = Ticket::new(
+        t1.content,
+        t1.key,
+        vec![liar.ticket_for(t1.content, t1.key).providers[0].clone()],
+    );
     let dest = dirs[4].path().to_path_buf();
     let err = receiver
         .download(DownloadSpec {
-            ticket: t2.clone(),
+            ticket: from_liar.clone(),
             dest: dest.clone(),
             files: None,
         })
@@ -166,9 +181,14 @@ async fn a_provider_sending_corrupt_chunks_is_dropped_and_the_download_finishes_
         "nothing unverified reached a final file"
     );
 
+    // The honest sender is back (it serves its shares again after a restart).
+    let honest = node(dirs[0].path(), "honest", Serves::Honest).await;
+    let t1 = honest.ticket_for(t1.content, t1.key);
+    let t2 = from_liar;
     // With an honest provider in the ticket too, the download completes, bytes equal.
     let ticket = Ticket::new(
         t1.content,
+        t1.key,
         vec![t2.providers[0].clone(), t1.providers[0].clone()],
     );
     let report = receiver

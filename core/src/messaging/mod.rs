@@ -194,7 +194,7 @@ pub struct Message {
     pub id: MessageId,
     /// The author.
     pub from: PeerId,
-    /// The author's device name, when this device knows it as a contact.
+    /// The name the user gave the author, when a contact (`None`: a stranger).
     pub from_name: Option<String>,
     /// The recipient: a peer, or a room.
     pub to: Recipient,

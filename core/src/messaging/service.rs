@@ -21,6 +21,7 @@ use super::{
     CarryQuota, InboxQuota, Message, MessageId, MessageState, MessageStats, MessagingConfig,
     Notice, Recipient, RoomId,
 };
+use crate::contacts;
 use crate::error::{Error, Result};
 use crate::report::Report;
 use crate::store::Store;
@@ -388,7 +389,7 @@ impl Messenger {
         })?;
         if new {
             self.clock.observe(env.time);
-            msg.from_name = self.store.contact_name(&msg.from).unwrap_or_default();
+            msg.from_name = contacts::name_of(&self.store, &msg.from).unwrap_or_default();
             self.report.send(Notice::Received(Box::new(msg)));
         }
         Ok(new)
@@ -484,13 +485,13 @@ impl Messenger {
     }
 
     /// Joins a room from its invite (joining twice is harmless); the device that handed out the
-    /// invite becomes a contact.
+    /// invite becomes a contact (joining is the user's act), keeping any name the user gave it.
     pub fn join_room(&self, invite: &str) -> Result<Room> {
         let invitation = room::decode_invite(invite)?;
         if let Some(from) = &invitation.inviter
             && from.peer != self.local
         {
-            self.store.learn_contact(&from.peer, &from.name)?;
+            contacts::add(&self.store, &from.peer, &from.name, contacts::Via::Invite)?;
         }
         self.add_room(&invitation.name, invitation.key)
     }
@@ -711,6 +712,7 @@ mod tests {
     fn ticket_of(provider: PeerId) -> Ticket {
         Ticket::new(
             crate::transfer::ContentId::of(b"some manifest"),
+            crate::transfer::ShareKey::from_bytes([5; 32]),
             vec![crate::transfer::Provider {
                 peer: provider,
                 addrs: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],

@@ -1,6 +1,6 @@
 //! The messaging tables (created by the store's migrations 3, 5 and 6): envelopes as received
 //! (ciphertext, numbered in arrival order for sync cursors), the readable messages, rooms and sync
-//! cursors. Messages are shown with their author's name from the contacts (the `peers` table).
+//! cursors. Messages are shown with the name the user gave their author, when a contact.
 
 use libp2p::PeerId;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -174,7 +174,7 @@ pub fn messages(store: &Store) -> Result<Vec<Message>> {
         let mut stmt = c.prepare(
             "SELECT m.id, m.author, m.recipient, m.text, m.state, m.hlc_ms, m.outgoing,
                     m.attachment, p.name
-             FROM msg_messages m LEFT JOIN peers p ON p.peer_id = m.author
+             FROM msg_messages m LEFT JOIN contacts p ON p.peer_id = m.author
              ORDER BY m.hlc_ms, m.hlc_counter, m.id",
         )?;
         let rows = stmt.query_map([], |r| {

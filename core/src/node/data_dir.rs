@@ -9,12 +9,13 @@ use std::sync::Arc;
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
 
+use crate::contacts::{self, Contact};
 use crate::error::{Error, Result};
 use crate::identity;
 use crate::messaging::service::Messenger;
 use crate::messaging::{Message, MessagingConfig, Room};
 use crate::report::Report;
-use crate::store::{Contact, Store};
+use crate::store::Store;
 
 /// What a data dir holds for a node.
 pub(super) struct Opened {
@@ -132,7 +133,7 @@ impl DataDir {
 
     /// The devices this one knows.
     pub fn contacts(&self) -> Result<Vec<Contact>> {
-        self.store.contacts()
+        contacts::list(&self.store)
     }
 }
 

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 pub use data_dir::DataDir;
 
 use crate::config::NodeConfig;
+use crate::contacts::{self, Contact, Via};
 use crate::discovery::{self, Update};
 use crate::error::{Error, Result};
 use crate::events::{Event, PeerInfo};
@@ -28,10 +29,11 @@ use crate::identity;
 use crate::messaging::service::Messenger;
 use crate::messaging::{Message, MessageId, MessageStats, Recipient, Room, RoomId};
 use crate::net::Net;
-use crate::store::{self, Store};
+use crate::store::Store;
 use crate::transfer::offer::{Decision, SendOutcome};
 use crate::transfer::{
-    ContentId, DownloadSpec, Provider, ShareError, Ticket, TransferHandle, Transfers,
+    ContentId, DownloadSpec, Provider, ShareError, ShareInfo, ShareKey, ShareKind, Ticket,
+    TransferHandle, Transfers, Visibility,
 };
 use addrs::is_wildcard;
 use bus::Bus;
@@ -59,6 +61,8 @@ struct Inner {
     transfers: Transfers,
     messenger: Arc<Messenger>,
     store: Arc<Store>,
+    /// How long attachments are served unless pinned.
+    attachment_ttl: Duration,
     /// What this node advertises with DNS-SD (also what a platform browser driver advertises).
     advert: discovery::Advert,
     /// Discovery updates from a platform's own browser (Bonjour, Android NSD).
@@ -152,11 +156,65 @@ impl Node {
         }
     }
 
-    /// Shares files and folders: hashes them (streaming), remembers the share so it is served again
-    /// after a restart, and returns a ticket naming this device and its addresses.
+    /// Shares files and folders under a new key: hashes them (streaming), remembers the share so
+    /// it is served again after a restart, and returns a ticket naming this device and its
+    /// addresses. The ticket is the only key to the share: whoever holds it can fetch it.
     pub async fn share(&self, paths: Vec<PathBuf>) -> Result<Ticket, ShareError> {
-        let content = self.inner.transfers.share(paths).await?;
-        Ok(self.ticket_for(content))
+        let shared = self.inner.transfers.share(paths, ShareKind::Shared, None);
+        let (content, key) = shared.await?;
+        Ok(self.ticket_for(content, key))
+    }
+
+    /// Stops serving the share named `id` (as `shares` lists it) at once: open sessions end, and
+    /// its ticket opens nothing here any more.
+    pub fn unshare(&self, id: &str) -> Result<ShareInfo> {
+        self.inner.transfers.unshare(id)
+    }
+
+    /// What this device serves: each share (a key), what it holds, and how much it served.
+    pub fn shares(&self) -> Result<Vec<ShareInfo>> {
+        self.inner.transfers.shares()
+    }
+
+    /// Who may offer files to this device from now on; `for_` bounds it (then back to contacts),
+    /// as phones do for `Everyone` (10 minutes).
+    pub fn set_visibility(&self, visibility: Visibility, for_: Option<Duration>) {
+        self.inner.transfers.set_visibility(visibility, for_);
+    }
+
+    /// Who may offer files to this device now.
+    pub fn visibility(&self) -> Visibility {
+        self.inner.transfers.visibility()
+    }
+
+    /// Makes `peer` a contact named `name` (the user compared the verification code). A contact
+    /// added earlier takes the new name.
+    pub fn add_contact(&self, peer: PeerId, name: &str) -> Result<()> {
+        if peer == self.inner.peer_id {
+            return Err(Error::Message("that is this device's own peer id".into()));
+        }
+        contacts::add(&self.inner.store, &peer, name, Via::Code).map(drop)
+    }
+
+    /// Makes the sender a ticket offers as a contact a contact, under the name the ticket gives;
+    /// `false` when the ticket offers none (or it is a contact already).
+    pub fn accept_contact_offer(&self, ticket: &Ticket) -> Result<bool> {
+        match (&ticket.contact, ticket.providers.first()) {
+            (Some(name), Some(sender)) if sender.peer != self.inner.peer_id => {
+                contacts::add(&self.inner.store, &sender.peer, name, Via::Ticket)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Gives contact `peer` another name.
+    pub fn rename_contact(&self, peer: PeerId, name: &str) -> Result<()> {
+        contacts::rename(&self.inner.store, &peer, name)
+    }
+
+    /// Makes contact `peer` a stranger again.
+    pub fn remove_contact(&self, peer: PeerId) -> Result<()> {
+        contacts::remove(&self.inner.store, &peer)
     }
 
     /// This device's addresses through relays (empty when no relay holds a slot for it).
@@ -168,9 +226,9 @@ impl Node {
             .clone()
     }
 
-    /// A ticket for `content` naming this device as provider, with its direct addresses and its
-    /// addresses through relays.
-    pub fn ticket_for(&self, content: ContentId) -> Ticket {
+    /// A ticket for `content`, opened by `key`, naming this device as provider with its direct
+    /// addresses and its addresses through relays.
+    pub fn ticket_for(&self, content: ContentId, key: ShareKey) -> Ticket {
         let max = crate::transfer::ticket::MAX_ADDRS;
         let mut relayed = self.relayed_addrs();
         relayed.truncate(max / 2);
@@ -187,7 +245,7 @@ impl Node {
             peer: self.inner.peer_id,
             addrs,
         };
-        Ticket::new(content, vec![me])
+        Ticket::new(content, key, vec![me])
     }
 
     /// Starts downloading a share; progress arrives as events and on the handle's status, the
@@ -203,7 +261,9 @@ impl Node {
         peer: PeerId,
         paths: Vec<PathBuf>,
     ) -> Result<SendOutcome, ShareError> {
-        let ticket = self.share(paths).await?;
+        let shared = self.inner.transfers.share(paths, ShareKind::Offer, None);
+        let (content, key) = shared.await?;
+        let ticket = self.ticket_for(content, key);
         let addrs = self
             .peers()
             .await?
@@ -236,17 +296,25 @@ impl Node {
         self.inner.messenger.send(Recipient::Room(room), text, None)
     }
 
-    /// Sends a message to a peer or a room with files attached: shares `paths` (served by this
-    /// device like any share, also after a restart) and puts the share's ticket in the message.
-    /// The recipient fetches it with [`Node::download_attachment`].
+    /// Sends a message to a peer or a room with files attached: shares `paths` under a key of
+    /// their own and puts the ticket in the message. The files are served (also after a restart)
+    /// for [`NodeConfig::attachment_ttl`], or until unshared when `pin`. The recipient fetches
+    /// them with [`Node::download_attachment`].
     pub async fn send_with_attachment(
         &self,
         to: Recipient,
         text: &str,
         paths: Vec<PathBuf>,
+        pin: bool,
     ) -> Result<MessageId, ShareError> {
         self.inner.messenger.check(to, text)?;
-        let ticket = self.share(paths).await?;
+        let ttl = (!pin).then_some(self.inner.attachment_ttl);
+        let shared = self
+            .inner
+            .transfers
+            .share(paths, ShareKind::Attachment, ttl);
+        let (content, key) = shared.await?;
+        let ticket = self.ticket_for(content, key);
         Ok(self.inner.messenger.send(to, text, Some(&ticket))?)
     }
 
@@ -263,9 +331,9 @@ impl Node {
         }))
     }
 
-    /// The devices this one knows, with their names: met on the network or named by an invite.
-    pub fn contacts(&self) -> Result<Vec<store::Contact>> {
-        self.inner.store.contacts()
+    /// The contacts: the devices the user chose to trust, with the names the user gave them.
+    pub fn contacts(&self) -> Result<Vec<Contact>> {
+        contacts::list(&self.inner.store)
     }
 
     /// Every message this device can read (written here, addressed to it, or in its rooms), in

@@ -137,6 +137,7 @@ pub(super) async fn start(config: NodeConfig) -> Result<Node> {
             transfers,
             messenger,
             store,
+            attachment_ttl: config.attachment_ttl,
             advert,
             platform_discovery: disc_tx,
         }),

@@ -1,5 +1,5 @@
-//! The task that owns the node's peer table: devices discovered, met or added, their names and
-//! addresses, and the redials of those that dropped (1 s … 64 s, 10 attempts). It hears the
+//! The task that owns the node's peer table: devices discovered, met or added, the names they
+//! claim and their addresses, and the redials of those that dropped (1 s … 64 s, 10 attempts). It hears the
 //! swarm's news and local discovery, records peers in the store, and tells the app.
 
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::Bus;
 use super::addrs::split_agent;
+use crate::contacts;
 use crate::discovery::{Discovery, Update};
 use crate::error::{Error, Result};
 use crate::events::{Event, PeerInfo, Reachability};
@@ -178,6 +179,11 @@ impl Supervisor {
     }
 
     fn peer_list(&self) -> Vec<PeerInfo> {
+        let contacts: HashMap<PeerId, String> = contacts::list(&self.store)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.peer, c.name))
+            .collect();
         let mut list: Vec<PeerInfo> = self
             .peers
             .iter()
@@ -185,6 +191,7 @@ impl Supervisor {
             .map(|(peer, s)| PeerInfo {
                 peer: *peer,
                 name: s.name.clone(),
+                contact: contacts.get(peer).cloned(),
                 addrs: s.addrs.clone(),
                 connected: s.connections > 0,
                 discovered: s.discovered,
@@ -341,8 +348,8 @@ impl Supervisor {
             .iter()
             .map(|a| a.clone().with_p2p(peer).unwrap_or_else(|a| a))
             .collect();
-        // Every device met becomes a contact with its name; only peers this node redials keep
-        // their addresses.
+        // Every device met is remembered with the name it claims (never a contact by itself);
+        // only peers this node redials keep their addresses.
         let addrs: &[Multiaddr] = if state.keep { &with_id } else { &[] };
         self.record_seen(&peer, &name, addrs);
         self.bus.emit(Event::PeerIdentified {

@@ -12,6 +12,7 @@ use libp2p::{Multiaddr, PeerId};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
+use super::capability::ShareKey;
 use super::content_id::ContentId;
 use super::manifest::{FileEntry, Hash, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Manifest};
 use super::paths::{RelPath, join_safe, validate_name};
@@ -167,13 +168,21 @@ fn multiaddr() -> impl Strategy<Value = Multiaddr> {
 fn ticket(max_providers: usize, max_addrs: usize) -> impl Strategy<Value = Ticket> {
     (
         any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
         prop::collection::vec(
             (peer_id(), prop::collection::vec(multiaddr(), 0..=max_addrs))
                 .prop_map(|(peer, addrs)| Provider { peer, addrs }),
             1..=max_providers,
         ),
+        prop::option::of(".{0,30}"),
     )
-        .prop_map(|(content, providers)| Ticket::new(ContentId(content), providers))
+        .prop_map(|(content, key, providers, contact)| {
+            let ticket = Ticket::new(ContentId(content), ShareKey::from_bytes(key), providers);
+            match contact {
+                Some(name) => ticket.offering_contact(&name),
+                None => ticket,
+            }
+        })
 }
 
 /// One edit of an encoding.
@@ -292,9 +301,9 @@ fn pex_peers(ids: Vec<Vec<u8>>) -> Vec<super::wire::PexPeer> {
 fn wire_input() -> impl Strategy<Value = Vec<u8>> {
     use super::wire::{Request, Response};
     let valid = prop_oneof![
-        (any::<[u8; 32]>()).prop_map(|c| postcard::to_stdvec(&Request::Hello {
-            content: ContentId(c)
-        })
+        (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(tag, proof)| postcard::to_stdvec(
+            &Request::Hello { tag, proof }
+        )
         .unwrap_or_default()),
         (any::<u64>(), any::<u32>()).prop_map(|(first, count)| postcard::to_stdvec(
             &Request::Chunks { first, count }
@@ -307,6 +316,7 @@ fn wire_input() -> impl Strategy<Value = Vec<u8>> {
         )
             .prop_map(|(complete, have, ids)| {
                 postcard::to_stdvec(&Response::Hello {
+                    proof: [0; 32],
                     complete,
                     have,
                     peers: pex_peers(ids),

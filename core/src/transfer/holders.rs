@@ -1,7 +1,8 @@
-//! Who else holds or fetches each share. Serving sessions record the peers that asked for a
-//! share, and running downloads of that share hear about them at once and ask them too (a friend
-//! half-way through has chunks to give). Providers name these peers to each other (peer
-//! exchange), so a ticket that names only the original sender is enough to find the whole swarm.
+//! Who else holds or fetches each share, by the key's tag: only peers that proved they hold the
+//! key are recorded. Serving sessions record the peers that asked for a share, and running
+//! downloads of that share hear about them at once and ask them too (a friend half-way through
+//! has chunks to give). Providers name these peers to each other (peer exchange), so a ticket
+//! that names only the original sender is enough to find the whole swarm.
 //! How to reach a peer is net's business ([`crate::net::Net::listen_addrs_of`]).
 
 use std::collections::HashMap;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::broadcast;
 
-use super::ContentId;
+use super::capability::ShareTag;
 use super::wire::{MAX_PEX, PexPeer};
 
 /// Peers remembered per share for peer exchange.
@@ -19,8 +20,8 @@ const PEERS_PER_SHARE: usize = 64;
 
 /// Who holds or fetches which share, shared by the node's serving sessions and downloads.
 pub struct Holders {
-    peers_of: Mutex<HashMap<ContentId, HashMap<PeerId, Instant>>>,
-    arrivals: broadcast::Sender<(ContentId, PeerId)>,
+    peers_of: Mutex<HashMap<ShareTag, HashMap<PeerId, Instant>>>,
+    arrivals: broadcast::Sender<(ShareTag, PeerId)>,
 }
 
 impl Default for Holders {
@@ -33,16 +34,16 @@ impl Default for Holders {
 }
 
 impl Holders {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContentId, HashMap<PeerId, Instant>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ShareTag, HashMap<PeerId, Instant>>> {
         self.peers_of.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `peer` holds or fetches `content`: remembered for peer exchange, and announced to running
+    /// `peer` proved it holds the key tagged `tag`: remembered for peer exchange, and announced to running
     /// downloads of it.
-    pub fn add(&self, content: ContentId, peer: PeerId) {
+    pub fn add(&self, tag: ShareTag, peer: PeerId) {
         {
             let mut all = self.lock();
-            let peers = all.entry(content).or_default();
+            let peers = all.entry(tag).or_default();
             peers.insert(peer, Instant::now());
             if peers.len() > PEERS_PER_SHARE
                 && let Some(oldest) = peers.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p)
@@ -50,26 +51,26 @@ impl Holders {
                 peers.remove(&oldest);
             }
         }
-        let _ = self.arrivals.send((content, peer));
+        let _ = self.arrivals.send((tag, peer));
     }
 
-    /// Every peer known to hold or fetch `content`.
-    pub fn of(&self, content: &ContentId) -> Vec<PeerId> {
+    /// Every peer known to hold the key tagged `tag`.
+    pub fn of(&self, tag: &ShareTag) -> Vec<PeerId> {
         self.lock()
-            .get(content)
+            .get(tag)
             .map(|peers| peers.keys().copied().collect())
             .unwrap_or_default()
     }
 
-    /// Peers of `content` other than `asker` with the addresses `addrs_of` knows for them
+    /// Peers of `tag` other than `asker` with the addresses `addrs_of` knows for them
     /// (net's, in the node), most recently seen first: what peer exchange names.
     pub fn exchange(
         &self,
-        content: &ContentId,
+        tag: &ShareTag,
         asker: &PeerId,
         addrs_of: impl Fn(&PeerId) -> Vec<Multiaddr>,
     ) -> Vec<PexPeer> {
-        let mut recent: Vec<(PeerId, Instant)> = match self.lock().get(content) {
+        let mut recent: Vec<(PeerId, Instant)> = match self.lock().get(tag) {
             Some(peers) => peers
                 .iter()
                 .filter(|(p, _)| *p != asker)
@@ -89,7 +90,7 @@ impl Holders {
     }
 
     /// Tells of every peer found holding or fetching a share, as it is found.
-    pub fn arrivals(&self) -> broadcast::Receiver<(ContentId, PeerId)> {
+    pub fn arrivals(&self) -> broadcast::Receiver<(ShareTag, PeerId)> {
         self.arrivals.subscribe()
     }
 }
@@ -101,44 +102,44 @@ mod tests {
     #[test]
     fn the_peers_of_a_share_are_remembered_and_announced() {
         let holders = Holders::default();
-        let content = ContentId([1; 32]);
+        let tag = ShareTag([1; 32]);
         let (a, b) = (PeerId::random(), PeerId::random());
         let mut arrivals = holders.arrivals();
-        holders.add(content, a);
-        holders.add(content, b);
-        assert_eq!(arrivals.try_recv().unwrap(), (content, a));
-        let mut known = holders.of(&content);
+        holders.add(tag, a);
+        holders.add(tag, b);
+        assert_eq!(arrivals.try_recv().unwrap(), (tag, a));
+        let mut known = holders.of(&tag);
         known.sort();
         let mut all = vec![a, b];
         all.sort();
         assert_eq!(known, all);
-        assert!(holders.of(&ContentId([2; 32])).is_empty());
+        assert!(holders.of(&ShareTag([2; 32])).is_empty());
     }
 
     #[test]
     fn peer_exchange_names_other_peers_with_addresses_newest_first() {
         let holders = Holders::default();
-        let content = ContentId([1; 32]);
+        let tag = ShareTag([1; 32]);
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
         let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
         let known: HashMap<PeerId, Vec<Multiaddr>> =
             [(a, vec![addr.clone()]), (b, vec![addr.clone()])].into();
         let addrs_of = |p: &PeerId| known.get(p).cloned().unwrap_or_default();
-        holders.add(content, a);
-        holders.add(content, b);
-        holders.add(content, c); // no known address: not named
+        holders.add(tag, a);
+        holders.add(tag, b);
+        holders.add(tag, c); // no known address: not named
         let named: Vec<PeerId> = holders
-            .exchange(&content, &a, addrs_of)
+            .exchange(&tag, &a, addrs_of)
             .iter()
             .filter_map(|p| p.parse().map(|(peer, _)| peer))
             .collect();
         assert_eq!(named, vec![b]);
-        let both = holders.exchange(&content, &c, addrs_of);
+        let both = holders.exchange(&tag, &c, addrs_of);
         assert_eq!(both.len(), 2);
         assert_eq!(both[0].parse().unwrap(), (b, vec![addr]));
         assert!(
             holders
-                .exchange(&ContentId([2; 32]), &a, addrs_of)
+                .exchange(&ShareTag([2; 32]), &a, addrs_of)
                 .is_empty()
         );
     }
@@ -146,13 +147,13 @@ mod tests {
     #[test]
     fn a_share_remembers_its_most_recent_peers_only() {
         let holders = Holders::default();
-        let content = ContentId([1; 32]);
+        let tag = ShareTag([1; 32]);
         let first = PeerId::random();
-        holders.add(content, first);
+        holders.add(tag, first);
         for _ in 0..PEERS_PER_SHARE {
-            holders.add(content, PeerId::random());
+            holders.add(tag, PeerId::random());
         }
-        let known = holders.of(&content);
+        let known = holders.of(&tag);
         assert_eq!(known.len(), PEERS_PER_SHARE);
         assert!(!known.contains(&first));
     }

@@ -78,6 +78,14 @@ impl Content {
         self.gained.send_modify(|n| *n += 1);
     }
 
+    /// Whether every chunk is servable.
+    pub fn is_complete(&self) -> bool {
+        self.have
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
     /// Marks every chunk servable.
     pub fn set_complete(&self) {
         *self.have.lock().unwrap_or_else(|p| p.into_inner()) = None;

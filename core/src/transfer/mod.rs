@@ -14,6 +14,7 @@
 
 mod bitfield;
 mod build;
+pub mod capability;
 pub mod content_id;
 pub mod download;
 mod holders;
@@ -24,6 +25,7 @@ pub mod offer;
 pub mod paths;
 mod serve;
 pub mod service;
+pub mod shares;
 pub mod state;
 pub mod ticket;
 pub mod tree;
@@ -35,12 +37,14 @@ mod fuzz;
 use libp2p::PeerId;
 use tokio::sync::watch;
 
+pub use capability::{ShareKey, ShareTag};
 pub use content_id::ContentId;
 pub use download::{DownloadError, DownloadReport, DownloadSpec, Status, TransferHandle};
 pub use manifest::{ChunkRef, FileEntry, Manifest, ManifestError};
-pub use offer::OfferedFile;
+pub use offer::{OfferedFile, Visibility};
 pub use paths::{PathError, RelPath, join_safe};
-pub use service::{ShareError, TransferConfig, Transfers};
+pub use service::{ShareError, ShareInfo, TransferConfig, Transfers};
+pub use shares::ShareKind;
 pub use ticket::{Provider, Ticket, TicketError};
 
 /// What the transfer capability tells the app (the node turns each into an event).
@@ -68,12 +72,24 @@ pub enum Notice {
         peer: PeerId,
         /// The sender's device name, as it says.
         name: String,
+        /// The name the user gave the sender, when a contact (`None`: a stranger).
+        contact: Option<String>,
         /// The code both screens show.
         verification_code: String,
         /// Bytes offered.
         total: u64,
         /// The files offered.
         files: Vec<OfferedFile>,
+    },
+    /// An offer was declined at once: the sender may not offer files now (this device is not
+    /// visible to it). Nothing was fetched or written.
+    OfferRefused {
+        /// The sender.
+        peer: PeerId,
+        /// The name it gives itself.
+        name: String,
+        /// What the sender was told.
+        reason: String,
     },
     /// The receiver accepted this node's offer.
     OfferAccepted {

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use super::download::{self, DownloadSpec, Status};
 use super::service::Shared;
 use super::{Manifest, Notice, Provider, Ticket};
+use crate::contacts;
 use crate::error::{Error, Result};
 use crate::identity;
 use crate::net::framing::{WireError, read_msg, write_msg};
@@ -55,15 +56,30 @@ pub struct OfferedFile {
 /// The receiver's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Accept into `dest`, all files or only those listed (indexes in the offer's file list).
+    /// Accept into `dest`, all files or only those listed (indexes in the offer's file list);
+    /// `add_contact` also makes the sender a contact, under the name it gives itself.
     Accept {
         /// Destination folder.
         dest: PathBuf,
         /// Selected files; all when `None`.
         files: Option<Vec<usize>>,
+        /// Make the sender a contact.
+        add_contact: bool,
     },
     /// Decline; nothing is written.
     Decline,
+}
+
+/// Who may offer this device files (as Quick Share and AirDrop do it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Nobody: every offer is declined at once.
+    Off,
+    /// Contacts only: a stranger's offer is declined at once (the app hears a notice).
+    Contacts,
+    /// Everyone nearby may offer; the app decides.
+    Everyone,
 }
 
 /// How an offer ended for the sender.
@@ -221,20 +237,31 @@ pub(crate) async fn receive(mut incoming: libp2p_stream::IncomingStreams, s: Sha
     }
 }
 
-/// One offer received: shown to the app with its manifest, answered, and when accepted
-/// downloaded with progress told to the sender.
+/// One offer received: refused at once when the sender may not offer (visibility, contacts),
+/// otherwise shown to the app with its manifest, answered, and when accepted downloaded with
+/// progress told to the sender.
 async fn session(peer: PeerId, mut stream: Stream, s: &Shared) -> Result<(), WireError> {
     let mut buf = Vec::new();
     let Some(Msg::Offer { ticket, name }) = read_msg(&mut stream, &mut buf).await? else {
         return Ok(());
     };
     let decline = |reason: String| Msg::Declined { reason };
+    let contact = contacts::name_of(&s.store, &peer).unwrap_or_default();
+    if let Err(reason) = admitted(s.visibility(), contact.is_some()) {
+        s.report.send(Notice::OfferRefused {
+            peer,
+            name,
+            reason: reason.clone(),
+        });
+        return write_msg(&mut stream, &decline(reason)).await;
+    }
     let Ok(ticket) = ticket.parse::<Ticket>() else {
         return write_msg(&mut stream, &decline("the ticket is not valid".into())).await;
     };
     // The offering peer serves the share: fetch and check the manifest to show what is offered.
     let ticket = Ticket::new(
         ticket.content,
+        ticket.key,
         vec![Provider {
             peer,
             addrs: Vec::new(),
@@ -244,12 +271,25 @@ async fn session(peer: PeerId, mut stream: Stream, s: &Shared) -> Result<(), Wir
         Ok(m) => m,
         Err(reason) => return write_msg(&mut stream, &decline(reason)).await,
     };
-    let (dest, files) = match ask(s, peer, name, &manifest).await {
+    let offer = Offered {
+        peer,
+        name,
+        contact,
+    };
+    let (dest, files, add_contact) = match ask(s, &offer, &manifest).await {
         Decision::Decline => {
             return write_msg(&mut stream, &decline("declined".into())).await;
         }
-        Decision::Accept { dest, files } => (dest, files),
+        Decision::Accept {
+            dest,
+            files,
+            add_contact,
+        } => (dest, files, add_contact),
     };
+    if add_contact && let Err(e) = contacts::add(&s.store, &peer, &offer.name, contacts::Via::Offer)
+    {
+        tracing::warn!(error = %e, "cannot add the sender as a contact");
+    }
     let count = files.as_ref().map_or(manifest.files().len(), Vec::len);
     let files_accepted = u32::try_from(count).unwrap_or(u32::MAX);
     write_msg(
@@ -270,20 +310,60 @@ async fn session(peer: PeerId, mut stream: Stream, s: &Shared) -> Result<(), Wir
     Ok(())
 }
 
+/// Whether a sender may offer files at this visibility; why not, for the sender.
+fn admitted(visibility: Visibility, from_contact: bool) -> std::result::Result<(), String> {
+    match (visibility, from_contact) {
+        (Visibility::Off, _) => Err("this device is not receiving files now".into()),
+        (Visibility::Contacts, false) => Err(
+            "this device receives files from its contacts only: ask its owner to add you as a \
+             contact (compare your verification codes)"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Who offers.
+struct Offered {
+    peer: PeerId,
+    /// The name the sender gives itself.
+    name: String,
+    /// The name the user gave it, when a contact.
+    contact: Option<String>,
+}
+
+/// Why an offer's top-level names will not do: a hidden name (`.bashrc`, `.ssh`) would land as
+/// a dotfile of the receiver's folder.
+fn hidden_top_level(manifest: &Manifest) -> Option<String> {
+    let files = manifest.files().iter().map(|f| f.path.as_str());
+    let dirs = manifest.dirs().iter().map(|d| d.as_str());
+    files
+        .chain(dirs)
+        .filter_map(|p| p.split('/').next())
+        .find(|top| top.starts_with('.'))
+        .map(|top| format!("the offer holds a hidden top-level name ({top:?}): not accepted"))
+}
+
 /// The offered share's manifest, checked against the ticket; why not as the reason to decline.
 async fn offered_manifest(
     s: &Shared,
     peer: PeerId,
     ticket: &Ticket,
 ) -> std::result::Result<Manifest, String> {
-    let bytes = download::fetch_manifest(s, &[peer], &ticket.content)
+    let bytes = download::fetch_manifest(s, &[peer], ticket)
         .await
         .map_err(|e| format!("cannot read the offer: {e}"))?;
-    Manifest::decode_verified(&bytes, &ticket.content).map_err(|e| format!("bad manifest: {e}"))
+    let manifest = Manifest::decode_verified(&bytes, &ticket.content)
+        .map_err(|e| format!("bad manifest: {e}"))?;
+    match hidden_top_level(&manifest) {
+        Some(why) => Err(why),
+        None => Ok(manifest),
+    }
 }
 
 /// Shows the offer to the app and waits for its decision (declined after [`ANSWER_TIMEOUT`]).
-async fn ask(s: &Shared, peer: PeerId, name: String, manifest: &Manifest) -> Decision {
+async fn ask(s: &Shared, offer: &Offered, manifest: &Manifest) -> Decision {
+    let peer = offer.peer;
     let files: Vec<OfferedFile> = manifest
         .files()
         .iter()
@@ -296,7 +376,8 @@ async fn ask(s: &Shared, peer: PeerId, name: String, manifest: &Manifest) -> Dec
     s.report.send(Notice::OfferReceived {
         offer: id,
         peer,
-        name,
+        name: offer.name.clone(),
+        contact: offer.contact.clone(),
         verification_code: identity::verification_code(&s.net.local_peer_id(), &peer),
         total: manifest.total_size(),
         files,

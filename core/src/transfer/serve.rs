@@ -16,8 +16,10 @@ use tokio::time::Instant;
 
 use super::Notice;
 use super::bitfield::Bitfield;
+use super::capability::ShareTag;
 use super::library::Content;
 use super::service::Shared;
+use super::shares::Opened;
 use super::wire::{MAX_HAVE, MAX_RUN, Request, Response};
 use crate::net::framing::{WireError, read_msg, write_msg};
 
@@ -43,20 +45,29 @@ pub(crate) async fn run(mut incoming: libp2p_stream::IncomingStreams, s: Shared)
 async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireError> {
     let (mut r, mut w) = stream.split();
     let mut buf = Vec::new();
-    let Some(Request::Hello { content }) = read_msg(&mut r, &mut buf).await? else {
+    let Some(Request::Hello { tag, proof }) = read_msg(&mut r, &mut buf).await? else {
         let message = "expected hello".into();
         return write_msg(&mut w, &Response::Error { message }).await;
     };
-    // Whoever asks for a share holds or fetches it: a peer for the others, and for this node's
-    // own download of it (running now, or started later, as when it has yet to fetch the
-    // manifest), which hears of it through the holders.
-    s.holders.add(content, peer);
-    let Some(content) = s.library.get(&content) else {
+    // A peer that does not prove the key hears the same as one asking for a share this node
+    // does not have: nothing.
+    let tag = ShareTag(tag);
+    let local = s.net.local_peer_id();
+    let opened = s
+        .shares
+        .open(&tag, crate::store::now_secs())
+        .filter(|o| o.key.verify(&proof, &peer, &local));
+    let Some((share, content)) = opened.and_then(|o| s.library.get(&o.content).map(|c| (o, c)))
+    else {
         return write_msg(&mut w, &Response::Unknown).await;
     };
+    // Whoever proves the key holds or fetches the share: a peer for the others, and for this
+    // node's own download of it (running now, or started later), which hears of it through the
+    // holders.
+    s.holders.add(tag, peer);
     let peers = s
         .holders
-        .exchange(&content.id, &peer, |p| s.net.listen_addrs_of(p));
+        .exchange(&tag, &peer, |p| s.net.listen_addrs_of(p));
     let named = peers.iter().map(|p| p.peer.clone()).collect();
     let (complete, announced) = content.availability();
     let have = if complete {
@@ -65,12 +76,13 @@ async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireErro
         announced.as_bytes().to_vec()
     };
     let hello = Response::Hello {
+        proof: share.key.proof(&local, &peer),
         complete,
         have,
         peers,
     };
     write_msg(&mut w, &hello).await?;
-    tracing::debug!(%peer, content = %content.id, "serving");
+    tracing::debug!(%peer, content = %content.id, share = %tag, "serving");
 
     let (jobs, job_rx) = mpsc::channel::<Job>(2 * MAX_RUN as usize);
     let (out_tx, answers) = mpsc::channel::<Answer>(READ_AHEAD);
@@ -81,13 +93,17 @@ async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireErro
         gains: content.gains(),
         w,
         content,
-        s,
+        s: s.clone(),
         peer,
+        tag,
+        share,
         named,
         announced,
         slot: None,
+        sent: 0,
     };
-    // The session ends when the downloader closes its side or an answer cannot be sent.
+    // The session ends when the downloader closes its side, an answer cannot be sent, or the
+    // share is unshared.
     tokio::try_join!(requests(r, buf, jobs), responder.run(answers)).map(drop)
 }
 
@@ -126,6 +142,11 @@ struct Responder {
     content: Arc<Content>,
     s: Shared,
     peer: PeerId,
+    tag: ShareTag,
+    /// The key this session serves under.
+    share: Opened,
+    /// Chunk bytes sent in this session.
+    sent: u64,
     /// Peers already named to this downloader.
     named: HashSet<Vec<u8>>,
     /// Chunks already announced to it.
@@ -136,12 +157,19 @@ struct Responder {
 }
 
 impl Responder {
-    async fn run(mut self, mut answers: mpsc::Receiver<Answer>) -> Result<(), WireError> {
+    async fn run(mut self, answers: mpsc::Receiver<Answer>) -> Result<(), WireError> {
+        let result = self.answer_all(answers).await;
+        self.record_served();
+        result
+    }
+
+    async fn answer_all(&mut self, mut answers: mpsc::Receiver<Answer>) -> Result<(), WireError> {
         let mut pex_tick = tokio::time::interval_at(Instant::now() + PEX_EVERY, PEX_EVERY);
         pex_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // When chunks gained since the last announcement are next announced.
         let mut have_due: Option<Instant> = None;
         let mut last_have = Instant::now();
+        let mut revoked = self.share.revoked.clone();
         loop {
             tokio::select! {
                 answer = answers.recv() => match answer {
@@ -169,11 +197,28 @@ impl Responder {
                     self.announce_gains().await?;
                 }
                 _ = pex_tick.tick() => self.name_new_peers().await?,
+                // Unshared: the session ends at once.
+                () = async {
+                    let _ = revoked.wait_for(|revoked| *revoked).await;
+                } => break,
             }
         }
         self.w.flush().await?;
         let _ = self.w.close().await;
         Ok(())
+    }
+
+    /// Adds what this session sent to the share's count (in memory, and in the store).
+    fn record_served(&mut self) {
+        let sent = std::mem::take(&mut self.sent);
+        self.share
+            .served
+            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        if sent > 0
+            && let Err(e) = super::state::add_served(&self.s.store, &self.tag, sent)
+        {
+            tracing::warn!(error = %e, "cannot record bytes served");
+        }
     }
 
     async fn answer(&mut self, answer: Answer) -> Result<(), WireError> {
@@ -193,6 +238,7 @@ impl Responder {
                 }
                 write_msg(&mut self.w, &Response::Chunk { index, len }).await?;
                 self.w.write_all(&chunk).await?;
+                self.sent += chunk.len() as u64;
                 if self.content.mark_served(index) {
                     let content = self.content.id;
                     self.s.report.send(Notice::ShareDistributed { content });
@@ -229,7 +275,7 @@ impl Responder {
         let peers: Vec<_> = self
             .s
             .holders
-            .exchange(&self.content.id, &self.peer, |p| net.listen_addrs_of(p))
+            .exchange(&self.tag, &self.peer, |p| net.listen_addrs_of(p))
             .into_iter()
             .filter(|p| self.named.insert(p.peer.clone()))
             .collect();

@@ -4,18 +4,20 @@
 //! that tells the app.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use tokio::task::JoinHandle;
 
+use super::capability::{ShareKey, ShareTag};
 use super::download::{self, DownloadSpec, Downloads, TransferHandle};
 use super::holders::Holders;
 use super::library::{Content, Library};
 use super::limits::{Throttle, TransferLimits};
-use super::offer::{self, Decision, Pending, SendOutcome};
+use super::offer::{self, Decision, Pending, SendOutcome, Visibility};
 use super::serve;
+use super::shares::{KeyRecord, ShareKind, Shares};
 use super::{ContentId, Manifest, ManifestError, Notice, Ticket, state};
 use crate::error::{Error, Result};
 use crate::net::Net;
@@ -32,6 +34,8 @@ pub struct TransferConfig {
     pub limits: TransferLimits,
     /// Minimum time between progress updates of a download (zero: one per chunk).
     pub progress_interval: Duration,
+    /// Who may offer files at start.
+    pub visibility: Visibility,
     /// Flip a bit in every chunk served: a corrupt provider, for tests.
     pub(crate) corrupt_chunks: bool,
 }
@@ -41,9 +45,71 @@ impl Default for TransferConfig {
         Self {
             limits: TransferLimits::default(),
             progress_interval: Duration::from_millis(250),
+            visibility: Visibility::Contacts,
             corrupt_chunks: false,
         }
     }
+}
+
+/// A share this device serves, as listed to the user.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShareInfo {
+    /// Its short id (what `unshare` takes).
+    pub id: String,
+    /// Its key's tag.
+    #[serde(skip)]
+    pub tag: ShareTag,
+    /// The share.
+    pub content: ContentId,
+    /// Its top-level files and folders.
+    pub name: String,
+    /// Files in it.
+    pub files: usize,
+    /// Bytes in it.
+    pub bytes: u64,
+    /// Why it is served.
+    pub kind: ShareKind,
+    /// Since when (Unix seconds).
+    pub since: u64,
+    /// Until when (Unix seconds); `None`: until unshared.
+    pub expires: Option<u64>,
+    /// Bytes served under its key.
+    pub served: u64,
+}
+
+impl ShareInfo {
+    fn of(r: &KeyRecord, content: Option<&Content>) -> Self {
+        let tag = r.key.tag();
+        let manifest = content.map(|c| &c.manifest);
+        Self {
+            id: tag.short(),
+            tag,
+            content: r.content,
+            name: manifest
+                .map(|m| top_level_names(m).join(", "))
+                .unwrap_or_default(),
+            files: manifest.map_or(0, |m| m.files().len()),
+            bytes: manifest.map_or(0, |m| m.total_size()),
+            kind: r.kind,
+            since: r.since,
+            expires: r.expires,
+            served: r.served,
+        }
+    }
+}
+
+/// The top-level files and folders of a share, sorted.
+fn top_level_names(m: &Manifest) -> Vec<String> {
+    let files = m.files().iter().map(|f| f.path.as_str());
+    let dirs = m.dirs().iter().map(|d| d.as_str());
+    let mut names: Vec<String> = files
+        .chain(dirs)
+        .filter_map(|p| p.split('/').next())
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Why files could not be shared.
@@ -62,12 +128,15 @@ pub(crate) struct Services {
     pub(crate) net: Net,
     pub(crate) store: Arc<Store>,
     pub(crate) library: Library,
+    pub(crate) shares: Shares,
     pub(crate) holders: Holders,
     pub(crate) throttle: Throttle,
     pub(crate) downloads: Downloads,
     pub(crate) offers: Pending,
     pub(crate) report: Report<Notice>,
     pub(crate) config: TransferConfig,
+    /// Who may offer files now, and until when when it is `Everyone` for a while.
+    visible: Mutex<(Visibility, Option<Instant>)>,
 }
 
 /// How the parts hold the services.
@@ -80,6 +149,70 @@ pub struct Transfers {
 }
 
 impl Services {
+    /// Who may offer files now (`Everyone` for a while falls back to `Contacts`).
+    pub(crate) fn visibility(&self) -> Visibility {
+        let mut visible = self.visible.lock().unwrap_or_else(|p| p.into_inner());
+        if visible.1.is_some_and(|until| Instant::now() >= until) {
+            *visible = (Visibility::Contacts, None);
+        }
+        visible.0
+    }
+
+    /// Serves `record.content` to the holders of `record.key` from now on, after restarts too.
+    pub(crate) fn add_key(&self, record: KeyRecord) -> Result<()> {
+        state::save_key(&self.store, &record)?;
+        self.shares.add(record);
+        Ok(())
+    }
+
+    /// Stops serving under `tag` (its open sessions end); the content leaves the library once
+    /// no key opens it.
+    pub(crate) fn remove_key(&self, tag: &ShareTag) -> Result<Option<KeyRecord>> {
+        state::forget_key(&self.store, tag)?;
+        let Some(record) = self.shares.remove(tag) else {
+            return Ok(None);
+        };
+        if !self.shares.serves(&record.content) {
+            self.library.remove(&record.content);
+            state::forget_share(&self.store, &record.content)?;
+        }
+        Ok(Some(record))
+    }
+
+    /// Shares files and folders under a new key: hashes them (streaming, off the async workers)
+    /// and remembers the share so it is served again after a restart.
+    pub(crate) async fn share(
+        &self,
+        paths: Vec<PathBuf>,
+        kind: ShareKind,
+        ttl: Option<Duration>,
+    ) -> Result<(ContentId, ShareKey), ShareError> {
+        let key = ShareKey::generate().ok_or_else(|| Error::Network {
+            reason: "no randomness for a share key".into(),
+        })?;
+        let (manifest, sources) = tokio::task::spawn_blocking(move || Manifest::build(&paths))
+            .await
+            .map_err(|_| Error::Stopped)??;
+        let encoded = manifest.encode();
+        let content = ContentId::of(&encoded);
+        state::save_manifest(&self.store, &content, &encoded)?;
+        state::save_share(&self.store, &content, &sources)?;
+        if self.library.get(&content).is_none_or(|c| !c.is_complete()) {
+            let served = Content::complete(Arc::new(manifest), Arc::new(encoded), sources);
+            self.library.insert(Arc::new(served));
+        }
+        let since = crate::store::now_secs();
+        self.add_key(KeyRecord {
+            key,
+            content,
+            kind,
+            since,
+            expires: ttl.map(|t| since.saturating_add(t.as_secs())),
+            served: 0,
+        })?;
+        Ok((content, key))
+    }
+
     /// Starts a download; the app hears of it through the report.
     pub(crate) fn download(self: &Arc<Self>, spec: DownloadSpec) -> TransferHandle {
         let id = self.downloads.next_id();
@@ -105,11 +238,13 @@ impl Transfers {
         let s = Arc::new(Services {
             net,
             library: Library::default(),
+            shares: Shares::default(),
             holders: Holders::default(),
             throttle: Throttle::new(config.limits),
             downloads: Downloads::default(),
             offers: Pending::default(),
             report,
+            visible: Mutex::new((config.visibility, None)),
             config,
             store,
         });
@@ -127,19 +262,69 @@ impl Transfers {
         tokio::spawn(offer::receive(incoming, self.s.clone()))
     }
 
-    /// Shares files and folders: hashes them (streaming, off the async workers), remembers the
-    /// share so it is served again after a restart, and returns its content id.
-    pub async fn share(&self, paths: Vec<PathBuf>) -> Result<ContentId, ShareError> {
-        let (manifest, sources) = tokio::task::spawn_blocking(move || Manifest::build(&paths))
-            .await
-            .map_err(|_| Error::Stopped)??;
-        let encoded = manifest.encode();
-        let content = ContentId::of(&encoded);
-        state::save_manifest(&self.s.store, &content, &encoded)?;
-        state::save_share(&self.s.store, &content, &sources)?;
-        let served = Content::complete(Arc::new(manifest), Arc::new(encoded), sources);
-        self.s.library.insert(Arc::new(served));
-        Ok(content)
+    /// Shares files and folders under a new key (a new ticket): hashes them, remembers the share
+    /// so it is served again after a restart, and returns its content id and key. `ttl`: how long
+    /// the key opens it (`None`: until unshared).
+    pub async fn share(
+        &self,
+        paths: Vec<PathBuf>,
+        kind: ShareKind,
+        ttl: Option<Duration>,
+    ) -> Result<(ContentId, ShareKey), ShareError> {
+        self.s.share(paths, kind, ttl).await
+    }
+
+    /// Stops serving the share named `id` (its short id, or any longer start of its tag) at once:
+    /// its open sessions end. Returns what it was.
+    pub fn unshare(&self, id: &str) -> Result<ShareInfo> {
+        let info = self.find(id)?;
+        self.s.remove_key(&info.tag)?;
+        Ok(info)
+    }
+
+    /// What this device serves: every key, with what it opens and how much it served.
+    pub fn shares(&self) -> Result<Vec<ShareInfo>> {
+        self.sweep()?;
+        let mut list: Vec<ShareInfo> = self
+            .s
+            .shares
+            .records()
+            .into_iter()
+            .map(|r| ShareInfo::of(&r, self.s.library.get(&r.content).as_deref()))
+            .collect();
+        list.sort_by_key(|i| (i.since, i.tag));
+        Ok(list)
+    }
+
+    /// The one share whose id starts with `id`.
+    fn find(&self, id: &str) -> Result<ShareInfo> {
+        let found = self.s.shares.find(id);
+        let not_found = || Error::NotFound {
+            what: format!("a share {id:?} (`meshdrop shares` lists them)"),
+        };
+        match found.as_slice() {
+            [tag] => self
+                .shares()?
+                .into_iter()
+                .find(|i| i.tag == *tag)
+                .ok_or_else(not_found),
+            [] => Err(not_found()),
+            many => Err(Error::Message(format!(
+                "{id:?} names {} shares: give more of the id",
+                many.len()
+            ))),
+        }
+    }
+
+    /// Forgets the keys that expired.
+    fn sweep(&self) -> Result<()> {
+        let now = crate::store::now_secs();
+        for r in self.s.shares.records() {
+            if r.expires.is_some_and(|at| at <= now) {
+                self.s.remove_key(&r.key.tag())?;
+            }
+        }
+        Ok(())
     }
 
     /// Starts downloading a share; the handle pauses, resumes, cancels, follows and waits.
@@ -185,6 +370,18 @@ impl Transfers {
         offer::send(&self.s, peer, ticket, name).await
     }
 
+    /// Who may offer files from now on; `for_` bounds it (then back to contacts), as phones do
+    /// for `Everyone`.
+    pub fn set_visibility(&self, visibility: Visibility, for_: Option<Duration>) {
+        let until = for_.map(|d| Instant::now() + d);
+        *self.s.visible.lock().unwrap_or_else(|p| p.into_inner()) = (visibility, until);
+    }
+
+    /// Who may offer files now.
+    pub fn visibility(&self) -> Visibility {
+        self.s.visibility()
+    }
+
     /// Answers an offer received.
     pub fn respond_offer(&self, offer: u64, decision: Decision) -> Result<()> {
         self.s.offers.respond(offer, decision)
@@ -198,16 +395,27 @@ impl Transfers {
     }
 }
 
-/// Serves again the shares remembered in the store.
+/// Serves again the shares remembered in the store, under their keys (expired keys are
+/// forgotten; shares no key opens are not loaded).
 fn load_shares(s: &Services) {
-    let shares = match state::shares(&s.store) {
-        Ok(shares) => shares,
-        Err(e) => {
+    let now = crate::store::now_secs();
+    let (keys, shares) = match (state::keys(&s.store), state::shares(&s.store)) {
+        (Ok(keys), Ok(shares)) => (keys, shares),
+        (Err(e), _) | (_, Err(e)) => {
             tracing::warn!(error = %e, "cannot read shares");
             return;
         }
     };
-    for share in shares {
+    for record in keys {
+        if record.expires.is_some_and(|at| at <= now) {
+            if let Err(e) = state::forget_key(&s.store, &record.key.tag()) {
+                tracing::warn!(error = %e, "cannot forget an expired key");
+            }
+            continue;
+        }
+        s.shares.add(record);
+    }
+    for share in shares.into_iter().filter(|sh| s.shares.serves(&sh.content)) {
         match Manifest::decode_verified(&share.manifest, &share.content) {
             Ok(m) => s.library.insert(Arc::new(Content::complete(
                 Arc::new(m),

@@ -1,11 +1,13 @@
-//! What the store remembers of transfers: manifests, the files a share is served from, downloads
-//! and which of their chunks are safely on disk.
+//! What the store remembers of transfers: manifests, the files a share is served from, the keys it
+//! is served under, downloads and which of their chunks are safely on disk.
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, params};
 
+use super::capability::{ShareKey, ShareTag};
+use super::shares::{KeyRecord, ShareKind};
 use super::{ContentId, Ticket};
 use crate::error::Result;
 use crate::store::Store;
@@ -130,6 +132,96 @@ pub fn shares(store: &Store) -> Result<Vec<StoredShare>> {
         }
         Ok(out)
     })
+}
+
+/// Remembers a key this device serves under (kept when already known).
+pub fn save_key(store: &Store, r: &KeyRecord) -> Result<()> {
+    store.with(|c| {
+        c.execute(
+            "INSERT OR IGNORE INTO share_keys (tag, key, content, kind, since, expires, served)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                &r.key.tag().0[..],
+                &r.key.to_bytes()[..],
+                &r.content.0[..],
+                r.kind,
+                secs(r.since),
+                r.expires.map(secs),
+                secs(r.served),
+            ],
+        )
+        .map(drop)
+    })
+}
+
+/// Every key this device serves under.
+pub fn keys(store: &Store) -> Result<Vec<KeyRecord>> {
+    store.with(|c| {
+        let mut stmt =
+            c.prepare("SELECT key, content, kind, since, expires, served FROM share_keys")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, ShareKind>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, content, kind, since, expires, served) = row?;
+            let (Ok(key), Ok(content)) = (<[u8; 32]>::try_from(key), <[u8; 32]>::try_from(content))
+            else {
+                continue;
+            };
+            out.push(KeyRecord {
+                key: ShareKey::from_bytes(key),
+                content: ContentId(content),
+                kind,
+                since: unsigned(since),
+                expires: expires.map(unsigned),
+                served: unsigned(served),
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// Forgets a key.
+pub fn forget_key(store: &Store, tag: &ShareTag) -> Result<()> {
+    store.with(|c| {
+        c.execute("DELETE FROM share_keys WHERE tag = ?1", [&tag.0[..]])
+            .map(drop)
+    })
+}
+
+/// Adds `bytes` to what was served under `tag`.
+pub fn add_served(store: &Store, tag: &ShareTag, bytes: u64) -> Result<()> {
+    store.with(|c| {
+        c.execute(
+            "UPDATE share_keys SET served = served + ?2 WHERE tag = ?1",
+            params![&tag.0[..], secs(bytes)],
+        )
+        .map(drop)
+    })
+}
+
+/// Forgets where the files of `content` are read from.
+pub fn forget_share(store: &Store, content: &ContentId) -> Result<()> {
+    store.with(|c| {
+        c.execute("DELETE FROM shares WHERE content = ?1", [&content.0[..]])
+            .map(drop)
+    })
+}
+
+fn secs(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn unsigned(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
 }
 
 /// Records that the download of `ticket` into `dest` runs (created when new, `active` again
@@ -261,6 +353,7 @@ mod tests {
         save_manifest(&store, &content, b"manifest").unwrap();
         let ticket = Ticket::new(
             content,
+            ShareKey::from_bytes([3; 32]),
             vec![Provider {
                 peer: libp2p::PeerId::random(),
                 addrs: Vec::new(),
@@ -286,5 +379,32 @@ mod tests {
             })
             .unwrap();
         assert_eq!(stored, DownloadState::Done);
+    }
+
+    #[test]
+    fn keys_are_kept_with_what_they_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let content = ContentId::of(b"manifest");
+        save_manifest(&store, &content, b"manifest").unwrap();
+        let record = KeyRecord {
+            key: ShareKey::from_bytes([4; 32]),
+            content,
+            kind: ShareKind::Attachment,
+            since: 100,
+            expires: Some(200),
+            served: 0,
+        };
+        save_key(&store, &record).unwrap();
+        save_key(&store, &record).unwrap();
+        add_served(&store, &record.key.tag(), 4096).unwrap();
+        let kept = keys(&store).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].key, kept[0].kind, kept[0].expires, kept[0].served),
+            (record.key, ShareKind::Attachment, Some(200), 4096)
+        );
+        forget_key(&store, &record.key.tag()).unwrap();
+        assert!(keys(&store).unwrap().is_empty());
     }
 }

@@ -1,10 +1,14 @@
-//! Tickets: what a downloader needs to fetch a share (its content id and who provides it), as a
-//! string that survives copy-paste, chat apps and QR codes.
+//! Tickets: what a downloader needs to fetch a share (its content id, the key that opens it, who
+//! provides it, and optionally the sender offered as a contact), as a string that survives
+//! copy-paste, chat apps and QR codes. The ticket is the only key to a share: pass it only to
+//! those who should have the files.
 //!
-//! ## String form (version 1)
-//! `meshdrop1` followed by RFC 4648 base32 (lowercase, no padding) of
-//! `postcard(bytes(body)) || checksum`, where `body = postcard({ content: [u8; 32], providers:
-//! [{ peer: bytes, addrs: [bytes] }] })` (peer ids and multiaddrs in their binary forms), the body
+//! ## String form (version 2)
+//! `meshdrop2` followed by RFC 4648 base32 (lowercase, no padding) of
+//! `postcard(bytes(body)) || checksum`, where `body = postcard({ content: [u8; 32], key: [u8; 32],
+//! providers: [{ peer: bytes, addrs: [bytes] }], contact: option<string> })` (peer ids and
+//! multiaddrs in their binary forms; `contact` is the name under which the first provider offers
+//! itself as a contact), the body
 //! is length-prefixed so a cut ticket is reported as truncated, and `checksum` is the first 4 bytes
 //! of the BLAKE3 hash of `body`. The decoder ignores whitespace and line breaks anywhere and
 //! accepts upper case, so the upper-case form (which QR codes store more compactly) works too.
@@ -18,13 +22,17 @@ use data_encoding::{BASE32_NOPAD, Encoding, Specification};
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
+use super::capability::ShareKey;
 use super::content_id::ContentId;
 
 /// Every ticket string starts with this, then the version digit.
 pub const PREFIX: &str = "meshdrop";
 
-/// The ticket version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The ticket version this code writes and reads. Version 1 tickets carried no key.
+pub const VERSION: u32 = 2;
+
+/// The longest contact name a ticket may carry, in bytes.
+pub const MAX_CONTACT_NAME: usize = 100;
 
 /// The most providers a ticket may carry.
 pub const MAX_PROVIDERS: usize = 16;
@@ -47,13 +55,17 @@ pub struct Provider {
     pub addrs: Vec<Multiaddr>,
 }
 
-/// A share's content id and its providers.
+/// A share's content id, its key and its providers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
     /// The content id of the manifest.
     pub content: ContentId,
+    /// The key that opens the share: providers serve only peers that prove they hold it.
+    pub key: ShareKey,
     /// Who serves it (1 ..= [`MAX_PROVIDERS`], each with at most [`MAX_ADDRS`] addresses).
     pub providers: Vec<Provider>,
+    /// The name under which the first provider (the sender) offers itself as a contact.
+    pub contact: Option<String>,
 }
 
 /// Why a ticket could not be read.
@@ -65,7 +77,11 @@ pub enum TicketError {
     /// The ticket has a version this code does not read.
     #[error(
         "unsupported ticket version {version}: this meshdrop reads version {VERSION}{}",
-        if *.version > VERSION { "; the ticket was made by a newer meshdrop, update to read it" } else { "" }
+        if *.version > VERSION {
+            "; the ticket was made by a newer meshdrop, update to read it"
+        } else {
+            "; the ticket was made by an older meshdrop and opens nothing now: ask the sender for a new one"
+        }
     )]
     UnsupportedVersion {
         /// The version found.
@@ -137,8 +153,11 @@ fn base32() -> &'static Encoding {
 #[derive(Serialize, Deserialize)]
 struct WireTicket<'a> {
     content: [u8; 32],
+    key: [u8; 32],
     #[serde(borrow)]
     providers: Vec<WireProvider<'a>>,
+    #[serde(borrow)]
+    contact: Option<&'a str>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -164,15 +183,32 @@ mod serde_bytes_borrowed {
 }
 
 impl Ticket {
-    /// A ticket for `content` served by `providers`.
-    pub fn new(content: ContentId, providers: Vec<Provider>) -> Self {
-        Self { content, providers }
+    /// A ticket for `content`, opened by `key`, served by `providers`.
+    pub fn new(content: ContentId, key: ShareKey, providers: Vec<Provider>) -> Self {
+        Self {
+            content,
+            key,
+            providers,
+            contact: None,
+        }
+    }
+
+    /// The same ticket, with its first provider offered as a contact named `name`.
+    pub fn offering_contact(mut self, name: &str) -> Self {
+        let mut end = name.len().min(MAX_CONTACT_NAME);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.contact = Some(name[..end].to_string());
+        self
     }
 
     fn body(&self) -> Vec<u8> {
         let peers: Vec<Vec<u8>> = self.providers.iter().map(|p| p.peer.to_bytes()).collect();
         let wire = WireTicket {
             content: self.content.0,
+            key: self.key.to_bytes(),
+            contact: self.contact.as_deref(),
             providers: self
                 .providers
                 .iter()
@@ -331,9 +367,19 @@ fn decode_data(data: &[u8]) -> Result<Ticket, TicketError> {
             .collect::<Result<_, _>>()?;
         providers.push(Provider { peer, addrs });
     }
+    if wire
+        .contact
+        .is_some_and(|name| name.len() > MAX_CONTACT_NAME)
+    {
+        return Err(malformed(format!(
+            "the contact name is longer than {MAX_CONTACT_NAME} bytes"
+        )));
+    }
     Ok(Ticket {
         content: ContentId(wire.content),
+        key: ShareKey::from_bytes(wire.key),
         providers,
+        contact: wire.contact.map(str::to_string),
     })
 }
 
@@ -356,6 +402,7 @@ pub(crate) mod tests {
             .with(Protocol::Tcp(4242));
         Ticket::new(
             ContentId::of(b"manifest"),
+            ShareKey::from_bytes([9; 32]),
             vec![
                 Provider {
                     peer: peer(1),
@@ -397,7 +444,7 @@ pub(crate) mod tests {
     fn round_trip() {
         let ticket = sample();
         let text = ticket.to_string();
-        assert!(text.starts_with("meshdrop1"), "{text}");
+        assert!(text.starts_with("meshdrop2"), "{text}");
         assert!(
             text[9..]
                 .chars()
@@ -420,6 +467,22 @@ pub(crate) mod tests {
             format!("\t{text} \n").parse::<Ticket>().expect("trim"),
             ticket
         );
+    }
+
+    #[test]
+    fn the_key_and_a_contact_offer_travel_in_the_ticket() {
+        let ticket = sample().offering_contact("Ana's phone");
+        let back: Ticket = ticket.to_string().parse().expect("parses");
+        assert_eq!(back.contact.as_deref(), Some("Ana's phone"));
+        assert_eq!(back.key, ShareKey::from_bytes([9; 32]));
+        let long = "é".repeat(MAX_CONTACT_NAME);
+        let cut = sample().offering_contact(&long);
+        assert!(
+            cut.contact
+                .as_ref()
+                .is_some_and(|n| n.len() <= MAX_CONTACT_NAME)
+        );
+        assert_eq!(cut.to_string().parse::<Ticket>().expect("parses"), cut);
     }
 
     #[test]
@@ -448,21 +511,21 @@ pub(crate) mod tests {
         assert!(matches!(e, TicketError::NotATicket));
         assert_eq!(
             e.to_string(),
-            "not a meshdrop ticket (a ticket starts with \"meshdrop1\")"
+            "not a meshdrop ticket (a ticket starts with \"meshdrop2\")"
         );
         assert!(matches!(err(""), TicketError::NotATicket));
         assert!(matches!(err("meshdropx"), TicketError::NotATicket));
         assert!(matches!(err("meshdrop"), TicketError::Truncated));
 
-        let e = err(&good.replacen("meshdrop1", "meshdrop2", 1));
+        let e = err(&good.replacen("meshdrop2", "meshdrop3", 1));
         assert_eq!(
             e.to_string(),
-            "unsupported ticket version 2: this meshdrop reads version 1; the ticket was made by a newer meshdrop, update to read it"
+            "unsupported ticket version 3: this meshdrop reads version 2; the ticket was made by a newer meshdrop, update to read it"
         );
-        let e = err(&good.replacen("meshdrop1", "meshdrop0", 1));
+        let e = err(&good.replacen("meshdrop2", "meshdrop1", 1));
         assert_eq!(
             e.to_string(),
-            "unsupported ticket version 0: this meshdrop reads version 1"
+            "unsupported ticket version 1: this meshdrop reads version 2; the ticket was made by an older meshdrop and opens nothing now: ask the sender for a new one"
         );
 
         let mut bad = good.clone();
@@ -495,7 +558,10 @@ pub(crate) mod tests {
         // Any single changed character is caught.
         for at in 9..good.len() {
             let mut chars: Vec<char> = good.chars().collect();
-            chars[at] = if chars[at] == 'a' { 'b' } else { 'a' };
+            // Flip the top bit of the character's five: the last character may carry unused
+            // low bits, never an unused top bit.
+            let high = matches!(chars[at], 'q'..='z' | '2'..='7');
+            chars[at] = if high { 'a' } else { 'q' };
             let text: String = chars.into_iter().collect();
             let e = err(&text);
             assert!(
@@ -527,7 +593,7 @@ pub(crate) mod tests {
             "the ticket is truncated: part of it is missing, copy the whole ticket"
         );
 
-        let long = format!("meshdrop1{}", "a".repeat(MAX_TICKET_CHARS));
+        let long = format!("meshdrop2{}", "a".repeat(MAX_TICKET_CHARS));
         assert!(matches!(err(&long), TicketError::TooLong { .. }));
     }
 
@@ -536,7 +602,9 @@ pub(crate) mod tests {
         let content = [9u8; 32];
         let no_providers = postcard::to_allocvec(&WireTicket {
             content,
+            key: [1; 32],
             providers: vec![],
+            contact: None,
         })
         .expect("ser");
         let e = err(&from_body(&no_providers));
@@ -548,12 +616,14 @@ pub(crate) mod tests {
         let peer_bytes = peer(1).to_bytes();
         let many = postcard::to_allocvec(&WireTicket {
             content,
+            key: [1; 32],
             providers: (0..MAX_PROVIDERS + 1)
                 .map(|_| WireProvider {
                     peer: &peer_bytes,
                     addrs: vec![],
                 })
                 .collect(),
+            contact: None,
         })
         .expect("ser");
         let e = err(&from_body(&many));
@@ -565,10 +635,12 @@ pub(crate) mod tests {
         let addr = Multiaddr::from(Protocol::Tcp(1)).to_vec();
         let many_addrs = postcard::to_allocvec(&WireTicket {
             content,
+            key: [1; 32],
             providers: vec![WireProvider {
                 peer: &peer_bytes,
                 addrs: (0..MAX_ADDRS + 1).map(|_| Bytes(&addr)).collect(),
             }],
+            contact: None,
         })
         .expect("ser");
         assert!(matches!(
@@ -581,10 +653,12 @@ pub(crate) mod tests {
 
         let bad_peer = postcard::to_allocvec(&WireTicket {
             content,
+            key: [1; 32],
             providers: vec![WireProvider {
                 peer: b"not a peer id",
                 addrs: vec![],
             }],
+            contact: None,
         })
         .expect("ser");
         let e = err(&from_body(&bad_peer));
@@ -596,10 +670,12 @@ pub(crate) mod tests {
 
         let bad_addr = postcard::to_allocvec(&WireTicket {
             content,
+            key: [1; 32],
             providers: vec![WireProvider {
                 peer: &peer_bytes,
                 addrs: vec![Bytes(&[0xff, 0xff, 0xff])],
             }],
+            contact: None,
         })
         .expect("ser");
         let e = err(&from_body(&bad_addr));

@@ -8,10 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ContentId;
-
 /// The libp2p protocol name.
-pub const PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/meshdrop/blob/2");
+pub const PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/meshdrop/blob/3");
 
 /// The most chunks one request may ask for.
 pub const MAX_RUN: u32 = 1024;
@@ -25,10 +23,13 @@ pub const MAX_PEX: usize = 16;
 /// What a downloader asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// First message: which share this stream is about.
+    /// First message: which share this stream is about, and the proof that the asker holds its
+    /// key ([`super::capability`]).
     Hello {
-        /// The share.
-        content: ContentId,
+        /// The share's tag.
+        tag: [u8; 32],
+        /// The asker's proof, for this provider.
+        proof: [u8; 32],
     },
     /// Send the encoded manifest.
     Manifest,
@@ -44,8 +45,10 @@ pub enum Request {
 /// What a provider answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// Answer to `Hello`: whether this provider holds the share and which chunks.
+    /// Answer to `Hello`: this provider holds the share's key too, and which chunks it has.
     Hello {
+        /// The provider's proof, for the asker.
+        proof: [u8; 32],
         /// Whether it has every chunk.
         complete: bool,
         /// When not complete: a bitfield of the chunks it has (bit `i % 8` of byte `i / 8`).
@@ -53,7 +56,8 @@ pub enum Response {
         /// Other peers that hold or fetch this share (peer exchange), at most [`MAX_PEX`].
         peers: Vec<PexPeer>,
     },
-    /// The provider does not know the share.
+    /// The provider does not know the share, or the proof did not hold (the same answer: it
+    /// tells a stranger nothing).
     Unknown,
     /// The encoded manifest follows, `len` bytes.
     Manifest {
@@ -129,7 +133,8 @@ mod tests {
     async fn requests_and_answers_round_trip_through_frames() {
         let msgs = vec![
             Request::Hello {
-                content: ContentId([7; 32]),
+                tag: [7; 32],
+                proof: [8; 32],
             },
             Request::Manifest,
             Request::Chunks { first: 5, count: 9 },
@@ -139,6 +144,7 @@ mod tests {
             write_msg(&mut out, m).await.unwrap();
         }
         let answer = Response::Hello {
+            proof: [9; 32],
             complete: false,
             have: vec![0b101],
             peers: vec![PexPeer::new(&libp2p::PeerId::random(), &[])],

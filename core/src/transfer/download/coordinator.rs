@@ -20,7 +20,7 @@ use super::sink::{Feedback, Links, Pool, QUEUED_CHUNKS, Received, Sink, SinkRepo
 use super::worker::{Ended, PeerError, Worker};
 use super::{DownloadError, Job, random_below};
 use crate::net::Change;
-use crate::transfer::ContentId;
+use crate::transfer::capability::ShareTag;
 use crate::transfer::service::Shared;
 
 /// How often a download checks whether relayed peers should wait for a direct one.
@@ -100,7 +100,7 @@ struct Inputs {
     /// Peers named by another one's hello (peer exchange).
     found: mpsc::UnboundedReceiver<(PeerId, Vec<Multiaddr>)>,
     /// Peers that asked this node for a share: they hold or fetch it too.
-    arrivals: tokio::sync::broadcast::Receiver<(ContentId, PeerId)>,
+    arrivals: tokio::sync::broadcast::Receiver<(ShareTag, PeerId)>,
     changes: tokio::sync::broadcast::Receiver<Change>,
     stopping: watch::Receiver<bool>,
 }
@@ -152,7 +152,7 @@ impl Coordinator<'_> {
     /// the peers that asked this node for it before this download began.
     fn start(&mut self, providers: Vec<PeerId>) {
         let mut candidates = providers;
-        let known = self.s.holders.of(&self.job.content.id);
+        let known = self.s.holders.of(&self.job.ticket.key.tag());
         for peer in self.s.net.connected().into_iter().chain(known) {
             if !candidates.contains(&peer) {
                 candidates.push(peer);
@@ -169,7 +169,7 @@ impl Coordinator<'_> {
             s: self.s.clone(),
             peer,
             addrs,
-            content: self.job.content.id,
+            key: self.job.ticket.key,
             manifest: self.job.manifest.clone(),
             sched: self.sched.clone(),
             wake: self.wake.clone(),
@@ -304,10 +304,10 @@ impl Coordinator<'_> {
         Step::On
     }
 
-    /// A peer asked this node for a share: when it is this one, the peer holds or fetches it.
-    fn on_arrival(&mut self, arrival: Result<(ContentId, PeerId), RecvError>) -> Step {
+    /// A peer proved it holds a share's key: when it is this one's, the peer holds or fetches it.
+    fn on_arrival(&mut self, arrival: Result<(ShareTag, PeerId), RecvError>) -> Step {
         if let Ok((of, peer)) = arrival
-            && of == self.job.content.id
+            && of == self.job.ticket.key.tag()
             && self.usable(&peer)
         {
             tracing::debug!(%peer, "a peer of the swarm arrived: asking it too");

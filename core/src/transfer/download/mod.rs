@@ -33,6 +33,7 @@ pub(crate) use registry::Downloads;
 
 use super::library::Content;
 use super::service::Shared;
+use super::shares::{KeyRecord, ShareKind};
 use super::{ContentId, Manifest, ManifestError, PathError, Ticket, state};
 use plan::Plan;
 use sink::SinkReport;
@@ -149,7 +150,7 @@ async fn run(
     let started = Instant::now();
     let content_id = spec.ticket.content;
     let providers = providers::connect(&s, &spec.ticket).await;
-    let (manifest, encoded) = providers::manifest(&s, &providers, &content_id).await?;
+    let (manifest, encoded) = providers::manifest(&s, &providers, &spec.ticket).await?;
     fs::create_dir_all(&spec.dest).map_err(io_err(&spec.dest))?;
     let dest = spec.dest.canonicalize().map_err(io_err(&spec.dest))?;
     // One run at a time per share and destination: a second one (a node that resumed it at
@@ -173,6 +174,15 @@ async fn run(
             c
         }
     };
+    // Seed to the ticket's other holders while downloading, and after.
+    s.add_key(KeyRecord {
+        key: spec.ticket.key,
+        content: content_id,
+        kind: ShareKind::Download,
+        since: crate::store::now_secs(),
+        expires: None,
+        served: 0,
+    })?;
     let fetched = if plan.missing.is_empty() {
         Ok(SinkReport::default())
     } else {
@@ -193,6 +203,10 @@ async fn run(
     };
     content.set_complete();
     state::set_download_state(&s.store, dl, state::DownloadState::Done)?;
+    if spec.files.is_none() {
+        // Every file is in place: served from there after a restart too.
+        state::save_share(&s.store, &content_id, &plan.final_paths())?;
+    }
     Ok(DownloadReport {
         content: content_id,
         files: plan.files.len(),

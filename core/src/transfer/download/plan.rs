@@ -30,6 +30,8 @@ pub(super) struct Plan {
     pub(super) done: Vec<u64>,
     /// Where each manifest file is read from when served.
     pub(super) locations: Vec<PathBuf>,
+    /// Where each manifest file goes once in place.
+    all_final: Vec<PathBuf>,
     /// Bytes already on disk from an earlier run.
     pub(super) resumed: u64,
     /// Bytes of files already present and identical.
@@ -62,6 +64,7 @@ impl Plan {
             missing: Vec::new(),
             done: Vec::new(),
             locations: Vec::new(),
+            all_final: locations.clone(),
             resumed: 0,
             skipped: 0,
         };
@@ -125,6 +128,11 @@ impl Plan {
         });
         self.files.push(file);
         Ok(())
+    }
+
+    /// Where every file of the share is once in place.
+    pub(super) fn final_paths(&self) -> Vec<PathBuf> {
+        self.all_final.clone()
     }
 
     /// Bytes of the selected files.

@@ -9,6 +9,7 @@ use libp2p::PeerId;
 use super::DownloadError;
 use super::worker::{self, DIAL_TIMEOUT, STALL_TIMEOUT};
 use crate::net::framing::{read_msg, write_msg};
+use crate::transfer::capability::ShareKey;
 use crate::transfer::manifest::MAX_ENCODED_LEN;
 use crate::transfer::service::Shared;
 use crate::transfer::wire::{Request, Response};
@@ -32,32 +33,35 @@ pub(super) async fn connect(s: &Shared, ticket: &Ticket) -> Vec<PeerId> {
         .collect()
 }
 
-/// The verified manifest of `content` (decoded, and as encoded), stored for later runs.
+/// The verified manifest of the ticket's share (decoded, and as encoded), stored for later runs.
 pub(super) async fn manifest(
     s: &Shared,
     providers: &[PeerId],
-    content: &ContentId,
+    ticket: &Ticket,
 ) -> Result<(Arc<Manifest>, Arc<Vec<u8>>), DownloadError> {
+    let content = &ticket.content;
     let encoded = match state::manifest(&s.store, content)? {
         Some(m) => m,
-        None => fetch_manifest(s, providers, content).await?,
+        None => fetch_manifest(s, providers, ticket).await?,
     };
     let manifest = Manifest::decode_verified(&encoded, content)?;
     state::save_manifest(&s.store, content, &encoded)?;
     Ok((Arc::new(manifest), Arc::new(encoded)))
 }
 
-/// Asks `providers` in turn for the manifest of `content`; the first that hashes to the content
-/// id wins (one that does not is that provider's lie: the next is asked).
+/// Asks `providers` in turn for the manifest of the ticket's share; the first that hashes to the
+/// content id wins (one that does not is that provider's lie: the next is asked).
 pub(crate) async fn fetch_manifest(
     s: &Shared,
     providers: &[PeerId],
-    content: &ContentId,
+    ticket: &Ticket,
 ) -> Result<Vec<u8>, DownloadError> {
+    let content = &ticket.content;
     let mut errors = Vec::new();
     for peer in providers {
         // Bounded: a stream can die silently with its connection.
-        let attempt = tokio::time::timeout(STALL_TIMEOUT, ask_manifest(s, *peer, content)).await;
+        let asked = ask_manifest(s, *peer, &ticket.key);
+        let attempt = tokio::time::timeout(STALL_TIMEOUT, asked).await;
         let result = attempt
             .unwrap_or_else(|_| Err(format!("no manifest within {} s", STALL_TIMEOUT.as_secs())));
         match result {
@@ -72,11 +76,11 @@ pub(crate) async fn fetch_manifest(
     Err(DownloadError::NoProvider(errors.join("; ")))
 }
 
-async fn ask_manifest(s: &Shared, peer: PeerId, content: &ContentId) -> Result<Vec<u8>, String> {
-    let mut stream = worker::open(s, peer, content)
+async fn ask_manifest(s: &Shared, peer: PeerId, key: &ShareKey) -> Result<Vec<u8>, String> {
+    let mut stream = worker::open(s, peer, key)
         .await
         .map_err(|e| e.to_string())?
-        .ok_or("does not have this share")?
+        .ok_or("does not have this share, or does not serve it to this ticket")?
         .stream;
     write_msg(&mut stream, &Request::Manifest)
         .await

@@ -18,9 +18,10 @@ use super::handle::Control;
 use super::schedule::Sched;
 use super::sink::{Pool, Received};
 use crate::net::framing::{WireError, read_msg, write_msg};
+use crate::transfer::Manifest;
+use crate::transfer::capability::ShareKey;
 use crate::transfer::service::Shared;
 use crate::transfer::wire::{self, PexPeer, Request, Response};
-use crate::transfer::{ContentId, Manifest};
 
 /// The least a peer is asked for ahead of what it sent.
 const MIN_WINDOW: u64 = 1024 * 1024;
@@ -74,13 +75,15 @@ pub(super) struct Opened {
     pub(super) peers: Vec<PexPeer>,
 }
 
-/// Opens a blob stream to `peer` about `content` and reads its hello (three tries: a stream can
-/// fail while a connection settles); `None` when the peer does not have the share.
+/// Opens a blob stream to `peer` about the share `key` opens, proving this node holds the key,
+/// and reads its hello, checking that the peer holds the key too (three tries: a stream can fail
+/// while a connection settles); `None` when the peer does not have the share.
 pub(super) async fn open(
     s: &Shared,
     peer: PeerId,
-    content: &ContentId,
+    key: &ShareKey,
 ) -> Result<Option<Opened>, PeerError> {
+    let local = s.net.local_peer_id();
     let mut last = PeerError::Unreachable("no stream".into());
     for attempt in 0..3u64 {
         if attempt > 0 {
@@ -95,22 +98,29 @@ pub(super) async fn open(
                 continue;
             }
         };
-        let hello = Request::Hello { content: *content };
+        let hello = Request::Hello {
+            tag: key.tag().0,
+            proof: key.proof(&local, &peer),
+        };
         if let Err(e) = write_msg(&mut stream, &hello).await {
             last = e.into();
             continue;
         }
         return match read_msg(&mut stream, &mut Vec::new()).await? {
             Some(Response::Hello {
+                proof,
                 complete,
                 have,
                 peers,
-            }) => Ok(Some(Opened {
+            }) if key.verify(&proof, &peer, &local) => Ok(Some(Opened {
                 stream,
                 complete,
                 have,
                 peers,
             })),
+            Some(Response::Hello { .. }) => Err(PeerError::Violation(
+                "its proof of the share's key does not hold".into(),
+            )),
             Some(Response::Unknown) => Ok(None),
             other => Err(PeerError::Violation(format!(
                 "answered hello with {other:?}"
@@ -134,7 +144,8 @@ pub(super) struct Worker {
     pub(super) peer: PeerId,
     /// Where to dial it first (a peer named by peer exchange); empty when connected.
     pub(super) addrs: Vec<Multiaddr>,
-    pub(super) content: ContentId,
+    /// The share's key (the ticket's).
+    pub(super) key: ShareKey,
     pub(super) manifest: Arc<Manifest>,
     pub(super) sched: Arc<Mutex<Sched>>,
     /// Woken when chunks wait again or peers announce new ones.
@@ -166,11 +177,11 @@ impl Worker {
                 .await
                 .map_err(|e| PeerError::Unreachable(e.to_string()))?;
         }
-        let Some(opened) = open(&self.s, self.peer, &self.content).await? else {
+        let Some(opened) = open(&self.s, self.peer, &self.key).await? else {
             return Ok(Ended::NotAProvider);
         };
         tracing::debug!(peer = %self.peer, complete = opened.complete, "worker: stream open");
-        self.s.holders.add(self.content, self.peer);
+        self.s.holders.add(self.key.tag(), self.peer);
         for found in opened.peers.iter().filter_map(PexPeer::parse) {
             let _ = self.found.send(found);
         }

@@ -1,0 +1,184 @@
+//! A share is a capability: the ticket is the only key. A raw libp2p peer that speaks the blob
+//! protocol by hand plays the stranger on the same Wi-Fi: knowing a share's content id, replaying
+//! a proof it saw, or sitting connected to a downloader gets it nothing it could fetch with.
+
+use std::path::Path;
+
+use libp2p::PeerId;
+use meshdrop_core::transfer::wire::{self, Request, Response};
+use meshdrop_core::transfer::{ShareKey, Ticket};
+use meshdrop_core::{DownloadSpec, Node, NodeConfig};
+use meshdrop_tests::random_file;
+use meshdrop_tests::raw::{RawPeer, receive, send};
+
+async fn node(dir: &Path, name: &str) -> Node {
+    meshdrop_tests::init_test_logging();
+    let config = NodeConfig::loopback(dir).with_name(name).with_mdns(false);
+    Node::start(config).await.expect("node starts")
+}
+
+/// A node sharing a 1 MiB file, and its ticket.
+async fn sharer(dir: &tempfile::TempDir) -> (Node, Ticket) {
+    let file = dir.path().join("files/trip.bin");
+    random_file(&file, 1 << 20, 7);
+    let alice = node(&dir.path().join("alice"), "alice").await;
+    let ticket = alice.share(vec![file]).await.expect("shared");
+    (alice, ticket)
+}
+
+/// Sends a hello, then asks for the manifest and the first chunks; returns every answer.
+async fn try_fetch(eve: &RawPeer, to: PeerId, hello: Option<Request>) -> Vec<Response> {
+    let mut stream = eve.open(to, wire::PROTOCOL).await;
+    if let Some(hello) = hello {
+        send(&mut stream, &hello).await;
+    }
+    send(&mut stream, &Request::Manifest).await;
+    send(&mut stream, &Request::Chunks { first: 0, count: 4 }).await;
+    let mut answers = Vec::new();
+    while let Some(answer) = receive::<Response>(&mut stream).await {
+        answers.push(answer);
+    }
+    answers
+}
+
+/// Whether an answer gives away anything of the share.
+fn gives_away(r: &Response) -> bool {
+    !matches!(r, Response::Unknown | Response::Error { .. })
+}
+
+#[tokio::test]
+async fn a_peer_that_knows_the_content_id_but_not_the_ticket_gets_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, ticket) = sharer(&dir).await;
+    let eve = RawPeer::start(&[]).await;
+    let a = eve.connect(&alice.listen_addrs()[0]).await;
+    let tag = ticket.key.tag().0;
+    let wrong_key = ShareKey::from_bytes([1; 32]);
+    let attempts = [
+        // The content id where the tag goes, with no real proof.
+        Some(Request::Hello {
+            tag: ticket.content.0,
+            proof: [0; 32],
+        }),
+        // The real tag (seen somewhere), a made-up proof.
+        Some(Request::Hello {
+            tag,
+            proof: [0xab; 32],
+        }),
+        // The real tag, a proof from another key.
+        Some(Request::Hello {
+            tag,
+            proof: wrong_key.proof(&eve.peer_id(), &a),
+        }),
+        // No hello at all: straight to the manifest and the chunks.
+        None,
+    ];
+    for hello in attempts {
+        let answers = try_fetch(&eve, a, hello.clone()).await;
+        assert!(
+            !answers.is_empty(),
+            "{hello:?}: some answer, or a clear error"
+        );
+        assert!(!answers.iter().any(gives_away), "{hello:?} got {answers:?}");
+    }
+    // Garbage instead of a frame: the stream ends, nothing is said.
+    let mut stream = eve.open(a, wire::PROTOCOL).await;
+    send(&mut stream, &"not a request").await;
+    assert!(
+        receive::<Response>(&mut stream)
+            .await
+            .is_none_or(|r| !gives_away(&r))
+    );
+    alice.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_ticket_holder_is_served_and_a_proof_replayed_from_another_device_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, ticket) = sharer(&dir).await;
+    let eve = RawPeer::start(&[]).await;
+    let a = eve.connect(&alice.listen_addrs()[0]).await;
+    let tag = ticket.key.tag().0;
+    // Bob's proof for his connection to Alice, as if Eve had seen it.
+    let bob = PeerId::random();
+    let replayed = Request::Hello {
+        tag,
+        proof: ticket.key.proof(&bob, &a),
+    };
+    let answers = try_fetch(&eve, a, Some(replayed)).await;
+    assert!(!answers.iter().any(gives_away), "replayed: {answers:?}");
+    // With the ticket, the same peer proves the key for its own connection and is served.
+    let own = Request::Hello {
+        tag,
+        proof: ticket.key.proof(&eve.peer_id(), &a),
+    };
+    let answers = try_fetch(&eve, a, Some(own)).await;
+    match answers.first() {
+        Some(Response::Hello { proof, .. }) => {
+            assert!(
+                ticket.key.verify(proof, &a, &eve.peer_id()),
+                "Alice proves the key too"
+            )
+        }
+        other => panic!("a ticket holder is answered, got {other:?}"),
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|r| matches!(r, Response::Manifest { .. })),
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|r| matches!(r, Response::Chunk { index: 0, .. })),
+        "{answers:?}"
+    );
+    alice.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_downloader_connected_to_a_stranger_leaks_nothing_fetchable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, ticket) = sharer(&dir).await;
+    let eve = RawPeer::start(&[wire::PROTOCOL]).await;
+    let bob = node(&dir.path().join("bob"), "bob").await;
+    let e = bob.connect(eve.addr.clone()).await.expect("bob meets eve");
+    // Bob's download asks every connected peer, the stranger too.
+    let out = dir.path().join("out");
+    let report = bob
+        .download(DownloadSpec {
+            ticket: ticket.clone(),
+            dest: out.clone(),
+            files: None,
+        })
+        .wait()
+        .await
+        .expect("downloaded");
+    assert_eq!(report.bytes, 1 << 20);
+    assert_eq!(
+        std::fs::read(out.join("trip.bin")).unwrap(),
+        std::fs::read(dir.path().join("files/trip.bin")).unwrap()
+    );
+    let heard = eve.heard(1).await;
+    let said = heard.concat();
+    assert!(!said.is_empty(), "Bob asked the stranger");
+    for secret in [&ticket.content.0, &ticket.key.to_bytes()] {
+        assert!(
+            !said.windows(32).any(|w| w == secret.as_slice()),
+            "the stranger heard the content id or the key"
+        );
+    }
+    // What Eve heard opens nothing: not at Alice, not at Bob.
+    let first = &heard[0];
+    let len = u32::from_le_bytes(first[..4].try_into().unwrap()) as usize;
+    let hello: Request = meshdrop_core::net::framing::decode(&first[4..4 + len]).expect("a hello");
+    let a = eve.connect(&alice.listen_addrs()[0]).await;
+    for to in [a, bob.peer_id()] {
+        let answers = try_fetch(&eve, to, Some(hello.clone())).await;
+        assert!(!answers.iter().any(gives_away), "{to}: {answers:?}");
+    }
+    assert_eq!(e, eve.peer_id());
+    bob.stop().await.unwrap();
+    alice.stop().await.unwrap();
+}
