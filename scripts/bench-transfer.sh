@@ -87,13 +87,13 @@ tcp_run() {
   drop_caches
   in_ns /usr/bin/time -v -o "$d/send.time" socat -u FILE:"$BIG" TCP:127.0.0.1:40404
   wait "$listener"
-  echo "$(wall "$d/send.time")"
+  wall "$d/send.time"
 }
 
 dd_run() {
   drop_caches
   /usr/bin/time -v -o "$WORK/dd.time" dd if="$BIG" of="$WORK/dd.bin" bs=4M conv=fsync status=none
-  echo "$(wall "$WORK/dd.time")"
+  wall "$WORK/dd.time"
 }
 
 read -r md_s md_tx md_rx < <(meshdrop_run big "$BIG")

@@ -1,15 +1,15 @@
-//! One function per subcommand. Commands other than `run` and `demo` ask the node running on the
-//! data dir, or start one for their own duration when none runs.
+//! One function per subcommand. Commands other than `run`, `relay` and `demo` ask the node
+//! running on the data dir, or start one for their own duration when none runs (`id`, `inbox`,
+//! `contacts` and `room` open the data dir without a node instead).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use meshdrop_core::transfer::limits::TransferLimits;
-use meshdrop_core::{Multiaddr, Node, NodeConfig, PeerInfo};
-use serde_json::Value;
+use meshdrop_core::{Event, Multiaddr, Node, NodeConfig};
 
-use crate::control::{self, Client, Request};
+use crate::control::{Backend, server};
 use crate::output::Output;
 use crate::{Cli, Command};
 
@@ -20,61 +20,30 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Some(d) => d.clone(),
         None => default_data_dir()?,
     };
+    let data_dir = data_dir.as_path();
     match &cli.command {
-        Command::Id => id(&cli, &data_dir, out).await,
+        Command::Id => id(&cli, data_dir, out).await,
         Command::Run { accept, out: dest } => {
             let dest = match dest {
                 Some(d) => d.clone(),
                 None => std::env::current_dir()?,
             };
-            run(
-                &cli,
-                &data_dir,
-                out,
-                crate::push::Answerer::new(*accept, dest),
-            )
-            .await
+            let answerer = crate::push::Answerer::new(*accept, dest);
+            run(&cli, data_dir, out, answerer).await
         }
         Command::Send { peer, paths, wait } => {
-            let node = crate::transfer::start(config(&cli, &data_dir)?).await?;
-            let result =
-                crate::push::send(&node, out, peer, paths.clone(), Duration::from_secs(*wait))
-                    .await;
-            node.stop().await?;
-            result
+            let wait = Duration::from_secs(*wait);
+            crate::push::send(&cli, data_dir, out, peer, paths, wait).await
         }
-        Command::Peers { timeout } => peers(&cli, &data_dir, out, *timeout).await,
-        Command::Connect { address } => connect(&cli, &data_dir, out, address).await,
+        Command::Peers { timeout } => peers(&cli, data_dir, out, *timeout).await,
+        Command::Connect { address } => connect(&cli, data_dir, out, address).await,
+        Command::Contacts => {
+            let contacts = Backend::offline(data_dir, None).await?.contacts().await?;
+            out.contacts(&contacts);
+            Ok(())
+        }
         Command::Demo { nodes } => crate::demo::run(*nodes, out).await,
-        Command::Relay {
-            port,
-            external,
-            max_reservations,
-            max_reservations_per_device,
-            max_circuits,
-            max_circuits_per_device,
-            max_circuit_secs,
-            max_circuit_bytes,
-            allow_private,
-        } => {
-            let limits = meshdrop_core::relay::RelayLimits {
-                max_reservations: *max_reservations,
-                max_reservations_per_peer: *max_reservations_per_device,
-                max_circuits: *max_circuits,
-                max_circuits_per_peer: *max_circuits_per_device,
-                max_circuit_duration: Duration::from_secs(*max_circuit_secs),
-                max_circuit_bytes: *max_circuit_bytes,
-                ..Default::default()
-            };
-            let args = crate::relay::RelayArgs {
-                bind: &cli.bind,
-                port: *port,
-                external,
-                limits,
-                allow_private: *allow_private,
-            };
-            crate::relay::run(&data_dir, out, args).await
-        }
+        Command::Relay(opts) => crate::relay::run(data_dir, out, &cli.bind, opts).await,
         Command::Msg {
             peer,
             text,
@@ -87,35 +56,24 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 attach,
                 wait: Duration::from_secs(*wait),
             };
-            crate::messaging::msg(&cli, &data_dir, out, send).await
+            crate::messaging::msg(&cli, data_dir, out, send).await
         }
-        Command::Inbox => crate::messaging::inbox(&data_dir, out).await,
+        Command::Inbox => crate::messaging::inbox(data_dir, out).await,
         Command::Chat { room, peer } => {
-            crate::messaging::chat(&cli, &data_dir, out, room.as_deref(), peer.as_deref()).await
+            crate::messaging::chat(&cli, data_dir, out, room.as_deref(), peer.as_deref()).await
         }
-        Command::Room { command } => crate::messaging::room(&data_dir, out, command).await,
-        Command::Share {
-            paths,
-            qr,
-            ticket_file,
-        } => crate::transfer::share(&cli, &data_dir, out, paths, *qr, ticket_file.as_deref()).await,
-        Command::Get {
-            ticket,
-            ticket_file,
-            out: dest,
-            seed,
-            progress_every_chunk,
-        } => {
-            let args = crate::transfer::GetArgs {
-                ticket: ticket.as_deref(),
-                ticket_file: ticket_file.as_deref(),
-                dest: dest.as_deref(),
-                seed: *seed,
-                progress_every_chunk: *progress_every_chunk,
-            };
-            crate::transfer::get(&cli, &data_dir, out, args).await
-        }
+        Command::Room { command } => crate::messaging::room(data_dir, out, command).await,
+        Command::Share(opts) => crate::transfer::share(&cli, data_dir, out, opts).await,
+        Command::Get(opts) => crate::transfer::get(&cli, data_dir, out, opts).await,
     }
+}
+
+/// Paths a user typed, made absolute (a running node has another working directory).
+pub fn absolute(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    paths
+        .iter()
+        .map(|p| std::path::absolute(p).with_context(|| format!("cannot use {}", p.display())))
+        .collect()
 }
 
 fn default_data_dir() -> Result<PathBuf> {
@@ -169,7 +127,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
 }
 
 /// The node configuration the global flags ask for.
-pub(crate) fn config(cli: &Cli, data_dir: &std::path::Path) -> Result<NodeConfig> {
+pub(crate) fn config(cli: &Cli, data_dir: &Path) -> Result<NodeConfig> {
     let mut config = if cli.bind.is_empty() {
         NodeConfig::new(data_dir)
     } else {
@@ -190,34 +148,33 @@ pub(crate) fn config(cli: &Cli, data_dir: &std::path::Path) -> Result<NodeConfig
     Ok(config)
 }
 
-async fn start(cli: &Cli, data_dir: &std::path::Path) -> Result<Node> {
-    Ok(Node::start(config(cli, data_dir)?).await?)
-}
-
-async fn id(cli: &Cli, data_dir: &std::path::Path, out: Output) -> Result<()> {
-    if let Some(mut client) = Client::connect(data_dir).await {
-        let v = client.request(&Request::Id).await?;
-        out.id(str_field(&v, "peer"), str_field(&v, "name"));
-        return Ok(());
-    }
-    let dir = meshdrop_core::DataDir::open(data_dir, cli.name.as_deref())?;
-    out.id(&dir.peer_id().to_string(), dir.name());
+/// `id`: this device's peer id and name (`--name` renames it when no node runs).
+async fn id(cli: &Cli, data_dir: &Path, out: Output) -> Result<()> {
+    let mut backend = Backend::offline(data_dir, cli.name.as_deref()).await?;
+    let (peer, name) = backend.id().await?;
+    out.id(&peer.to_string(), &name);
     Ok(())
 }
 
-fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
+/// `run`: the node in the foreground, with its control server, until SIGINT or SIGTERM.
 async fn run(
     cli: &Cli,
-    data_dir: &std::path::Path,
+    data_dir: &Path,
     out: Output,
     mut answerer: crate::push::Answerer,
 ) -> Result<()> {
-    let node = start(cli, data_dir).await?;
+    let node = Node::start(config(cli, data_dir)?)
+        .await
+        .map_err(|e| match e {
+            meshdrop_core::Error::AlreadyRunning { path } => anyhow!(
+                "another meshdrop node is already running on data dir {}: stop it, or pass another \
+             --data-dir",
+                path.display()
+            ),
+            e => e.into(),
+        })?;
     let mut events = node.events();
-    let server = control::serve(node.clone(), data_dir)?;
+    let server = server::serve(node.clone(), data_dir)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch SIGTERM")?;
     loop {
@@ -225,7 +182,7 @@ async fn run(
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     out.event(&ev);
-                    if let meshdrop_core::Event::OfferReceived { offer, name, files, .. } = &ev
+                    if let Event::OfferReceived { offer, name, files, .. } = &ev
                         && let Err(e) = answerer.answer(&node, out, *offer, name, files).await
                     {
                         tracing::warn!(error = %e, "cannot answer the offer");
@@ -241,7 +198,7 @@ async fn run(
         }
     }
     server.abort();
-    let _ = std::fs::remove_file(data_dir.join("control.sock"));
+    let _ = std::fs::remove_file(crate::control::socket_path(data_dir));
     node.stop().await?;
     // Print what happened during the stop (peers told, the final `stopped`).
     while let Ok(ev) = events.try_recv() {
@@ -250,44 +207,28 @@ async fn run(
     Ok(())
 }
 
-async fn peers(cli: &Cli, data_dir: &std::path::Path, out: Output, timeout: u64) -> Result<()> {
-    let list: Vec<PeerInfo> = if let Some(mut client) = Client::connect(data_dir).await {
-        let v = client.request(&Request::Peers).await?;
-        serde_json::from_value(v).context("unexpected peer list from the running node")?
-    } else {
-        let node = start(cli, data_dir).await?;
+/// `peers`: the running node's list, or what a node started here finds within `timeout` seconds.
+async fn peers(cli: &Cli, data_dir: &Path, out: Output, timeout: u64) -> Result<()> {
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    if let Backend::Local(_) = backend {
         // Nobody was listening before: give discovery the time the user allowed.
         tokio::time::sleep(Duration::from_secs(timeout)).await;
-        let list = node.peers().await?;
-        node.stop().await?;
-        list
-    };
-    out.peers(&list);
+    }
+    let list = backend.peers().await;
+    backend.close().await?;
+    out.peers(&list?);
     Ok(())
 }
 
-async fn connect(cli: &Cli, data_dir: &std::path::Path, out: Output, address: &str) -> Result<()> {
-    let addr = parse_multiaddr(address)?;
-    if let Some(mut client) = Client::connect(data_dir).await {
-        let v = client
-            .request(&Request::Connect {
-                address: addr.to_string(),
-            })
-            .await?;
-        out.connected(str_field(&v, "peer"), str_field(&v, "verification_code"));
-        return Ok(());
-    }
-    let node = start(cli, data_dir).await?;
-    let result = node.connect(addr).await;
-    let done = match result {
-        Ok(peer) => {
-            out.connected(&peer.to_string(), &node.verification_code(&peer));
-            Ok(())
-        }
-        Err(e) => Err(anyhow!("cannot connect to {address}: {e}")),
-    };
-    node.stop().await?;
-    done
+/// `connect ADDRESS`: dials a peer by multiaddr and prints its verification code.
+async fn connect(cli: &Cli, data_dir: &Path, out: Output, address: &str) -> Result<()> {
+    parse_multiaddr(address)?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let connected = backend.connect(address).await;
+    backend.close().await?;
+    let (peer, code) = connected?;
+    out.connected(&peer.to_string(), &code);
+    Ok(())
 }
 
 #[cfg(test)]

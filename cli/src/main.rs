@@ -89,39 +89,11 @@ enum Command {
         /// The peer's address.
         address: String,
     },
-    /// Share files and folders: print a ticket (the first line of output), then seed until Ctrl-C.
-    Share {
-        /// The files and folders to share.
-        #[arg(required = true, value_name = "PATH")]
-        paths: Vec<PathBuf>,
-        /// Also show the ticket as a QR code on the terminal (on stderr).
-        #[arg(long)]
-        qr: bool,
-        /// Also write the ticket to this file.
-        #[arg(long, value_name = "F")]
-        ticket_file: Option<PathBuf>,
-    },
+    /// Share files and folders: print a ticket (the first line of output), then seed until Ctrl-C
+    /// (a running node keeps seeding them instead).
+    Share(transfer::ShareOpts),
     /// Download a share from its ticket; every file is verified, an interrupted download resumes.
-    Get {
-        /// The ticket (`meshdrop1…`), as printed by `meshdrop share`.
-        #[arg(
-            required_unless_present = "ticket_file",
-            conflicts_with = "ticket_file"
-        )]
-        ticket: Option<String>,
-        /// Read the ticket from this file.
-        #[arg(long, value_name = "F")]
-        ticket_file: Option<PathBuf>,
-        /// Where to put the files (default: the current directory).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Keep serving the share after the download until Ctrl-C.
-        #[arg(long)]
-        seed: bool,
-        /// Report progress after every verified chunk (tests).
-        #[arg(long, hide = true)]
-        progress_every_chunk: bool,
-    },
+    Get(transfer::GetOpts),
     /// Send a message to a peer (or a room): stored first, delivered directly or carried by others.
     Msg {
         /// The recipient: a peer id, the name of a device met before, or `room:ID`.
@@ -138,6 +110,9 @@ enum Command {
     },
     /// List stored messages (with --json: one object per message).
     Inbox,
+    /// List the devices this one knows, met or named by a room invite (with --json: one object
+    /// per device).
+    Contacts,
     /// Chat on the terminal in a room or with a peer: incoming messages shown, typed lines sent.
     Chat {
         /// The room (name or id).
@@ -154,36 +129,7 @@ enum Command {
     },
     /// Host a relay (libp2p circuit relay v2, with AutoNAT): devices behind NATs on different
     /// networks reach each other through it, then try to go direct. Prints its addresses first.
-    Relay {
-        /// TCP and UDP (QUIC) port; keep it fixed so the printed addresses stay valid.
-        #[arg(long, default_value_t = 4001)]
-        port: u16,
-        /// An address others reach this relay on when it is not one of its own (a forwarded
-        /// port); repeatable.
-        #[arg(long, value_name = "MULTIADDR")]
-        external: Vec<String>,
-        /// Devices holding a slot at once; more are refused.
-        #[arg(long, default_value_t = 128)]
-        max_reservations: usize,
-        /// Slots one device may hold.
-        #[arg(long, default_value_t = 4)]
-        max_reservations_per_device: usize,
-        /// Circuits forwarded at once.
-        #[arg(long, default_value_t = 32)]
-        max_circuits: usize,
-        /// Circuits one device may have at once.
-        #[arg(long, default_value_t = 8)]
-        max_circuits_per_device: usize,
-        /// How long one circuit may last, in seconds (a transfer then redials and resumes).
-        #[arg(long, default_value_t = 3600)]
-        max_circuit_secs: u64,
-        /// Bytes one circuit may carry, e.g. 16GiB.
-        #[arg(long, default_value = "16GiB", value_parser = commands::parse_rate)]
-        max_circuit_bytes: u64,
-        /// Answer AutoNAT probes of devices at private IPs (a relay on a LAN or in a lab).
-        #[arg(long)]
-        allow_private: bool,
-    },
+    Relay(relay::RelayOpts),
     /// Run several real nodes on this machine (loopback only) and report what happened.
     Demo {
         /// How many nodes.

@@ -1,20 +1,22 @@
 //! Messages on the terminal: `msg PEER TEXT [--attach PATH...]`, `inbox`, `chat`,
 //! `room create|join|list`. Each asks the node running on the data dir when there is one;
-//! otherwise `msg` and `chat` start a node for their own duration, and `inbox` and `room` work on
-//! the store directly. A peer is named by its peer id or by the name of a device met before.
+//! otherwise `msg` and `chat` start a node for their own duration, and `inbox` and `room` open
+//! the data dir without a node. A peer is named by its peer id or by the name of a device met
+//! before.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use meshdrop_core::store::Contact;
-use meshdrop_core::{DataDir, Event, Message, MessageId, MessageState, Node, Recipient, Room};
+use meshdrop_core::{Event, Message, MessageId, MessageState, Recipient};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use crate::Cli;
-use crate::control::{Client, Request};
+use crate::commands::{absolute, config};
+use crate::control::{Backend, Request};
 use crate::output::Output;
 
 /// What to do with rooms.
@@ -51,60 +53,60 @@ pub struct Send<'a> {
 /// (and serves the attachment); otherwise a node started here tries until the message is handed
 /// over or `wait` passes (it stays queued then, and the attachment is served by later runs).
 pub async fn msg(cli: &Cli, data_dir: &Path, out: Output, send: Send<'_>) -> Result<()> {
-    let attach = send
-        .attach
-        .iter()
-        .map(|p| std::path::absolute(p).with_context(|| format!("cannot attach {}", p.display())))
-        .collect::<Result<Vec<_>>>()?;
-    if let Some(mut client) = Client::connect(data_dir).await {
-        let contacts = contacts_from_json(client.request(&Request::Contacts).await?)?;
-        let to = resolve(send.to, &contacts)?;
-        let v = client
-            .request(&Request::SendMessage {
-                to: to.to_string(),
-                text: send.text.to_string(),
-                attach,
-            })
-            .await?;
-        let id = v.get("id").and_then(|v| v.as_str()).unwrap_or_default();
-        report(
-            out,
-            id,
-            &to,
-            MessageState::Queued,
-            "the running node delivers it",
-        );
-        return Ok(());
-    }
+    let attach = absolute(send.attach)?;
     // Resolved before a node starts: a mistyped name costs no network.
-    let to = resolve(send.to, &DataDir::open(data_dir, None)?.contacts()?)?;
-    let node = Node::start(crate::commands::config(cli, data_dir)?).await?;
-    let mut events = node.events();
-    let sent = async {
-        let id = match (to, attach.is_empty()) {
-            (Recipient::Peer(p), true) => node.send_message(p, send.text)?,
-            (Recipient::Room(r), true) => node.send_room_message(r, send.text)?,
-            (to, false) => node.send_with_attachment(to, send.text, attach).await?,
-        };
-        anyhow::Ok(id)
-    };
-    let id = match sent.await {
-        Ok(sent) => sent,
-        Err(e) => {
-            node.stop().await?;
-            return Err(e);
+    let mut backend = Backend::offline(data_dir, None).await?;
+    let remote = matches!(backend, Backend::Remote(_));
+    let to = match resolve(send.to, &backend.contacts().await?) {
+        Ok(to) if remote => {
+            let id = backend.send_message(to, send.text, attach).await?;
+            report(
+                out,
+                id,
+                &to,
+                MessageState::Queued,
+                "the running node delivers it",
+            );
+            return Ok(());
+        }
+        to => {
+            drop(backend); // its lock on the data dir, before a node takes it
+            to?
         }
     };
-    let state = follow(&mut events, id, send.wait).await;
-    node.stop().await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let state = send_and_follow(&mut backend, to, send.text, attach, send.wait).await;
+    backend.close().await?;
+    let (id, state) = state?;
     let note = match state {
         MessageState::Queued => "no path to it yet; it is sent the next time meshdrop runs here",
         MessageState::Sent => "handed over; a receipt marks it delivered",
         MessageState::Delivered => "the recipient has it",
         MessageState::Failed => "it expired",
     };
-    report(out, &id.to_string(), &to, state, note);
+    report(out, id, &to, state, note);
     Ok(())
+}
+
+/// Sends on this command's node and follows the message until it is handed over (or `wait`
+/// passes); on a node that started meanwhile, it is just queued.
+async fn send_and_follow(
+    backend: &mut Backend,
+    to: Recipient,
+    text: &str,
+    attach: Vec<PathBuf>,
+    wait: Duration,
+) -> Result<(MessageId, MessageState)> {
+    let mut events = match &*backend {
+        Backend::Local(node) => Some(node.events()),
+        _ => None,
+    };
+    let id = backend.send_message(to, text, attach).await?;
+    let state = match &mut events {
+        Some(events) => follow(events, id, wait).await,
+        None => MessageState::Queued,
+    };
+    Ok((id, state))
 }
 
 /// The recipient a user typed: a peer id, `room:ID`, or the name of exactly one known device.
@@ -129,23 +131,6 @@ fn resolve(typed: &str, contacts: &[Contact]) -> Result<Recipient> {
             )
         }
     }
-}
-
-fn contacts_from_json(v: serde_json::Value) -> Result<Vec<Contact>> {
-    let list = v.as_array().cloned().unwrap_or_default();
-    let mut out = Vec::new();
-    for c in list {
-        let field = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or_default();
-        out.push(Contact {
-            peer: field("peer")
-                .parse()
-                .context("bad contact from the running node")?,
-            name: field("name").to_string(),
-            first_seen: c.get("first_seen").and_then(|v| v.as_u64()).unwrap_or(0),
-            last_seen: c.get("last_seen").and_then(|v| v.as_u64()),
-        });
-    }
-    Ok(out)
 }
 
 /// Waits until message `id` is handed over (or delivered, or failed), at most `wait`; after a
@@ -176,7 +161,7 @@ async fn follow(
     }
 }
 
-fn report(out: Output, id: &str, to: &Recipient, state: MessageState, note: &str) {
+fn report(out: Output, id: MessageId, to: &Recipient, state: MessageState, note: &str) {
     if out.json {
         out.raw(&json!({"event": "message_queued", "id": id, "to": to, "state": state}));
     } else {
@@ -184,119 +169,9 @@ fn report(out: Output, id: &str, to: &Recipient, state: MessageState, note: &str
     }
 }
 
-/// Where messages are read and written: the running node, or one started here.
-enum Backend {
-    Control(Client),
-    Local(Node),
-}
-
-impl Backend {
-    async fn messages(&mut self) -> Result<Vec<Message>> {
-        match self {
-            Backend::Control(c) => {
-                let v = c.request(&Request::Messages).await?;
-                messages_from_json(v)
-            }
-            Backend::Local(n) => Ok(n.messages()?),
-        }
-    }
-
-    async fn send(&mut self, to: Recipient, text: &str) -> Result<()> {
-        match self {
-            Backend::Control(c) => {
-                c.request(&Request::SendMessage {
-                    to: to.to_string(),
-                    text: text.to_string(),
-                    attach: Vec::new(),
-                })
-                .await?;
-            }
-            Backend::Local(n) => {
-                match to {
-                    Recipient::Peer(p) => n.send_message(p, text)?,
-                    Recipient::Room(r) => n.send_room_message(r, text)?,
-                };
-            }
-        }
-        Ok(())
-    }
-
-    async fn rooms(&mut self) -> Result<Vec<Room>> {
-        match self {
-            Backend::Control(c) => {
-                let v = c.request(&Request::Rooms).await?;
-                rooms_from_json(v)
-            }
-            Backend::Local(n) => Ok(n.rooms()),
-        }
-    }
-
-    async fn contacts(&mut self) -> Result<Vec<Contact>> {
-        match self {
-            Backend::Control(c) => contacts_from_json(c.request(&Request::Contacts).await?),
-            Backend::Local(n) => Ok(n.contacts()?),
-        }
-    }
-}
-
-fn messages_from_json(v: serde_json::Value) -> Result<Vec<Message>> {
-    let list = v.as_array().cloned().unwrap_or_default();
-    let mut out = Vec::new();
-    for m in list {
-        let field = |k: &str| {
-            m.get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        out.push(Message {
-            id: field("id").parse()?,
-            from: field("from")
-                .parse()
-                .context("bad author from the running node")?,
-            from_name: m
-                .get("from_name")
-                .and_then(|v| v.as_str())
-                .map(String::from),
-            to: field("to").parse()?,
-            text: field("text"),
-            attachment: m
-                .get("attachment")
-                .and_then(|v| v.as_str())
-                .and_then(|t| t.parse().ok()),
-            state: MessageState::parse(&field("state")).unwrap_or(MessageState::Queued),
-            time: m.get("time").and_then(|v| v.as_u64()).unwrap_or(0),
-            outgoing: m.get("outgoing").and_then(|v| v.as_bool()).unwrap_or(false),
-        });
-    }
-    Ok(out)
-}
-
-fn rooms_from_json(v: serde_json::Value) -> Result<Vec<Room>> {
-    let list = v.as_array().cloned().unwrap_or_default();
-    let mut out = Vec::new();
-    for r in list {
-        let field = |k: &str| {
-            r.get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        out.push(Room {
-            id: field("id").parse()?,
-            name: field("name"),
-            invite: field("invite"),
-        });
-    }
-    Ok(out)
-}
-
 /// `inbox`: every stored message in causal order (one JSON object per message with `--json`).
 pub async fn inbox(data_dir: &Path, out: Output) -> Result<()> {
-    let messages = match Client::connect(data_dir).await {
-        Some(mut client) => messages_from_json(client.request(&Request::Messages).await?)?,
-        None => DataDir::open(data_dir, None)?.messages()?,
-    };
+    let messages = Backend::offline(data_dir, None).await?.messages().await?;
     if !out.json && messages.is_empty() {
         println!("no messages");
     }
@@ -337,7 +212,7 @@ fn short(id: &str) -> String {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time in milliseconds.
-fn utc(ms: u64) -> String {
+pub fn utc(ms: u64) -> String {
     let secs = ms / 1000;
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
@@ -361,26 +236,17 @@ fn utc(ms: u64) -> String {
 
 /// `room create|join|list`.
 pub async fn room(data_dir: &Path, out: Output, cmd: &RoomCommand) -> Result<()> {
-    let rooms = if let Some(mut client) = Client::connect(data_dir).await {
-        let req = match cmd {
-            RoomCommand::Create { name } => Request::CreateRoom { name: name.clone() },
-            RoomCommand::Join { invite } => Request::JoinRoom {
-                invite: invite.clone(),
-            },
-            RoomCommand::List => Request::Rooms,
-        };
-        let v = client.request(&req).await?;
-        match cmd {
-            RoomCommand::List => rooms_from_json(v)?,
-            _ => rooms_from_json(json!([v]))?,
+    let mut backend = Backend::offline(data_dir, None).await?;
+    let rooms = match cmd {
+        RoomCommand::Create { name } => {
+            let name = name.clone();
+            vec![backend.room(Request::CreateRoom { name }).await?]
         }
-    } else {
-        let dir = DataDir::open(data_dir, None)?;
-        match cmd {
-            RoomCommand::Create { name } => vec![dir.create_room(name)?],
-            RoomCommand::Join { invite } => vec![dir.join_room(invite)?],
-            RoomCommand::List => dir.rooms(),
+        RoomCommand::Join { invite } => {
+            let invite = invite.clone();
+            vec![backend.room(Request::JoinRoom { invite }).await?]
         }
+        RoomCommand::List => backend.rooms().await?,
     };
     for r in &rooms {
         if out.json {
@@ -406,14 +272,9 @@ pub async fn chat(
     room: Option<&str>,
     peer: Option<&str>,
 ) -> Result<()> {
-    let mut backend = match Client::connect(data_dir).await {
-        Some(client) => Backend::Control(client),
-        None => Backend::Local(Node::start(crate::commands::config(cli, data_dir)?).await?),
-    };
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
     let result = chat_loop(&mut backend, out, room, peer).await;
-    if let Backend::Local(node) = backend {
-        node.stop().await?;
-    }
+    backend.close().await?;
     result
 }
 
@@ -468,7 +329,9 @@ async fn chat_loop(
     loop {
         tokio::select! {
             line = lines.recv() => match line {
-                Some(line) if !line.trim().is_empty() => backend.send(target, line.trim()).await?,
+                Some(line) if !line.trim().is_empty() => {
+                    backend.send_message(target, line.trim(), Vec::new()).await?;
+                }
                 Some(_) => {}
                 None => return Ok(()),
             },

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use indicatif::HumanBytes;
+use meshdrop_core::store::Contact;
 use meshdrop_core::{DownloadReport, Event, PeerInfo, Ticket};
 use serde::Serialize;
 use serde_json::json;
@@ -207,12 +208,42 @@ impl Output {
         }
     }
 
-    /// Says that this device now serves a share, with a ticket naming it.
-    pub fn seeding(&self, ticket: &Ticket) {
+    /// Says that this device serves a share, with a ticket naming it: until Ctrl-C, or on in the
+    /// running node (`by_running_node`).
+    pub fn seeding(&self, ticket: &Ticket, by_running_node: bool) {
         if self.json {
             self.line(&json!({"event": "seeding", "content": ticket.content, "ticket": ticket.to_string()}));
+        } else if by_running_node {
+            println!(
+                "the running node seeds it; others can fetch from this device with:\n{ticket}"
+            );
         } else {
             println!("seeding until Ctrl-C; others can fetch from this device with:\n{ticket}");
+        }
+    }
+
+    /// Prints the devices this one knows.
+    pub fn contacts(&self, contacts: &[Contact]) {
+        if self.json {
+            for c in contacts {
+                let mut v = json!(c);
+                v["event"] = json!("contact");
+                self.line(&v);
+            }
+            return;
+        }
+        if contacts.is_empty() {
+            println!("no contacts yet");
+        }
+        for c in contacts {
+            let name = if c.name.is_empty() { "?" } else { &c.name };
+            match c.last_seen {
+                Some(secs) => {
+                    let seen = crate::messaging::utc(secs.saturating_mul(1000));
+                    println!("{name}  {}  last met {seen} UTC", c.peer);
+                }
+                None => println!("{name}  {}  known from a room invite", c.peer),
+            }
         }
     }
 

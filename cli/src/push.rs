@@ -5,12 +5,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
+use meshdrop_core::Node;
 use meshdrop_core::transfer::offer::{Decision, OfferedFile, SendOutcome};
-use meshdrop_core::{Event, Node, PeerId};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
+use crate::Cli;
+use crate::commands::{absolute, config};
+use crate::control::backend::unexpected;
+use crate::control::{Backend, Request, Response, Step, Update};
 use crate::output::Output;
 
 /// What `run` does with an incoming offer.
@@ -153,50 +157,51 @@ fn parse_answer(line: &str, count: usize) -> Result<Answer> {
     Ok(Answer::Some(picked))
 }
 
-/// `send PEER PATH...`: waits until the peer (a peer id or a device name) is connected, offers
-/// the files, and follows the offer until it is declined or delivered.
+/// `send PEER PATH...`: the node (the running one, or one started here) waits until the peer (a
+/// peer id or a device name) is connected, offers the files, and follows the offer until it is
+/// declined or delivered; this command prints how it goes.
 pub async fn send(
-    node: &Node,
+    cli: &Cli,
+    data_dir: &Path,
     out: Output,
     peer: &str,
-    paths: Vec<PathBuf>,
+    paths: &[PathBuf],
     wait: Duration,
 ) -> Result<()> {
-    let mut events = node.events();
-    let target = find_peer(node, &mut events, peer, wait).await?;
-    let name = node
-        .peers()
-        .await?
-        .into_iter()
-        .find(|p| p.peer == target)
-        .map(|p| p.name)
-        .unwrap_or_default();
-    if !out.json {
-        println!(
-            "offering to {} ({target}), verification code {}",
-            if name.is_empty() { "?" } else { &name },
-            node.verification_code(&target)
-        );
-    }
-    let printer = tokio::spawn(async move {
-        while let Ok(ev) = events.recv().await {
-            if matches!(
-                ev,
-                Event::OfferAccepted { .. }
-                    | Event::OfferDeclined { .. }
-                    | Event::SendProgress { .. }
-            ) {
-                out.event(&ev);
+    let req = Request::Send {
+        peer: peer.to_string(),
+        paths: absolute(paths)?,
+        wait_secs: wait.as_secs(),
+    };
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let result = follow_offer(&mut backend, out, req).await;
+    backend.close().await?;
+    result
+}
+
+async fn follow_offer(backend: &mut Backend, out: Output, req: Request) -> Result<()> {
+    let mut call = backend.call(req).await?;
+    let (peer, outcome) = loop {
+        match call.next().await? {
+            Step::Update(Update::Offering {
+                peer,
+                name,
+                verification_code,
+            }) => {
+                if !out.json {
+                    let name = if name.is_empty() { "?" } else { &name };
+                    println!("offering to {name} ({peer}), verification code {verification_code}");
+                }
             }
+            Step::Update(Update::Event(ev)) => out.event(&ev),
+            Step::Done(Response::Sent { peer, outcome }) => break (peer, outcome),
+            Step::Done(other) => return Err(unexpected(&other)),
         }
-    });
-    let outcome = node.send_files(target, paths).await;
-    printer.abort();
-    let outcome = outcome?;
+    };
     if out.json {
         let mut v = json!(outcome);
         v["event"] = json!("send_finished");
-        v["peer"] = json!(target);
+        v["peer"] = json!(peer);
         out.raw(&v);
     }
     match outcome {
@@ -208,56 +213,6 @@ pub async fn send(
         }
         SendOutcome::Declined { reason } => Err(anyhow!("the receiver declined ({reason})")),
         SendOutcome::Failed { error } => Err(anyhow!("the receiver's download failed: {error}")),
-    }
-}
-
-/// The peer named `who` (peer id or device name), once connected, within `wait`.
-async fn find_peer(
-    node: &Node,
-    events: &mut tokio::sync::broadcast::Receiver<Event>,
-    who: &str,
-    wait: Duration,
-) -> Result<PeerId> {
-    let by_id: Option<PeerId> = who.parse().ok();
-    let matches = |peer: &PeerId, name: &str| by_id.as_ref() == Some(peer) || name == who;
-    if let Some(p) = node
-        .peers()
-        .await?
-        .into_iter()
-        .find(|p| p.connected && matches(&p.peer, &p.name))
-    {
-        return Ok(p.peer);
-    }
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut named: Option<PeerId> = None;
-    loop {
-        let ev = match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(ev)) => ev,
-            Ok(Err(_)) => continue,
-            Err(_) => bail!(
-                "no nearby device {who:?} found within {} s (see `meshdrop peers`)",
-                wait.as_secs()
-            ),
-        };
-        match ev {
-            Event::PeerDiscovered { peer, name, .. } | Event::PeerIdentified { peer, name, .. }
-                if matches(&peer, &name) =>
-            {
-                named = Some(peer);
-                if node
-                    .peers()
-                    .await?
-                    .iter()
-                    .any(|p| p.peer == peer && p.connected)
-                {
-                    return Ok(peer);
-                }
-            }
-            Event::PeerConnected { peer, .. } if by_id == Some(peer) || named == Some(peer) => {
-                return Ok(peer);
-            }
-            _ => {}
-        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! `meshdrop relay`: host a circuit relay for devices on other networks.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use meshdrop_core::Multiaddr;
@@ -9,29 +11,60 @@ use serde_json::json;
 
 use crate::output::Output;
 
-/// What `meshdrop relay` was asked for.
-pub struct RelayArgs<'a> {
-    /// IPs to listen on (empty: every interface).
-    pub bind: &'a [std::net::IpAddr],
-    /// TCP and UDP (QUIC) port.
-    pub port: u16,
-    /// Addresses others reach the relay on, when not its own.
-    pub external: &'a [String],
-    /// What the relay forwards.
-    pub limits: RelayLimits,
-    /// Answer AutoNAT probes from private IPs.
-    pub allow_private: bool,
+/// What `meshdrop relay` is asked for.
+#[derive(clap::Args, Debug)]
+pub struct RelayOpts {
+    /// TCP and UDP (QUIC) port; keep it fixed so the printed addresses stay valid.
+    #[arg(long, default_value_t = 4001)]
+    port: u16,
+    /// An address others reach this relay on when it is not one of its own (a forwarded
+    /// port); repeatable.
+    #[arg(long, value_name = "MULTIADDR")]
+    external: Vec<String>,
+    /// Devices holding a slot at once; more are refused.
+    #[arg(long, default_value_t = 128)]
+    max_reservations: usize,
+    /// Slots one device may hold.
+    #[arg(long, default_value_t = 4)]
+    max_reservations_per_device: usize,
+    /// Circuits forwarded at once.
+    #[arg(long, default_value_t = 32)]
+    max_circuits: usize,
+    /// Circuits one device may have at once.
+    #[arg(long, default_value_t = 8)]
+    max_circuits_per_device: usize,
+    /// How long one circuit may last, in seconds (a transfer then redials and resumes).
+    #[arg(long, default_value_t = 3600)]
+    max_circuit_secs: u64,
+    /// Bytes one circuit may carry, e.g. 16GiB.
+    #[arg(long, default_value = "16GiB", value_parser = crate::commands::parse_rate)]
+    max_circuit_bytes: u64,
+    /// Answer AutoNAT probes of devices at private IPs (a relay on a LAN or in a lab).
+    #[arg(long)]
+    allow_private: bool,
 }
 
-/// Runs the relay until Ctrl-C or SIGTERM: its addresses first on stdout, then what happens.
-pub async fn run(data_dir: &Path, out: Output, args: RelayArgs<'_>) -> Result<()> {
-    let ips: Vec<std::net::IpAddr> = if args.bind.is_empty() {
-        vec![
-            std::net::Ipv4Addr::UNSPECIFIED.into(),
-            std::net::Ipv6Addr::UNSPECIFIED.into(),
-        ]
+impl RelayOpts {
+    fn limits(&self) -> RelayLimits {
+        RelayLimits {
+            max_reservations: self.max_reservations,
+            max_reservations_per_peer: self.max_reservations_per_device,
+            max_circuits: self.max_circuits,
+            max_circuits_per_peer: self.max_circuits_per_device,
+            max_circuit_duration: Duration::from_secs(self.max_circuit_secs),
+            max_circuit_bytes: self.max_circuit_bytes,
+            ..Default::default()
+        }
+    }
+}
+
+/// Runs the relay on the IPs of `bind` (every interface when empty) until Ctrl-C or SIGTERM:
+/// its addresses first on stdout, then what happens.
+pub async fn run(data_dir: &Path, out: Output, bind: &[IpAddr], args: &RelayOpts) -> Result<()> {
+    let ips: Vec<IpAddr> = if bind.is_empty() {
+        vec![Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()]
     } else {
-        args.bind.to_vec()
+        bind.to_vec()
     };
     let listen = ips
         .iter()
@@ -49,10 +82,11 @@ pub async fn run(data_dir: &Path, out: Output, args: RelayArgs<'_>) -> Result<()
         .iter()
         .map(|a| crate::commands::parse_multiaddr(a))
         .collect::<Result<Vec<_>>>()?;
+    let limits = args.limits();
     let config = RelayConfig {
         listen,
         external,
-        limits: args.limits,
+        limits,
         allow_private: args.allow_private,
     };
     let (tx, mut events) = tokio::sync::mpsc::channel(256);
@@ -71,7 +105,7 @@ pub async fn run(data_dir: &Path, out: Output, args: RelayArgs<'_>) -> Result<()
         eprintln!(
             "relay {} is up; devices pass one of the addresses above as --relay. Limits: {}",
             relay.peer_id(),
-            describe(&args.limits)
+            describe(&limits)
         );
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

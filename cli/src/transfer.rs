@@ -1,34 +1,59 @@
-//! `share` and `get`: pass files with a ticket. Each command starts its own node on the data dir
-//! (a `meshdrop run` holding the same data dir makes it fail with a clear message).
+//! `share` and `get`: pass files with a ticket. With a node running on the data dir, it shares
+//! (and keeps seeding) and downloads (the download goes on there if this command ends early);
+//! otherwise the command starts a node of its own for its duration.
 
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use meshdrop_core::{DownloadError, DownloadSpec, Event, Node, NodeConfig, Ticket};
+use meshdrop_core::{DownloadError, DownloadSpec, Event, Node, Ticket, TransferControls};
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::Cli;
-use crate::commands::config;
+use crate::commands::{absolute, config};
+use crate::control::running::Running;
+use crate::control::{Backend, Call, Request, Response, Step, Update, ops};
 use crate::output::Output;
 
-/// What `get` was asked for.
-pub struct GetArgs<'a> {
-    /// The ticket as typed.
-    pub ticket: Option<&'a str>,
-    /// A file holding the ticket.
-    pub ticket_file: Option<&'a Path>,
-    /// The destination folder (default: the current directory).
-    pub dest: Option<&'a Path>,
-    /// Keep serving after the download.
-    pub seed: bool,
-    /// One progress event per verified chunk.
-    pub progress_every_chunk: bool,
+/// What `share` is asked for.
+#[derive(clap::Args, Debug)]
+pub struct ShareOpts {
+    /// The files and folders to share.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Also show the ticket as a QR code on the terminal (on stderr).
+    #[arg(long)]
+    qr: bool,
+    /// Also write the ticket to this file.
+    #[arg(long, value_name = "F")]
+    ticket_file: Option<PathBuf>,
+}
+
+/// What `get` is asked for.
+#[derive(clap::Args, Debug)]
+pub struct GetOpts {
+    /// The ticket (`meshdrop1…`), as printed by `meshdrop share`.
+    #[arg(
+        required_unless_present = "ticket_file",
+        conflicts_with = "ticket_file"
+    )]
+    ticket: Option<String>,
+    /// Read the ticket from this file.
+    #[arg(long, value_name = "F")]
+    ticket_file: Option<PathBuf>,
+    /// Where to put the files (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Keep serving the share after the download until Ctrl-C (a running node seeds anyway).
+    #[arg(long)]
+    seed: bool,
+    /// Report progress after every verified chunk (tests; a running node keeps its own pace).
+    #[arg(long, hide = true)]
+    progress_every_chunk: bool,
 }
 
 /// SIGINT or SIGTERM: the ways a user or a service manager asks a command to stop.
@@ -51,63 +76,67 @@ impl StopSignals {
     }
 }
 
-/// Starts a node for this command, explaining the one error users hit most.
-pub(crate) async fn start(config: NodeConfig) -> Result<Node> {
-    Node::start(config).await.map_err(|e| match e {
-        meshdrop_core::Error::AlreadyRunning { path } => anyhow!(
-            "another meshdrop node is already running on data dir {} (e.g. `meshdrop run`): \
-             stop it, or pass another --data-dir to this command",
-            path.display()
-        ),
-        e => e.into(),
-    })
-}
-
-/// `meshdrop share`: prints the ticket first, then seeds until SIGINT or SIGTERM.
-pub async fn share(
-    cli: &Cli,
-    data_dir: &Path,
-    out: Output,
-    paths: &[PathBuf],
-    qr: bool,
-    ticket_file: Option<&Path>,
-) -> Result<()> {
+/// `meshdrop share`: prints the ticket first; then a node of its own seeds until SIGINT or
+/// SIGTERM, or the running node goes on seeding and the command ends.
+pub async fn share(cli: &Cli, data_dir: &Path, out: Output, opts: &ShareOpts) -> Result<()> {
+    let paths = absolute(&opts.paths)?;
     let mut stop = StopSignals::new()?;
-    let node = start(config(cli, data_dir)?).await?;
-    let mut events = node.events();
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    // Subscribed before anything happens: a node of its own prints its events after the ticket.
+    let events = match &backend {
+        Backend::Local(node) => Some(node.events()),
+        _ => None,
+    };
     let shared = tokio::select! {
-        t = node.share(paths.to_vec()) => t.map_err(anyhow::Error::from),
+        t = backend.share(paths.clone()) => t,
         _ = stop.recv() => Err(anyhow!("interrupted while hashing the files")),
     };
+    let shared = shared.and_then(|ticket| match &opts.ticket_file {
+        Some(file) => ticket.write_file(file).map(|()| ticket).map_err(Into::into),
+        None => Ok(ticket),
+    });
     let ticket = match shared {
         Ok(t) => t,
         Err(e) => {
-            node.stop().await?;
+            backend.close().await?;
             return Err(e);
         }
     };
-    if let Some(file) = ticket_file
-        && let Err(e) = ticket.write_file(file)
-    {
-        node.stop().await?;
-        return Err(e.into());
-    }
-    let (files, bytes) = share_size(paths);
+    let (files, bytes) = share_size(&paths);
     out.ticket(&ticket, files, bytes);
-    if qr {
+    if opts.qr {
         match qr_text(&ticket) {
             Ok(code) => eprintln!("{code}"),
             Err(e) => tracing::warn!("cannot draw the ticket as a QR code: {e}"),
         }
     }
+    let plural = if files == 1 { "" } else { "s" };
+    let Some(mut events) = events else {
+        if !out.json {
+            eprintln!(
+                "sharing {files} file{plural} ({}); the running node seeds them",
+                HumanBytes(bytes)
+            );
+        }
+        return backend.close().await;
+    };
     if !out.json {
-        let plural = if files == 1 { "" } else { "s" };
         eprintln!(
             "sharing {files} file{plural} ({}); seeding until Ctrl-C",
             HumanBytes(bytes)
         );
     }
     // Uploads are not reported yet: print what the node says (listening, peers) until stopped.
+    print_events_until_stopped(out, &mut events, &mut stop).await;
+    backend.close().await
+}
+
+/// Prints the node's events until SIGINT or SIGTERM.
+async fn print_events_until_stopped(
+    out: Output,
+    events: &mut broadcast::Receiver<Event>,
+    stop: &mut StopSignals,
+) {
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -118,8 +147,6 @@ pub async fn share(
             _ = stop.recv() => break,
         }
     }
-    node.stop().await?;
-    Ok(())
 }
 
 /// The files and bytes a share of `paths` holds, counted the way the manifest is built: regular
@@ -157,121 +184,162 @@ fn qr_text(ticket: &Ticket) -> Result<String> {
 
 /// `meshdrop get`: downloads with a progress bar (or JSON events), prints the result, and seeds
 /// afterwards when asked. Succeeds only when every file verified.
-pub async fn get(cli: &Cli, data_dir: &Path, out: Output, args: GetArgs<'_>) -> Result<()> {
-    let ticket = match (args.ticket, args.ticket_file) {
+pub async fn get(cli: &Cli, data_dir: &Path, out: Output, opts: &GetOpts) -> Result<()> {
+    let ticket = match (&opts.ticket, &opts.ticket_file) {
         (Some(text), _) => text.parse::<Ticket>()?,
         (None, Some(file)) => Ticket::read_file(file)?,
         (None, None) => return Err(anyhow!("give a ticket, or --ticket-file F")),
     };
-    let dest = match args.dest {
-        Some(d) => d.to_path_buf(),
+    let dest = match &opts.out {
+        Some(d) => std::path::absolute(d)
+            .with_context(|| format!("cannot use the destination {}", d.display()))?,
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     let mut stop = StopSignals::new()?;
     let mut config = config(cli, data_dir)?;
-    if args.progress_every_chunk {
+    if opts.progress_every_chunk {
         config.progress_interval = Duration::ZERO;
     }
-    let node = start(config).await?;
-    let mut events = node.events();
-    let bar = Bar::new(out.json);
-    let handle = node.download(DownloadSpec {
-        ticket: ticket.clone(),
-        dest: dest.clone(),
-        files: None,
-    });
-    let id = handle.id;
+    let mut backend = Backend::node(data_dir, config).await?;
+    let result = fetch(&mut backend, out, ticket, &dest, opts.seed, &mut stop).await;
+    backend.close().await?;
+    result
+}
 
-    // Follow the events until this transfer's last one; a signal cancels it, keeping partial
-    // data. Only when events were lost is the handle awaited directly (it cannot be cancelled then).
-    let mut interrupted = false;
-    let mut lost_events = false;
+/// A download under way: on this command's node (which it can cancel, and whose events it
+/// prints with `--json`) or on the running node.
+struct Fetch<'a> {
+    call: Call<'a>,
+    controls: Option<TransferControls>,
+    events: Option<broadcast::Receiver<Event>>,
+}
+
+impl<'a> Fetch<'a> {
+    async fn start(backend: &'a mut Backend, ticket: Ticket, dest: &Path) -> Result<Fetch<'a>> {
+        let local: Option<Node> = match &*backend {
+            Backend::Local(node) => Some(node.clone()),
+            _ => None,
+        };
+        let Some(node) = local else {
+            let dest = dest.to_path_buf();
+            let call = backend.call(Request::Get { ticket, dest }).await?;
+            return Ok(Fetch {
+                call,
+                controls: None,
+                events: None,
+            });
+        };
+        let events = node.events();
+        let content = ticket.content;
+        let spec = DownloadSpec {
+            ticket,
+            dest: dest.to_path_buf(),
+            files: None,
+        };
+        let handle = node.download(spec);
+        let controls = Some(handle.controls());
+        let call = Call::Local(Running::attached(move |updates| async move {
+            let done = ops::download(&node, handle, content, &updates).await;
+            done.map_err(anyhow::Error::from)
+        }));
+        Ok(Fetch {
+            call,
+            controls,
+            events: Some(events),
+        })
+    }
+}
+
+/// The next event of this command's own node (never, when it runs on the running node).
+async fn next_event(events: &mut Option<broadcast::Receiver<Event>>) -> Event {
     loop {
+        let Some(rx) = events else {
+            return std::future::pending().await;
+        };
+        match rx.recv().await {
+            Ok(ev) => return ev,
+            Err(RecvError::Lagged(n)) => tracing::warn!("{n} events were not printed"),
+            Err(RecvError::Closed) => *events = None,
+        }
+    }
+}
+
+/// Follows the download to its end, printing progress; a signal cancels it on this command's
+/// node (keeping partial data), or leaves it to the running node.
+async fn fetch(
+    backend: &mut Backend,
+    out: Output,
+    ticket: Ticket,
+    dest: &Path,
+    seed: bool,
+    stop: &mut StopSignals,
+) -> Result<()> {
+    let mut dl = Fetch::start(backend, ticket, dest).await?;
+    let bar = Bar::new(out.json);
+    let mut interrupted = false;
+    let end = loop {
         tokio::select! {
-            ev = events.recv() => match ev {
-                Ok(Event::TransferFinished { transfer, .. }) if transfer == id => break,
-                Ok(ev) => {
-                    let last = matches!(ev, Event::TransferFailed { transfer, .. } if transfer == id);
-                    bar.show(&ev, id);
+            step = dl.call.next() => match step {
+                Ok(Step::Update(Update::Event(ev))) => {
+                    bar.show(&ev);
                     if out.json {
                         out.event(&ev);
                     }
-                    if last {
-                        break;
-                    }
                 }
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!("{n} events were not printed (output too slow)");
-                    lost_events = true;
-                    break;
-                }
-                Err(RecvError::Closed) => break,
+                Ok(Step::Update(_)) => {}
+                Ok(Step::Done(response)) => break Ok(response),
+                Err(e) => break Err(e),
+            },
+            ev = next_event(&mut dl.events) => if out.json && !is_transfer_event(&ev) {
+                out.event(&ev);
             },
             _ = stop.recv(), if !interrupted => {
                 interrupted = true;
+                let Some(controls) = &dl.controls else {
+                    bar.clear();
+                    return Err(anyhow!(
+                        "detached: the download goes on in the node running on this data dir"
+                    ));
+                };
                 bar.say("stopping: partial data is kept");
-                handle.cancel(true);
+                controls.cancel(true);
             }
         }
-    }
-    let result = if lost_events {
-        tokio::select! {
-            r = handle.wait() => r,
-            _ = stop.recv() => Err(DownloadError::Cancelled),
-        }
-    } else {
-        handle.wait().await
     };
     bar.clear();
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            node.stop().await?;
-            return Err(explain(e, interrupted));
-        }
+    let (transfer, report, ticket) = match end {
+        Ok(Response::Downloaded {
+            transfer,
+            report,
+            ticket,
+        }) => (transfer, report, ticket),
+        Ok(other) => return Err(crate::control::backend::unexpected(&other)),
+        Err(e) => match e.downcast::<DownloadError>() {
+            Ok(e) => return Err(ops::explain(e, interrupted)),
+            Err(e) => return Err(e),
+        },
     };
-    let dest = dest.canonicalize().unwrap_or(dest);
-    out.download_finished(id, &dest, &report);
-    if args.seed {
-        out.seeding(&node.ticket_for(report.content));
-        loop {
-            tokio::select! {
-                ev = events.recv() => match ev {
-                    Ok(ev) => out.event(&ev),
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => break,
-                },
-                _ = stop.recv() => break,
-            }
+    let dest = dest.canonicalize().unwrap_or_else(|_| dest.to_path_buf());
+    out.download_finished(transfer, &dest, &report);
+    match (seed, dl.events.as_mut()) {
+        (true, Some(events)) => {
+            out.seeding(&ticket, false);
+            print_events_until_stopped(out, events, stop).await;
         }
+        (true, None) => out.seeding(&ticket, true),
+        (false, _) => {}
     }
-    node.stop().await?;
     Ok(())
 }
 
-/// A download error as one line a user can act on.
-fn explain(e: DownloadError, interrupted: bool) -> anyhow::Error {
-    match e {
-        DownloadError::Cancelled if interrupted => {
-            anyhow!("interrupted: the partial data is kept; run the same command again to resume")
-        }
-        DownloadError::NoSpace {
-            path,
-            needed,
-            available,
-        } => anyhow!(
-            "not enough free space in {}: {} still to download, {} available; nothing was written",
-            path.display(),
-            HumanBytes(needed),
-            HumanBytes(available)
-        ),
-        DownloadError::Io { path, source } if source.kind() == ErrorKind::StorageFull => anyhow!(
-            "the disk is full (writing {}): the verified part is kept; free some space and run \
-             the same command again to resume",
-            path.display()
-        ),
-        e => anyhow!("download failed: {e}"),
-    }
+/// Events the download itself reports (from its status): not printed twice.
+fn is_transfer_event(ev: &Event) -> bool {
+    matches!(
+        ev,
+        Event::TransferProgress { .. }
+            | Event::TransferFinished { .. }
+            | Event::TransferFailed { .. }
+    )
 }
 
 /// The progress bar on stderr; nothing in JSON mode (progress events are printed instead).
@@ -293,12 +361,11 @@ impl Bar {
         Self(Some(bar))
     }
 
-    /// Moves the bar on a progress event of `transfer`.
-    fn show(&self, event: &Event, transfer: u64) {
+    /// Moves the bar on a progress event of the download.
+    fn show(&self, event: &Event) {
         let (
             Some(bar),
             Event::TransferProgress {
-                transfer: t,
                 done,
                 total,
                 rate,
@@ -310,9 +377,6 @@ impl Bar {
         else {
             return;
         };
-        if *t != transfer {
-            return;
-        }
         bar.set_length(*total);
         bar.set_position(*done);
         let eta = eta_secs.map_or_else(

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
-use common::{BIN, Proc, assert_one_line_error};
+use common::{BIN, Proc, assert_one_line_error, hash_of, random_file};
 use serde_json::Value;
 
 const MIB: u64 = 1024 * 1024;
@@ -79,28 +79,6 @@ fn finished(run: &(ExitStatus, Vec<Value>, String)) -> Value {
     done
 }
 
-/// Writes `len` deterministic pseudo-random bytes (per seed) to `path`, streaming.
-fn random_file(path: &Path, len: u64, seed: u64) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut left = len;
-    let mut block = Vec::with_capacity(64 * 1024);
-    while left > 0 {
-        block.clear();
-        while block.len() < 64 * 1024 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            block.extend_from_slice(&x.to_le_bytes());
-        }
-        let n = left.min(block.len() as u64) as usize;
-        f.write_all(&block[..n]).unwrap();
-        left -= n as u64;
-    }
-    f.flush().unwrap();
-}
-
 /// Every regular file under `root`: relative path -> BLAKE3 hash.
 fn tree(root: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
@@ -122,12 +100,6 @@ fn tree(root: &Path) -> Vec<(PathBuf, String)> {
     }
     out.sort();
     out
-}
-
-fn hash_of(path: &Path) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update_reader(std::fs::File::open(path).unwrap()).unwrap();
-    h.finalize().to_hex().to_string()
 }
 
 #[test]

@@ -142,3 +142,32 @@ pub fn assert_one_line_error(status: &ExitStatus, stderr: &str, needle: &str) {
         "{stderr} should mention {needle:?}"
     );
 }
+
+/// Writes `len` deterministic pseudo-random bytes (per seed) to `path`, streaming.
+pub fn random_file(path: &Path, len: u64, seed: u64) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut left = len;
+    let mut block = Vec::with_capacity(64 * 1024);
+    while left > 0 {
+        block.clear();
+        while block.len() < 64 * 1024 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            block.extend_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+}
+
+/// The BLAKE3 hash of a file, in hex.
+pub fn hash_of(path: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(path).unwrap()).unwrap();
+    h.finalize().to_hex().to_string()
+}

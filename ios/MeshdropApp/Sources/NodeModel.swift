@@ -1,6 +1,7 @@
 import Foundation
-import UIKit
-import MeshdropFFI
+import PhotosUI
+import SwiftUI
+import MeshdropInbox
 import MeshdropKit
 
 /// An incoming offer, as the sheet shows it.
@@ -11,44 +12,70 @@ struct Offer: Identifiable {
     let files: [OfferedFile]
 }
 
-/// What the views show, read from the node and refreshed when its events say it changed; taps are
-/// forwarded to the node. It decides nothing.
+/// What the views show, read from the node and refreshed when its events say it changed; taps go
+/// to the host (MeshdropKit), which does the platform's part, or to the node. It decides nothing.
 @MainActor
 final class NodeModel: ObservableObject {
     @Published var peers: [PeerInfo] = []
     @Published var offer: Offer?
     @Published var transfers: [UInt64: NodeEvent] = [:]
     @Published var messages: [Message] = []
-    @Published var error: String?
-    private var meshdrop: Meshdrop?
-    private var discovery: BonjourDiscoveryDriver?
+    @Published var shared: [Inbox.Batch] = []
+    @Published var tickets: [String] = []
+    @Published var notice: String?
+    private let host = MeshdropHost.shared
+    private var node: Node?
+    private var started = false
 
+    /// Starts the node and follows its events, once.
     func start() async {
+        guard !started else { return }
+        started = true
         do {
-            let dir = FileManager.default.urls(for: .applicationSupportDirectory, in: .userDomainMask)[0]
-                .appendingPathComponent("meshdrop")
-            // Bonjour (NWBrowser/NWListener) does discovery for the node on iOS.
-            // A platform fact; the core decides what it means for seeding.
-            UIDevice.current.isBatteryMonitoringEnabled = true
-            let onBattery = UIDevice.current.batteryState == .unplugged
-            // Relay addresses the user entered in the settings: friends beyond the LAN reach the
-            // device through them.
-            let relays = UserDefaults.standard.stringArray(forKey: "relays") ?? []
-            let config = NodeConfig(
-                dataDir: dir.path, deviceName: nil, bind: [], mdns: false, onBattery: onBattery,
-                relays: relays)
-            let md = try await Meshdrop.start(config: config)
-            meshdrop = md
-            let driver = BonjourDiscoveryDriver(node: md.node)
-            try driver.start()
-            discovery = driver
-            await refreshPeers()
-            await refreshMessages()
-            for await event in md.events { await handle(event) }
+            node = try await host.start().node
         } catch {
-            self.error = "\(error)"
+            notice = "\(error)"
+            started = false
+            return
+        }
+        await refreshPeers()
+        await refreshMessages()
+        for await event in host.events { await handle(event) }
+    }
+
+    func scenePhaseChanged(_ phase: ScenePhase) {
+        host.scenePhaseChanged(phase)
+        if phase == .active { shared = host.sharedItems() }
+    }
+
+    func send(files: [URL], to peerId: String) { report { try await self.host.send(files: files, to: peerId) } }
+    func send(photos: [PhotosPickerItem], to peerId: String) { report { try await self.host.send(photos: photos, to: peerId) } }
+
+    func send(_ batch: Inbox.Batch, to peerId: String) {
+        shared.removeAll { $0 == batch }
+        report { try await self.host.send(batch, to: peerId) }
+    }
+
+    func share(_ batch: Inbox.Batch) {
+        shared.removeAll { $0 == batch }
+        call {
+            let ticket = try await self.host.share(batch)
+            self.tickets.append(ticket)
         }
     }
+
+    func accept(_ offer: Offer) {
+        self.offer = nil
+        call { try await self.host.accept(offerId: offer.id, from: offer.name, files: offer.files) }
+    }
+
+    func decline(_ offer: Offer) {
+        self.offer = nil
+        call { try self.node?.declineOffer(offerId: offer.id) }
+    }
+
+    func download(ticket: String) { call { _ = try await self.host.download(ticket: ticket) } }
+    func sendMessage(to peerId: String, text: String) { call { _ = try await self.node?.sendMessage(peerId: peerId, text: text) } }
 
     private func handle(_ event: NodeEvent) async {
         switch event {
@@ -68,27 +95,30 @@ final class NodeModel: ObservableObject {
     }
 
     private func refreshPeers() async {
-        if let node = meshdrop?.node, let peers = try? await node.peers() { self.peers = peers }
+        if let node, let peers = try? await node.peers() { self.peers = peers }
     }
 
     private func refreshMessages() async {
-        if let node = meshdrop?.node, let messages = try? await node.messages() { self.messages = messages }
+        if let node, let messages = try? await node.messages() { self.messages = messages }
     }
 
-    private func call(_ action: @escaping (Node) async throws -> Void) {
-        guard let node = meshdrop?.node else { return }
-        Task {
-            do { try await action(node) } catch { self.error = "\(error)" }
+    /// Runs an offer and says how it ended when the receiver did not take it all.
+    private func report(_ send: @escaping () async throws -> SendOutcome) {
+        call {
+            switch try await send() {
+            case .delivered:
+                break
+            case let .declined(reason):
+                self.notice = "Declined: \(reason)"
+            case let .failed(error):
+                self.notice = "Not delivered: \(error)"
+            }
         }
     }
 
-    private var downloads: String {
-        FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0].path
+    private func call(_ action: @escaping () async throws -> Void) {
+        Task {
+            do { try await action() } catch { notice = "\(error)" }
+        }
     }
-
-    func send(to peerId: String, files: [URL]) { call { _ = try await $0.sendFiles(peerId: peerId, paths: files.map(\.path)) } }
-    func accept(_ offer: Offer) { self.offer = nil; let dest = downloads; call { try $0.acceptOffer(offerId: offer.id, dest: dest, files: nil) } }
-    func decline(_ offer: Offer) { self.offer = nil; call { try $0.declineOffer(offerId: offer.id) } }
-    func download(ticket: String) { let dest = downloads; call { _ = try $0.download(ticket: ticket.trimmingCharacters(in: .whitespacesAndNewlines), dest: dest, files: nil) } }
-    func sendMessage(to peerId: String, text: String) { call { _ = try await $0.sendMessage(peerId: peerId, text: text) } }
 }

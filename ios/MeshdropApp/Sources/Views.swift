@@ -1,34 +1,78 @@
+import PhotosUI
 import SwiftUI
-import MeshdropFFI
+import UniformTypeIdentifiers
+import MeshdropInbox
+import MeshdropKit
 
-/// Devices the node knows, with their verification code; Send offers files.
+/// Devices the node knows, with their verification code; Files and Photos offer files to one.
+/// Items shared to meshdrop from other apps wait on top until sent or shared by ticket.
 struct NearbyView: View {
     @EnvironmentObject var model: NodeModel
-    @State private var target: String?
+    @State private var filesFor: String?
+    @State private var photosFor: String?
+    @State private var choosingPhotos = false
+    @State private var photos: [PhotosPickerItem] = []
 
     var body: some View {
         NavigationStack {
-            List(model.peers, id: \.peerId) { peer in
-                HStack {
-                    VStack(alignment: .leading) {
-                        Text(peer.name.isEmpty ? String(peer.peerId.suffix(8)) : peer.name)
-                        Text("\(peer.connected ? "connected" : "seen") · code \(peer.verificationCode)")
-                            .font(.caption).foregroundStyle(.secondary)
+            List {
+                if !model.shared.isEmpty {
+                    Section("From the share sheet") {
+                        ForEach(model.shared) { batch in SharedItemsRow(batch: batch) }
                     }
-                    Spacer()
-                    Button("Send") { target = peer.peerId }
+                }
+                Section("Nearby") {
+                    ForEach(model.peers, id: \.peerId) { peer in
+                        HStack {
+                            VStack(alignment: .leading) {
+                                Text(displayName(peer))
+                                Text("\(peer.connected ? "connected" : "seen") · code \(peer.verificationCode)")
+                                    .font(.caption).foregroundStyle(.secondary)
+                            }
+                            Spacer()
+                            Button("Files") { filesFor = peer.peerId }
+                            Button("Photos") {
+                                photosFor = peer.peerId
+                                choosingPhotos = true
+                            }
+                        }
+                        .buttonStyle(.borderless)
+                    }
                 }
             }
             .navigationTitle("Nearby")
-            .fileImporter(isPresented: .constant(target != nil), allowedContentTypes: [.item], allowsMultipleSelection: true) { result in
-                if let peer = target, case .success(let urls) = result { model.send(to: peer, files: urls) }
-                target = nil
+            .fileImporter(isPresented: isSet($filesFor), allowedContentTypes: [.item], allowsMultipleSelection: true) { result in
+                if let peer = filesFor, case .success(let urls) = result { model.send(files: urls, to: peer) }
+                filesFor = nil
+            }
+            .photosPicker(isPresented: $choosingPhotos, selection: $photos, matching: .any(of: [.images, .videos]),
+                          preferredItemEncoding: .current)
+            .onChange(of: photos) { items in
+                guard let peer = photosFor, !items.isEmpty else { return }
+                model.send(photos: items, to: peer)
+                photos = []
             }
         }
     }
 }
 
-/// Downloads by ticket, and each transfer's progress as the node last reported it.
+/// One use of the share sheet: offer its files to a device, or share them by ticket.
+struct SharedItemsRow: View {
+    @EnvironmentObject var model: NodeModel
+    let batch: Inbox.Batch
+
+    var body: some View {
+        Menu("\(batch.files.count) file(s)") {
+            ForEach(model.peers, id: \.peerId) { peer in
+                Button("Send to \(displayName(peer))") { model.send(batch, to: peer.peerId) }
+            }
+            Button("Share by ticket") { model.share(batch) }
+        }
+    }
+}
+
+/// Downloads by ticket, tickets of what this device shares, and each transfer's progress as the
+/// node last reported it.
 struct TransfersView: View {
     @EnvironmentObject var model: NodeModel
     @State private var ticket = ""
@@ -38,7 +82,13 @@ struct TransfersView: View {
             List {
                 HStack {
                     TextField("Ticket", text: $ticket)
-                    Button("Get") { model.download(ticket: ticket); ticket = "" }
+                    Button("Get") {
+                        model.download(ticket: ticket)
+                        ticket = ""
+                    }
+                }
+                ForEach(model.tickets, id: \.self) { shared in
+                    ShareLink(item: shared) { Text(shared).lineLimit(1).truncationMode(.middle) }
                 }
                 ForEach(model.transfers.keys.sorted(), id: \.self) { id in
                     switch model.transfers[id] {
@@ -69,7 +119,7 @@ struct ChatView: View {
             VStack {
                 Picker("To", selection: $to) {
                     ForEach(model.peers, id: \.peerId) { peer in
-                        Text(peer.name.isEmpty ? String(peer.peerId.suffix(8)) : peer.name).tag(Optional(peer.peerId))
+                        Text(displayName(peer)).tag(Optional(peer.peerId))
                     }
                 }
                 List(model.messages, id: \.id) { m in
@@ -111,4 +161,14 @@ struct OfferView: View {
         }
         .padding()
     }
+}
+
+/// A peer's name, or the end of its id while its name is unknown.
+func displayName(_ peer: PeerInfo) -> String {
+    peer.name.isEmpty ? String(peer.peerId.suffix(8)) : peer.name
+}
+
+/// True while `value` is set; setting it to false clears `value` (a sheet's `isPresented`).
+func isSet<T>(_ value: Binding<T?>) -> Binding<Bool> {
+    Binding(get: { value.wrappedValue != nil }, set: { if !$0 { value.wrappedValue = nil } })
 }

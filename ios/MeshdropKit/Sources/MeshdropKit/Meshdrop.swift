@@ -1,16 +1,18 @@
 import Foundation
-import MeshdropFFI
+// The generated types (Node, NodeEvent, PeerInfo, ...) are part of MeshdropKit's API.
+@_exported import MeshdropFFI
 
-/// A meshdrop node for an app: the generated `Node` (async methods for peers, share, sendFiles,
-/// messages, shutdown, ...) and its events as an `AsyncStream`.
+/// A meshdrop node: the generated `Node` (async methods for peers, share, sendFiles, messages,
+/// shutdown, ...) and its events as an `AsyncStream`. The same shape as the Kotlin facade; the
+/// bindings' per-transfer progress streams and pending offers will be added here when they come.
 ///
 /// It holds no state and decides nothing: views show what `events` and `node.peers()` say, and
-/// taps call `node`.
+/// taps call `node` (through `MeshdropHost` where the platform has a part).
 public final class Meshdrop: @unchecked Sendable {
     /// The node; every call of the bindings.
     public let node: Node
-    /// Every event since start, in order; it finishes after `.stopped`. Iterate it once (a view
-    /// model does) and fan out from there.
+    /// Every event since start, in order; it finishes after `.stopped`. Iterate it once
+    /// (`MeshdropHost` does) and fan out from there.
     public let events: AsyncStream<NodeEvent>
 
     private init(node: Node, events: AsyncStream<NodeEvent>) {

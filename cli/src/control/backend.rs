@@ -1,0 +1,231 @@
+//! Where a command's requests run, like a torrent daemon and its remote: the node running on the
+//! data dir (over its control socket) when there is one; otherwise a node started for this
+//! command, or, for what needs no network, the data dir opened without a node.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use meshdrop_core::store::Contact;
+use meshdrop_core::{
+    DataDir, Error, Message, MessageId, Node, NodeConfig, PeerId, PeerInfo, Recipient, Room, Ticket,
+};
+
+use super::client::Client;
+use super::protocol::{Request, Response, Step};
+use super::running::Running;
+
+/// Where requests run.
+pub enum Backend {
+    /// The node running on the data dir.
+    Remote(Client),
+    /// A node started for this command; stopped by [`Backend::close`].
+    Local(Node),
+    /// The data dir without a node (messages, rooms, contacts, identity).
+    Offline(Box<DataDir>),
+}
+
+/// A request under way on a [`Backend`].
+pub enum Call<'a> {
+    /// On the running node; its answer is read from the socket.
+    Remote(&'a mut Client),
+    /// On this command's node (cancelled when dropped).
+    Local(Running),
+    /// Answered already.
+    Offline(Option<Result<Response>>),
+}
+
+impl Call<'_> {
+    /// The next update, or the end.
+    pub async fn next(&mut self) -> Result<Step> {
+        match self {
+            Call::Remote(client) => client.next().await,
+            Call::Local(running) => running.next().await,
+            Call::Offline(end) => end
+                .take()
+                .unwrap_or_else(|| Err(anyhow!("the request has ended already")))
+                .map(Step::Done),
+        }
+    }
+
+    /// The result, skipping the updates.
+    pub async fn finish(mut self) -> Result<Response> {
+        loop {
+            if let Step::Done(response) = self.next().await? {
+                return Ok(response);
+            }
+        }
+    }
+}
+
+/// Takes the payload of the response variant a request expects.
+macro_rules! expect {
+    ($response:expr, $variant:path) => {
+        match $response {
+            $variant(value) => Ok(value),
+            other => Err(unexpected(&other)),
+        }
+    };
+}
+
+impl Backend {
+    /// The running node, or a node started with `config`.
+    pub async fn node(data_dir: &Path, config: NodeConfig) -> Result<Backend> {
+        if let Some(client) = Client::connect(data_dir).await {
+            return Ok(Backend::Remote(client));
+        }
+        match Node::start(config).await {
+            Ok(node) => Ok(Backend::Local(node)),
+            Err(e) => Self::late(data_dir, e).await,
+        }
+    }
+
+    /// The running node, or the data dir opened without a node (`name` is kept when given).
+    pub async fn offline(data_dir: &Path, name: Option<&str>) -> Result<Backend> {
+        if let Some(client) = Client::connect(data_dir).await {
+            return Ok(Backend::Remote(client));
+        }
+        match DataDir::open(data_dir, name) {
+            Ok(dir) => Ok(Backend::Offline(Box::new(dir))),
+            Err(e) => Self::late(data_dir, e).await,
+        }
+    }
+
+    /// A node took the data dir after its socket was looked for: ask it once its socket is up.
+    async fn late(data_dir: &Path, e: Error) -> Result<Backend> {
+        let Error::AlreadyRunning { path } = e else {
+            return Err(e.into());
+        };
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(client) = Client::connect(data_dir).await {
+                return Ok(Backend::Remote(client));
+            }
+        }
+        bail!(
+            "another meshdrop node holds data dir {} but does not answer on its control socket: \
+             stop it, or pass another --data-dir to this command",
+            path.display()
+        )
+    }
+
+    /// Starts a request; follow it with [`Call::next`].
+    pub async fn call(&mut self, req: Request) -> Result<Call<'_>> {
+        Ok(match self {
+            Backend::Remote(client) => {
+                client.send(&req).await?;
+                Call::Remote(client)
+            }
+            Backend::Local(node) => Call::Local(Running::attached({
+                let node = node.clone();
+                move |updates| async move { super::ops::execute(&node, req, &updates).await }
+            })),
+            Backend::Offline(dir) => Call::Offline(Some(offline(dir, req))),
+        })
+    }
+
+    /// Runs a request to its end.
+    pub async fn request(&mut self, req: Request) -> Result<Response> {
+        self.call(req).await?.finish().await
+    }
+
+    /// Ends this command's use: stops the node started for it.
+    pub async fn close(self) -> Result<()> {
+        if let Backend::Local(node) = self {
+            node.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// This device's peer id and name.
+    pub async fn id(&mut self) -> Result<(PeerId, String)> {
+        match self.request(Request::Id).await? {
+            Response::Id { peer, name } => Ok((peer, name)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Peers discovered, connected, added or remembered.
+    pub async fn peers(&mut self) -> Result<Vec<PeerInfo>> {
+        expect!(self.request(Request::Peers).await?, Response::Peers)
+    }
+
+    /// Connects to an address: the peer that answered and the verification code.
+    pub async fn connect(&mut self, address: &str) -> Result<(PeerId, String)> {
+        let address = address.to_string();
+        match self.request(Request::Connect { address }).await? {
+            Response::Connected {
+                peer,
+                verification_code,
+            } => Ok((peer, verification_code)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The devices this one knows.
+    pub async fn contacts(&mut self) -> Result<Vec<Contact>> {
+        expect!(self.request(Request::Contacts).await?, Response::Contacts)
+    }
+
+    /// Every stored message.
+    pub async fn messages(&mut self) -> Result<Vec<Message>> {
+        expect!(self.request(Request::Messages).await?, Response::Messages)
+    }
+
+    /// The rooms this device is in.
+    pub async fn rooms(&mut self) -> Result<Vec<Room>> {
+        expect!(self.request(Request::Rooms).await?, Response::Rooms)
+    }
+
+    /// Creates a room (`Request::CreateRoom`) or joins one (`Request::JoinRoom`).
+    pub async fn room(&mut self, req: Request) -> Result<Room> {
+        expect!(self.request(req).await?, Response::Room)
+    }
+
+    /// Queues a message, with files attached when `attach` is not empty.
+    pub async fn send_message(
+        &mut self,
+        to: Recipient,
+        text: &str,
+        attach: Vec<PathBuf>,
+    ) -> Result<MessageId> {
+        let text = text.to_string();
+        match self
+            .request(Request::SendMessage { to, text, attach })
+            .await?
+        {
+            Response::MessageQueued { id } => Ok(id),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Shares files and folders (absolute paths).
+    pub async fn share(&mut self, paths: Vec<PathBuf>) -> Result<Ticket> {
+        match self.request(Request::Share { paths }).await? {
+            Response::Shared { ticket } => Ok(ticket),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// What the data dir answers without a node.
+fn offline(dir: &DataDir, req: Request) -> Result<Response> {
+    Ok(match req {
+        Request::Id => Response::Id {
+            peer: dir.peer_id(),
+            name: dir.name().to_string(),
+        },
+        Request::Contacts => Response::Contacts(dir.contacts()?),
+        Request::Messages => Response::Messages(dir.messages()?),
+        Request::Rooms => Response::Rooms(dir.rooms()),
+        Request::CreateRoom { name } => Response::Room(dir.create_room(&name)?),
+        Request::JoinRoom { invite } => Response::Room(dir.join_room(&invite)?),
+        other => bail!("{other:?} needs a running node"),
+    })
+}
+
+/// A response that does not answer the request (a node of another version).
+pub fn unexpected(response: &Response) -> anyhow::Error {
+    let text = format!("{response:?}");
+    anyhow!("unexpected answer from the node: {text:.200}")
+}

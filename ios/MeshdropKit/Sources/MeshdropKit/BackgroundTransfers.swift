@@ -1,0 +1,116 @@
+import BackgroundTasks
+import Foundation
+import UIKit
+import os
+import MeshdropFFI
+
+/// Background time for transfers. While one moves (a download reporting progress, an offer being
+/// sent) the app holds a UIKit background task, so leaving the screen does not stall it at once.
+/// When iOS takes that time back, or the app leaves the screen with transfers running, a
+/// BGProcessingTask is scheduled: iOS launches the app later, starting the node is enough for the
+/// core to resume every unfinished download, and the task ends once no transfer moves any more.
+@MainActor
+final class BackgroundTransfers {
+    /// The BGProcessingTask; Info.plist's BGTaskSchedulerPermittedIdentifiers lists it.
+    static let resumeTask = "org.meshdrop.app.resume-transfers"
+    private let log = Logger(subsystem: "org.meshdrop", category: "background")
+    private var active: Set<String> = []
+    private var task: UIBackgroundTaskIdentifier = .invalid
+
+    /// Follows the node's transfer events.
+    func observe(_ event: NodeEvent) {
+        switch event {
+        case let .transferProgress(id, _, _, _, _, _):
+            begin("transfer \(id)")
+        case let .transferFinished(id, _, _), let .transferFailed(id, _, _):
+            end("transfer \(id)")
+        default:
+            break
+        }
+    }
+
+    /// Runs `work` (an offer being sent, which reports no transfer events here) with background time.
+    func during<T>(_ work: () async throws -> T) async rethrows -> T {
+        let key = UUID().uuidString
+        begin(key)
+        defer { end(key) }
+        return try await work()
+    }
+
+    /// The app left the screen: with transfers running, ask to be launched again to finish them.
+    func enteredBackground() {
+        if !active.isEmpty { schedule() }
+    }
+
+    /// Registers the BGProcessingTask's handler, which calls `start` (starting the node); call it
+    /// during launch.
+    func register(start: @escaping @MainActor () async throws -> Void) {
+        let registered = BGTaskScheduler.shared.register(forTaskWithIdentifier: Self.resumeTask, using: .main) { task in
+            Task { @MainActor in await self.run(task, start: start) }
+        }
+        if !registered {
+            log.error("\(Self.resumeTask, privacy: .public) is not in BGTaskSchedulerPermittedIdentifiers")
+        }
+    }
+
+    private func run(_ task: BGTask, start: @escaping @MainActor () async throws -> Void) async {
+        let work = Task { @MainActor in
+            try await start()
+            try await self.untilIdle()
+        }
+        task.expirationHandler = { work.cancel() }
+        do {
+            try await work.value
+            task.setTaskCompleted(success: true)
+        } catch {
+            log.error("resuming transfers stopped: \(String(describing: error), privacy: .public)")
+            schedule()
+            task.setTaskCompleted(success: false)
+        }
+    }
+
+    /// Returns once no transfer moves: downloads resumed at start report progress within seconds,
+    /// and every one that moves keeps it waiting.
+    private func untilIdle() async throws {
+        try await Task.sleep(for: .seconds(30))
+        while !active.isEmpty {
+            try await Task.sleep(for: .seconds(5))
+        }
+    }
+
+    /// Asks iOS to launch the app in the background later, with a network, to resume transfers.
+    private func schedule() {
+        let request = BGProcessingTaskRequest(identifier: Self.resumeTask)
+        request.requiresNetworkConnectivity = true
+        do {
+            try BGTaskScheduler.shared.submit(request)
+        } catch {
+            log.error("cannot schedule resuming transfers: \(String(describing: error), privacy: .public)")
+        }
+    }
+
+    private func begin(_ key: String) {
+        active.insert(key)
+        guard task == .invalid else { return }
+        task = UIApplication.shared.beginBackgroundTask(withName: "meshdrop transfers") { [weak self] in
+            self?.expired()
+        }
+    }
+
+    private func end(_ key: String) {
+        active.remove(key)
+        if active.isEmpty { endTask() }
+    }
+
+    /// iOS takes the background time back: give it, and ask to be launched later to resume.
+    private func expired() {
+        schedule()
+        endTask()
+    }
+
+    private func endTask() {
+        guard task != .invalid else { return }
+        UIApplication.shared.endBackgroundTask(task)
+        task = .invalid
+    }
+}
