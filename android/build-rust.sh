@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the meshdrop core for Android (arm64-v8a, armeabi-v7a, x86_64) with cargo-ndk into the
 # library module's jniLibs, and generates the Kotlin bindings from the UNSTRIPPED host library
-# (library-mode bindgen needs the UniFFI metadata; cargo-ndk strips what it ships).
+# (library-mode bindgen needs the UniFFI metadata; cargo-ndk strips what it ships) into
+# <repo>/target/bindings, where both the Gradle and the Maven build read them.
 #
 # Needs: rustup targets aarch64-linux-android armv7-linux-androideabi x86_64-linux-android,
 # `cargo install cargo-ndk`, ANDROID_NDK_HOME pointing at an NDK (r26 or newer), cmake (the QUIC
@@ -17,7 +18,4 @@ cargo ndk -t arm64-v8a -t armeabi-v7a -t x86_64 -o "$here/meshdrop/src/main/jniL
 
 # Kotlin from the host build (same sources, so the same interface and checksums).
 PROFILE=$profile bindings/generate.sh "$repo/target/bindings"
-rm -rf "$here/meshdrop/build/generated/uniffi"
-mkdir -p "$here/meshdrop/build/generated/uniffi"
-cp -R "$repo/target/bindings/kotlin/." "$here/meshdrop/build/generated/uniffi/"
 echo "jniLibs and Kotlin bindings ready; now: ./gradlew :app:assembleDebug"

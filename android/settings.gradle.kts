@@ -1,6 +1,7 @@
-// meshdrop for Android: `meshdrop` (library: Kotlin facade over the UniFFI bindings, NSD discovery
-// driver, transfer foreground service) and `app` (Jetpack Compose screens). Build the native
-// library and the bindings first with ./build-rust.sh.
+// meshdrop for Android: `meshdrop` (library: Kotlin facade over the UniFFI bindings, the process's
+// node host, NSD discovery, the transfer foreground service, notifications, gallery) and `app`
+// (Jetpack Compose screens, a thin view of the library). Build the native library and the
+// bindings first with ./build-rust.sh; see README.md.
 pluginManagement {
     repositories {
         google()

@@ -15,3 +15,6 @@ bindings/generate.sh target/bindings
 bash scripts/check-swift.sh target/bindings
 python3 -m pytest -q bindings/tests/python
 mvn -B --no-transfer-progress -f bindings/tests/kotlin/pom.xml test -Dmeshdrop.bindings="$PWD/target/bindings"
+# Android: the library compiled against the Android framework jar (Maven Central's android-all)
+# and its Robolectric tests, against the same host-built core through JNA.
+bash scripts/test-android.sh target/bindings

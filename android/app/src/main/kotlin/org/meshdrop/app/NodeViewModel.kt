@@ -3,21 +3,18 @@ package org.meshdrop.app
 import android.app.Application
 import android.content.Context
 import android.net.Uri
-import android.provider.OpenableColumns
 import androidx.lifecycle.AndroidViewModel
 import androidx.lifecycle.viewModelScope
-import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.flow.MutableStateFlow
 import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.update
 import kotlinx.coroutines.launch
-import kotlinx.coroutines.withContext
 import org.meshdrop.ffi.Message
 import org.meshdrop.ffi.NodeEvent
 import org.meshdrop.ffi.PeerInfo
+import org.meshdrop.ffi.SendOutcome
+import org.meshdrop.kit.android.HostConfig
 import org.meshdrop.kit.android.MeshdropHost
-import org.meshdrop.kit.android.TransferService
-import java.io.File
 
 /** What the screens show: read from the node, refreshed when its events say it changed. */
 data class UiState(
@@ -25,12 +22,18 @@ data class UiState(
     val offer: NodeEvent.OfferReceived? = null,
     val transfers: Map<ULong, NodeEvent> = emptyMap(),
     val messages: List<Message> = emptyList(),
+    /** Items another app shared, waiting for a device (or a ticket). */
+    val shared: List<Uri> = emptyList(),
+    val ticket: String? = null,
+    /** A ticket a `meshdrop:` link opened, waiting for the user to download it. */
+    val linked: String? = null,
     val error: String? = null,
 )
 
 /**
- * Holds the node's state for the screens and forwards taps to the node. It decides nothing:
- * peer lists and messages are re-read from the node, progress is the node's last event.
+ * Holds the node's state for the screens and forwards taps to the process's host. It decides
+ * nothing: peer lists and messages are re-read from the node, progress is the node's last event.
+ * The node outlives this model (rotation, back and reopen); [quit] stops it.
  */
 class NodeViewModel(app: Application) : AndroidViewModel(app) {
     private val _state = MutableStateFlow(UiState())
@@ -41,12 +44,12 @@ class NodeViewModel(app: Application) : AndroidViewModel(app) {
     init {
         viewModelScope.launch {
             // Relay addresses the user saved (settings): the way to friends beyond the LAN.
-            val relays = app.getSharedPreferences("meshdrop", android.content.Context.MODE_PRIVATE)
+            val relays = app.getSharedPreferences("meshdrop", Context.MODE_PRIVATE)
                 .getStringSet("relays", emptySet()).orEmpty().toList()
-            val started = runCatching { MeshdropHost.start(app, deviceName = null, relays = relays) }
+            val started = runCatching { MeshdropHost.getOrStart(app, HostConfig(relays = relays)) }
             val h = started.getOrElse { e -> _state.update { it.copy(error = e.message) }; return@launch }
             host = h
-            TransferService.host = h
+            _state.update { it.copy(offer = h.pendingOffers().firstOrNull()) }
             refreshPeers()
             refreshMessages()
             h.events.collect(::onEvent)
@@ -77,50 +80,73 @@ class NodeViewModel(app: Application) : AndroidViewModel(app) {
         host?.node?.let { node -> runCatching { node.messages() }.onSuccess { m -> _state.update { it.copy(messages = m) } } }
     }
 
-    private fun call(action: suspend () -> Unit) = viewModelScope.launch {
-        runCatching { action() }.onFailure { e -> _state.update { it.copy(error = e.message) } }
+    private fun call(action: suspend (MeshdropHost) -> Unit) = viewModelScope.launch {
+        val h = host ?: return@launch
+        runCatching { action(h) }.onFailure { e -> _state.update { it.copy(error = e.message) } }
     }
 
-    /** Sends picked documents to a nearby peer (copied to the cache first: the core shares paths). */
-    fun send(peerId: String, documents: List<Uri>) = call {
-        val app = getApplication<Application>()
-        val paths = withContext(Dispatchers.IO) { documents.map { copyToCache(app, it) } }
-        host?.node?.sendFiles(peerId, paths)
+    /** Offers picked documents to a nearby peer; says how it ended when it did not arrive. */
+    fun send(peerId: String, documents: List<Uri>) = call { h ->
+        when (val outcome = h.send(peerId, documents)) {
+            is SendOutcome.Delivered -> {}
+            is SendOutcome.Declined -> _state.update { it.copy(error = "Declined: ${outcome.reason}") }
+            is SendOutcome.Failed -> _state.update { it.copy(error = "Not delivered: ${outcome.error}") }
+        }
     }
 
-    /** Accepts the shown offer into the app's downloads folder. */
-    fun accept(offer: NodeEvent.OfferReceived) = call {
+    /** Items shared from another app, to show until the user picks where they go. */
+    fun shared(items: List<Uri>) = _state.update { it.copy(shared = items) }
+
+    /** Offers the shared items to [peerId]. */
+    fun sendShared(peerId: String) {
+        val items = _state.value.shared
+        _state.update { it.copy(shared = emptyList()) }
+        send(peerId, items)
+    }
+
+    /** Makes a ticket of the shared items, to show and pass around. */
+    fun ticketForShared() = call { h ->
+        val items = _state.value.shared
+        _state.update { it.copy(shared = emptyList()) }
+        val ticket = h.share(items)
+        _state.update { it.copy(ticket = ticket) }
+    }
+
+    /** Accepts the shown offer; the files go to the gallery. */
+    fun accept(offer: NodeEvent.OfferReceived) = call { h ->
         _state.update { it.copy(offer = null) }
-        val dest = getApplication<Application>().getExternalFilesDir(null)?.path ?: return@call
-        host?.node?.acceptOffer(offer.offerId, dest, null)
+        h.accept(offer.offerId)
     }
 
     /** Declines the shown offer. */
-    fun decline(offer: NodeEvent.OfferReceived) = call {
+    fun decline(offer: NodeEvent.OfferReceived) = call { h ->
         _state.update { it.copy(offer = null) }
-        host?.node?.declineOffer(offer.offerId)
+        h.decline(offer.offerId)
     }
 
-    /** Downloads a pasted ticket, with the progress notification of the foreground service. */
-    fun download(ticket: String) = call {
-        val dest = getApplication<Application>().getExternalFilesDir(null)?.path ?: return@call
-        val transfer = host?.node?.download(ticket.trim(), dest, null) ?: return@call
-        TransferService.start(getApplication(), transfer.id())
+    /** Downloads a pasted ticket into the gallery; progress arrives as events. */
+    fun download(ticket: String) = call { h -> h.download(ticket).close() }
+
+    /** A ticket a link opened, to show until the user downloads or dismisses it. */
+    fun linked(ticket: String) = _state.update { it.copy(linked = ticket) }
+
+    /** Downloads the ticket a link opened. */
+    fun downloadLinked() {
+        val ticket = _state.value.linked ?: return
+        _state.update { it.copy(linked = null) }
+        download(ticket)
     }
 
     /** Sends a text message to a peer. */
-    fun sendMessage(peerId: String, text: String) = call { host?.node?.sendMessage(peerId, text) }
+    fun sendMessage(peerId: String, text: String) = call { h -> h.node.sendMessage(peerId, text) }
 
-    /** Clears the shown error. */
-    fun dismissError() = _state.update { it.copy(error = null) }
-}
+    /** Stops the node for good (the user quit), then [done]. */
+    fun quit(done: () -> Unit) = viewModelScope.launch {
+        host = null
+        MeshdropHost.quit()
+        done()
+    }
 
-/** Copies a picked document into the app's cache and returns its path. */
-private fun copyToCache(context: Context, uri: Uri): String {
-    val name = context.contentResolver.query(uri, arrayOf(OpenableColumns.DISPLAY_NAME), null, null, null)
-        ?.use { c -> if (c.moveToFirst()) c.getString(0) else null } ?: "file"
-    val dir = File(context.cacheDir, "outgoing/${System.nanoTime()}").apply { mkdirs() }
-    val file = File(dir, File(name).name)
-    context.contentResolver.openInputStream(uri)?.use { input -> file.outputStream().use { input.copyTo(it) } }
-    return file.path
+    /** Clears the shown error, ticket or link. */
+    fun dismiss() = _state.update { it.copy(error = null, ticket = null, linked = null) }
 }

@@ -33,19 +33,23 @@ import org.meshdrop.ffi.NodeEvent
 import org.meshdrop.ffi.PeerInfo
 import org.meshdrop.ffi.Recipient
 
-/** The four screens: Nearby devices, Transfers, Chat, and the incoming offer dialog. */
+/** The screens: Nearby devices, Transfers, Chat, items shared in, and the incoming offer dialog. */
 @Composable
-fun MeshdropApp(model: NodeViewModel) {
+fun MeshdropApp(model: NodeViewModel, onQuit: () -> Unit) {
     val state by model.state.collectAsStateWithLifecycle()
     var tab by remember { mutableIntStateOf(0) }
     Scaffold(topBar = {
-        TabRow(selectedTabIndex = tab) {
-            listOf("Nearby", "Transfers", "Chat").forEachIndexed { i, title ->
-                Tab(selected = tab == i, onClick = { tab = i }, text = { Text(title) })
+        Row {
+            TabRow(selectedTabIndex = tab, modifier = Modifier.weight(1f)) {
+                listOf("Nearby", "Transfers", "Chat").forEachIndexed { i, title ->
+                    Tab(selected = tab == i, onClick = { tab = i }, text = { Text(title) })
+                }
             }
+            TextButton(onClick = { model.quit(onQuit) }) { Text("Quit") }
         }
     }) { padding ->
         Column(Modifier.padding(padding).fillMaxSize()) {
+            if (state.shared.isNotEmpty()) SharedBanner(state, model)
             when (tab) {
                 0 -> NearbyScreen(state.peers, model)
                 1 -> TransfersScreen(state.transfers, model)
@@ -54,12 +58,33 @@ fun MeshdropApp(model: NodeViewModel) {
         }
     }
     state.offer?.let { OfferDialog(it, model) }
-    state.error?.let { error ->
+    state.linked?.let { ticket ->
         AlertDialog(
-            onDismissRequest = model::dismissError,
-            confirmButton = { TextButton(onClick = model::dismissError) { Text("OK") } },
-            text = { Text(error) },
+            onDismissRequest = model::dismiss,
+            title = { Text("Download these files?") },
+            text = { Text(ticket.take(48) + "…") },
+            confirmButton = { Button(onClick = model::downloadLinked) { Text("Download") } },
+            dismissButton = { TextButton(onClick = model::dismiss) { Text("Cancel") } },
         )
+    }
+    (state.error ?: state.ticket)?.let { text ->
+        AlertDialog(
+            onDismissRequest = model::dismiss,
+            confirmButton = { TextButton(onClick = model::dismiss) { Text("OK") } },
+            text = { Text(text) },
+        )
+    }
+}
+
+/** Items shared from another app: tap a device to offer them, or make a ticket. */
+@Composable
+fun SharedBanner(state: UiState, model: NodeViewModel) {
+    Column(Modifier.padding(16.dp), verticalArrangement = Arrangement.spacedBy(8.dp)) {
+        Text("Send ${state.shared.size} item(s) to:")
+        state.peers.forEach { peer ->
+            Button(onClick = { model.sendShared(peer.peerId) }) { Text(peer.name.ifEmpty { peer.peerId.takeLast(8) }) }
+        }
+        TextButton(onClick = model::ticketForShared) { Text("Make a ticket instead") }
     }
 }
 
@@ -104,7 +129,7 @@ fun TransfersScreen(transfers: Map<ULong, NodeEvent>, model: NodeViewModel) {
                         modifier = Modifier.fillMaxWidth(),
                     )
                 }
-                is NodeEvent.TransferFinished -> Text("Transfer $id: done, ${event.bytes} bytes")
+                is NodeEvent.TransferFinished -> Text("Transfer $id: done, ${event.bytes} bytes, saved to the gallery")
                 is NodeEvent.TransferFailed -> Text("Transfer $id failed: ${event.error}")
                 else -> {}
             }

@@ -32,11 +32,17 @@ class Meshdrop private constructor(
     override fun close() = node.close()
 
     companion object {
-        /** Starts a node; its events from the start on go to [events]. */
-        suspend fun start(config: NodeConfig): Meshdrop {
+        /**
+         * Starts a node; its events from the start on go to [events]. [tap] sees each event
+         * first, on the bindings' event thread, before [events] does: a host that must act on an
+         * event before anyone observes it (a notification, a foreground service) does it there,
+         * quickly, and never calls [shutdown] from it.
+         */
+        suspend fun start(config: NodeConfig, tap: (NodeEvent) -> Unit = {}): Meshdrop {
             val channel = Channel<NodeEvent>(Channel.UNLIMITED)
             val listener = object : EventListener {
                 override fun onEvent(event: NodeEvent) {
+                    tap(event)
                     channel.trySend(event)
                     if (event is NodeEvent.Stopped) channel.close()
                 }

@@ -1,66 +1,262 @@
 package org.meshdrop.kit.android
 
 import android.content.Context
+import android.net.Uri
+import android.net.wifi.WifiManager
 import android.os.BatteryManager
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.SupervisorJob
+import kotlinx.coroutines.flow.MutableStateFlow
 import kotlinx.coroutines.flow.SharedFlow
 import kotlinx.coroutines.flow.SharingStarted
+import kotlinx.coroutines.flow.StateFlow
+import kotlinx.coroutines.flow.asStateFlow
 import kotlinx.coroutines.flow.shareIn
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.sync.Mutex
+import kotlinx.coroutines.sync.withLock
+import kotlinx.coroutines.withContext
 import org.meshdrop.ffi.NodeConfig
 import org.meshdrop.ffi.NodeEvent
+import org.meshdrop.ffi.Recipient
+import org.meshdrop.ffi.SendOutcome
+import org.meshdrop.ffi.Transfer
 import org.meshdrop.kit.Meshdrop
 import java.io.File
+import java.security.MessageDigest
+import java.util.UUID
+
+/** How the process's node runs. */
+data class HostConfig(
+    /** The device name others see; `null` keeps the stored one. */
+    val deviceName: String? = null,
+    /** Relay addresses the user entered: friends beyond the LAN reach the device through them. */
+    val relays: List<String> = emptyList(),
+    /** IPs to listen on; empty: every interface. */
+    val bind: List<String> = emptyList(),
+    /** Discover with the core's own mDNS (holding a MulticastLock) instead of Android's NSD. */
+    val coreMdns: Boolean = false,
+)
 
 /**
- * The one node of the process, its events shared with every screen and the transfer service,
- * and the NSD driver that does discovery for it. Wiring only: no state, no decisions.
+ * The one node of the process, owned by the process (not by a screen): [getOrStart] starts it
+ * or returns the running one, so a recreated or reopened Activity finds it as it was, and [quit]
+ * stops it. Around the node it does the platform's part: discovery through NSD, the foreground
+ * service while transfers run, offer and message notifications, received files saved to the
+ * gallery. Screens show [events], [transfers] and what [node] reads, and forward taps here.
  */
-class MeshdropHost private constructor(
-    /** The node (facade over the generated bindings). */
-    val node: Meshdrop,
-    /** Its events, from the moment the host started, for any number of collectors. */
-    val events: SharedFlow<NodeEvent>,
-    private val discovery: NsdDiscoveryDriver,
-) {
-    /** Stops discovery and the node; returns when the node has fully stopped. */
-    suspend fun shutdown() {
-        discovery.stop()
+class MeshdropHost private constructor(private val app: Context) {
+    /** The node: peers, messages, rooms and every other call of the bindings. */
+    lateinit var node: Meshdrop
+        private set
+
+    /** The node's events from the moment it started, for any number of collectors. */
+    lateinit var events: SharedFlow<NodeEvent>
+        private set
+
+    private val lock = Any()
+    private val watch = TransferWatch()
+    private val notifications = Notifications(app)
+    private val gallery = Gallery(app)
+    internal val background = Background(app, notifications)
+    private val offers = HashMap<ULong, NodeEvent.OfferReceived>()
+    private var sends = 0L
+    private val summary = MutableStateFlow(TransferSummary())
+    private var discovery: NsdDiscoveryDriver? = null
+    private val multicast = app.system<WifiManager>()
+        .createMulticastLock("meshdrop-mdns")
+        .apply { setReferenceCounted(false) }
+
+    /** The transfers running now; the foreground service and its notification follow it. */
+    val transfers: StateFlow<TransferSummary> = summary.asStateFlow()
+
+    private suspend fun start(config: HostConfig) {
+        val nodeConfig = NodeConfig(
+            dataDir = File(app.filesDir, "meshdrop").path,
+            deviceName = config.deviceName,
+            bind = config.bind,
+            mdns = config.coreMdns,
+            // A platform fact; the core decides what it means for seeding.
+            onBattery = !app.system<BatteryManager>().isCharging,
+            relays = config.relays,
+        )
+        // Multicast reaches the app only under the lock, and only the core's own mDNS needs it.
+        if (config.coreMdns) multicast.acquire()
+        node = try {
+            Meshdrop.start(nodeConfig, ::onEvent)
+        } catch (e: Exception) {
+            releaseMulticast()
+            throw e
+        }
+        events = node.events.shareIn(scope, SharingStarted.Eagerly)
+        if (!config.coreMdns) discovery = NsdDiscoveryDriver(app, node, scope).also { it.start() }
+    }
+
+    private suspend fun stop() {
+        discovery?.stop()
         node.shutdown()
         node.close()
+        releaseMulticast()
+    }
+
+    private fun releaseMulticast() {
+        if (multicast.isHeld) multicast.release()
+    }
+
+    /** Each event, on the bindings' thread, before [events] has it: what the platform shows. */
+    private fun onEvent(event: NodeEvent) = synchronized(lock) {
+        when (event) {
+            is NodeEvent.OfferReceived -> {
+                offers[event.offerId] = event
+                notifications.offer(event)
+            }
+            is NodeEvent.MessageReceived -> if (!event.message.outgoing) {
+                val room = (event.message.to as? Recipient.Room)?.roomId
+                val rooms = if (this::node.isInitialized && room != null) node.rooms() else emptyList()
+                notifications.message(event.message, rooms.find { it.id == room }?.name)
+            }
+            // Offers end with the node that received them.
+            NodeEvent.Stopped -> {
+                offers.keys.forEach(notifications::answered)
+                offers.clear()
+            }
+            else -> {}
+        }
+        val finished = watch.onEvent(event)
+        if (finished != null && event is NodeEvent.TransferFinished) save(event.transferId, finished)
+        publish()
+    }
+
+    /** Saves a finished transfer's files to the gallery; it counts as running until then. */
+    private fun save(transferId: ULong, dir: File) = scope.launch(Dispatchers.IO) {
+        try {
+            gallery.save(dir)
+        } finally {
+            synchronized(lock) {
+                watch.ended(transferId)
+                publish()
+            }
+        }
+    }
+
+    private fun publish() {
+        val now = watch.summary()
+        background.apply(now)
+        summary.value = now
+    }
+
+    /**
+     * Downloads [ticket]; its verified files then go to the gallery (see [Gallery]). The same
+     * ticket downloaded again resumes where it stopped. Close the returned [Transfer] when done.
+     */
+    fun download(ticket: String): Transfer = synchronized(lock) {
+        val text = ticket.trim()
+        val dest = File(app.filesDir, "incoming/" + sha256(text).take(32))
+        val transfer = node.download(text, dest.path, null)
+        watch.downloading(transfer.id(), dest)
+        background.userStarted()
+        publish()
+        transfer
+    }
+
+    /**
+     * Offers [items] (picked documents, or [ShareIn.items]) to the nearby device [peerId] and
+     * follows the offer to its end. Copies made for the core are removed when it returns.
+     */
+    suspend fun send(peerId: String, items: List<Uri>): SendOutcome {
+        val send = synchronized(lock) {
+            watch.sending(++sends, peerId)
+            background.userStarted()
+            publish()
+            sends
+        }
+        val folder = File(app.cacheDir, "outgoing/" + UUID.randomUUID())
+        try {
+            val paths = withContext(Dispatchers.IO) { stage(app, items, folder) }
+            return node.sendFiles(peerId, paths)
+        } finally {
+            folder.deleteRecursively()
+            synchronized(lock) {
+                watch.sent(send)
+                publish()
+            }
+        }
+    }
+
+    /**
+     * Shares [items] and returns the ticket to give to others. Until the core reads files the
+     * host opens on demand, `content:` items are copied into the app's files and kept there.
+     */
+    suspend fun share(items: List<Uri>): String {
+        val folder = File(app.filesDir, "shared/" + UUID.randomUUID())
+        val paths = withContext(Dispatchers.IO) { stage(app, items, folder) }
+        return node.share(paths)
+    }
+
+    /** Accepts the offer [offerId] (all files, or the indexes in [files]); they go to the gallery. */
+    fun accept(offerId: ULong, files: List<UInt>? = null) = synchronized(lock) {
+        val offer = offers.remove(offerId)
+        notifications.answered(offerId)
+        val dest = File(app.filesDir, "incoming/" + UUID.randomUUID())
+        node.acceptOffer(offerId, dest.path, files)
+        if (offer != null) {
+            val bytes = files?.sumOf { offer.files[it.toInt()].size } ?: offer.total
+            watch.accepted(offer.peerId, bytes, dest)
+        }
+        background.userStarted()
+        publish()
+    }
+
+    /**
+     * Offers received and not answered here yet, oldest first, for a screen created after they
+     * came. (The node does not list them yet; one it let expire stays here until answered.)
+     */
+    fun pendingOffers(): List<NodeEvent.OfferReceived> = synchronized(lock) { offers.values.sortedBy { it.offerId } }
+
+    /** Declines the offer [offerId]; nothing is written. */
+    fun decline(offerId: ULong) = synchronized(lock) {
+        offers.remove(offerId)
+        notifications.answered(offerId)
+        node.declineOffer(offerId)
     }
 
     companion object {
-        /** Scope of the process: the node lives as long as the app process does. */
+        /** The scope of the process: the node lives as long as the process does. */
         val scope = CoroutineScope(SupervisorJob() + Dispatchers.Default)
 
+        private val starting = Mutex()
+
+        /** The running host, if any. */
+        @Volatile
+        var running: MeshdropHost? = null
+            private set
+
         /**
-         * Starts the node in the app's private files folder, with NSD doing discovery; [relays]
-         * are the relay addresses the user entered (friends beyond the LAN reach the device
-         * through them).
+         * The process's node: the running one, or one started with [config] in the app's
+         * private files folder. Screens call it each time they are created.
          */
-        suspend fun start(
-            context: Context,
-            deviceName: String?,
-            relays: List<String> = emptyList(),
-        ): MeshdropHost {
-            val config = NodeConfig(
-                dataDir = File(context.filesDir, "meshdrop").path,
-                deviceName = deviceName,
-                bind = emptyList(),
-                // Android's NSD browses and advertises for the node (the core's own mDNS socket
-                // would compete with the system's).
-                mdns = false,
-                // A platform fact; the core decides what it means for seeding.
-                onBattery = context.getSystemService(BatteryManager::class.java)?.isCharging == false,
-                relays = relays,
-            )
-            val node = Meshdrop.start(config)
-            val events = node.events.shareIn(scope, SharingStarted.Eagerly, replay = 0)
-            val discovery = NsdDiscoveryDriver(context.applicationContext, node, scope)
-            discovery.start()
-            return MeshdropHost(node, events, discovery)
+        suspend fun getOrStart(context: Context, config: HostConfig = HostConfig()): MeshdropHost =
+            starting.withLock {
+                running ?: MeshdropHost(context.applicationContext).also {
+                    it.start(config)
+                    running = it
+                }
+            }
+
+        /** Stops the node (the user quit): returns once it has fully stopped. */
+        suspend fun quit(): Unit = starting.withLock {
+            running?.let {
+                it.stop()
+                running = null
+            }
         }
+
+        private fun sha256(text: String): String =
+            MessageDigest.getInstance("SHA-256").digest(text.toByteArray()).joinToString("") { "%02x".format(it) }
     }
 }
+
+/** A system service of the platform. */
+internal inline fun <reified T : Any> Context.system(): T =
+    checkNotNull(getSystemService(T::class.java)) { "no ${T::class.java.simpleName} on this device" }

@@ -1,99 +1,168 @@
 package org.meshdrop.kit.android
 
 import android.app.Notification
-import android.app.NotificationChannel
 import android.app.NotificationManager
 import android.app.Service
 import android.content.Context
 import android.content.Intent
 import android.content.pm.ServiceInfo
+import android.net.wifi.WifiManager
 import android.os.Build
 import android.os.IBinder
-import androidx.core.app.NotificationCompat
-import androidx.core.app.ServiceCompat
-import kotlinx.coroutines.Job
-import kotlinx.coroutines.flow.takeWhile
-import kotlinx.coroutines.launch
-import org.meshdrop.ffi.NodeEvent
+import android.os.PowerManager
+import android.util.Log
 
 /**
- * Keeps the process in the foreground while a download runs (phones kill background transfers)
- * and shows its progress, as the node reports it, in a notification. Start it with [start]
- * after `download`; it stops itself on the transfer's finished or failed event.
+ * Keeps the process in the foreground (type `dataSync`) while any transfer runs: downloads,
+ * sends and accepted offers, with one notification summing them up. The host starts it; it stops
+ * itself after the last transfer, and on the platform's `dataSync` time limit ([onTimeout]):
+ * the node goes on as long as the process lives and resumes unfinished downloads at its next start.
  */
 class TransferService : Service() {
-    private var watching: Job? = null
+    private var background: Background? = null
 
     override fun onBind(intent: Intent?): IBinder? = null
 
     override fun onStartCommand(intent: Intent?, flags: Int, startId: Int): Int {
-        val transferId = intent?.getLongExtra(EXTRA_TRANSFER, -1L)?.toULong()
-        val events = host?.events
-        if (transferId == null || events == null) {
-            stopSelf(startId)
-            return START_NOT_STICKY
-        }
-        channel()
-        ServiceCompat.startForeground(
-            this, NOTIFICATION, notification(0uL, 0uL),
-            if (Build.VERSION.SDK_INT >= 29) ServiceInfo.FOREGROUND_SERVICE_TYPE_DATA_SYNC else 0,
-        )
-        watching?.cancel()
-        watching = MeshdropHost.scope.launch {
-            events.takeWhile { event ->
-                when (event) {
-                    is NodeEvent.TransferProgress -> {
-                        if (event.transferId == transferId) notify(notification(event.done, event.total))
-                        true
-                    }
-                    is NodeEvent.TransferFinished -> event.transferId != transferId
-                    is NodeEvent.TransferFailed -> event.transferId != transferId
-                    is NodeEvent.Stopped -> false
-                    else -> true
-                }
-            }.collect {}
-            stopSelf(startId)
+        val background = MeshdropHost.running?.background
+        this.background = background
+        if (background != null) {
+            background.attach(this)
+        } else {
+            // Started for a host that has quit since: the platform still wants startForeground.
+            enterForeground(Notifications(this).transfers(TransferSummary()))
+            finish()
         }
         return START_NOT_STICKY
     }
 
+    /** Android 15+: this service used up its `dataSync` time for the day. */
+    override fun onTimeout(startId: Int, fgsType: Int) {
+        background?.timedOut(this) ?: finish()
+    }
+
     override fun onDestroy() {
-        watching?.cancel()
+        background?.detach(this)
         super.onDestroy()
     }
 
-    private fun notification(done: ULong, total: ULong): Notification {
-        val percent = if (total == 0uL) 0 else (done * 100uL / total).toInt()
-        return NotificationCompat.Builder(this, CHANNEL)
-            .setSmallIcon(android.R.drawable.stat_sys_download)
-            .setContentTitle("Receiving files")
-            .setOngoing(true)
-            .setOnlyAlertOnce(true)
-            .setProgress(100, percent, total == 0uL)
-            .build()
+    internal fun enterForeground(notification: Notification) =
+        startForeground(NOTIFICATION, notification, ServiceInfo.FOREGROUND_SERVICE_TYPE_DATA_SYNC)
+
+    internal fun show(notification: Notification) =
+        system<NotificationManager>().notify(NOTIFICATION, notification)
+
+    internal fun finish() {
+        stopForeground(STOP_FOREGROUND_REMOVE)
+        stopSelf()
     }
 
-    private fun notify(notification: Notification) =
-        getSystemService(NotificationManager::class.java).notify(NOTIFICATION, notification)
+    private companion object {
+        const val NOTIFICATION = 1
+    }
+}
 
-    private fun channel() = getSystemService(NotificationManager::class.java).createNotificationChannel(
-        NotificationChannel(CHANNEL, "Transfers", NotificationManager.IMPORTANCE_LOW),
-    )
+/**
+ * What the phone does for the running transfers ([apply] gets each new summary): the foreground
+ * service with its notification while any runs, a partial wake lock and a Wi-Fi lock only while
+ * bytes move. After the `dataSync` time limit, or when the platform refuses a foreground start
+ * (the app is in the background), it waits for the user's next transfer or for all to end.
+ */
+internal class Background(private val context: Context, private val notifications: Notifications) {
+    private val wakeLock = context.system<PowerManager>()
+        .newWakeLock(PowerManager.PARTIAL_WAKE_LOCK, "meshdrop:transfer")
+        .apply { setReferenceCounted(false) }
+    private val wifiLock = context.system<WifiManager>()
+        .createWifiLock(
+            // From API 34 the high-performance mode does nothing; low latency is what is left.
+            if (Build.VERSION.SDK_INT >= 34) WifiManager.WIFI_MODE_FULL_LOW_LATENCY else @Suppress("DEPRECATION") WifiManager.WIFI_MODE_FULL_HIGH_PERF,
+            "meshdrop:transfer",
+        )
+        .apply { setReferenceCounted(false) }
+    private var summary = TransferSummary()
+    private var service: TransferService? = null
+    private var requested = false
+    private var blocked = false
 
-    companion object {
-        private const val CHANNEL = "transfers"
-        private const val NOTIFICATION = 1
-        private const val EXTRA_TRANSFER = "transfer"
-
-        /** The host whose events the service follows (set by the app once it started). */
-        @Volatile
-        var host: MeshdropHost? = null
-
-        /** Shows the progress of `transferId` in the foreground until it ends. */
-        fun start(context: Context, transferId: ULong) {
-            val intent = Intent(context, TransferService::class.java)
-                .putExtra(EXTRA_TRANSFER, transferId.toLong())
-            context.startForegroundService(intent)
+    /** The transfers now. */
+    @Synchronized
+    fun apply(now: TransferSummary) {
+        if (now == summary) return
+        summary = now
+        if (now.idle) blocked = false
+        hold(now.moving && !blocked)
+        val running = service
+        when {
+            now.idle -> running?.let(::stop)
+            running != null -> running.show(notifications.transfers(now))
+            !requested && !blocked -> request()
         }
+    }
+
+    /** The user started a transfer: the platform lets a foreground service start again. */
+    @Synchronized
+    fun userStarted() {
+        blocked = false
+        if (!summary.idle && service == null && !requested) request()
+        hold(summary.moving)
+    }
+
+    /** The service started: it goes to the foreground, and stops at once when nothing runs. */
+    @Synchronized
+    fun attach(started: TransferService) {
+        requested = false
+        started.enterForeground(notifications.transfers(summary))
+        if (summary.idle || blocked) {
+            started.finish()
+        } else {
+            service = started
+        }
+    }
+
+    /** The platform's time limit: stop now, hold nothing, until the user's next transfer. */
+    @Synchronized
+    fun timedOut(timed: TransferService) {
+        blocked = true
+        hold(false)
+        stop(timed)
+    }
+
+    /** The service is gone. */
+    @Synchronized
+    fun detach(gone: TransferService) {
+        if (service === gone) service = null
+    }
+
+    private fun stop(running: TransferService) {
+        if (service === running) service = null
+        running.finish()
+    }
+
+    private fun request() {
+        requested = try {
+            context.startForegroundService(Intent(context, TransferService::class.java))
+            true
+        } catch (e: IllegalStateException) {
+            // ForegroundServiceStartNotAllowedException: the app is in the background.
+            Log.w("meshdrop", "no foreground service for the transfers now: ${e.message}")
+            blocked = true
+            false
+        }
+    }
+
+    private fun hold(on: Boolean) {
+        if (on) {
+            // A bound, so a lost release cannot keep the phone awake for long; a transfer that
+            // still moves then takes the lock again with its next progress.
+            if (!wakeLock.isHeld) wakeLock.acquire(WAKE_LOCK_MS)
+            if (!wifiLock.isHeld) wifiLock.acquire()
+        } else {
+            if (wakeLock.isHeld) wakeLock.release()
+            if (wifiLock.isHeld) wifiLock.release()
+        }
+    }
+
+    private companion object {
+        const val WAKE_LOCK_MS = 10 * 60 * 1000L
     }
 }
