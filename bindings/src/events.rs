@@ -153,14 +153,31 @@ pub enum NodeEvent {
         offer_id: u64,
         /// The sender.
         peer_id: String,
-        /// The sender's device name.
+        /// The name the sender gives itself (a claim).
         name: String,
+        /// The name the user gave the sender, when a contact (`None`: a stranger).
+        contact_name: Option<String>,
         /// The code both screens show.
         verification_code: String,
         /// Bytes offered.
         total: u64,
         /// The files offered.
         files: Vec<OfferedFile>,
+    },
+    /// An offer received was not answered in time: it was declined.
+    OfferExpired {
+        /// The offer.
+        offer_id: u64,
+    },
+    /// An offer was declined at once: its sender may not offer files now (not a contact, or
+    /// this device is not visible). Nothing was fetched or written.
+    OfferRefused {
+        /// The sender.
+        peer_id: String,
+        /// The name it gives itself (a claim).
+        name: String,
+        /// What the sender was told.
+        reason: String,
     },
     /// The receiver accepted our offer.
     OfferAccepted {
@@ -309,10 +326,17 @@ impl NodeEvent {
                 content: content.to_string(),
                 error,
             },
+            Event::OfferExpired { offer } => Self::OfferExpired { offer_id: offer },
+            Event::OfferRefused { peer, name, reason } => Self::OfferRefused {
+                peer_id: peer.to_string(),
+                name,
+                reason,
+            },
             Event::OfferReceived {
                 offer,
                 peer,
                 name,
+                contact,
                 verification_code,
                 total,
                 files,
@@ -320,6 +344,7 @@ impl NodeEvent {
                 offer_id: offer,
                 peer_id: peer.to_string(),
                 name,
+                contact_name: contact,
                 verification_code,
                 total,
                 files: files.into_iter().map(Into::into).collect(),

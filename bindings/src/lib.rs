@@ -5,6 +5,7 @@
 //! - [`events`]: the event listener a host implements, and the events it receives.
 //! - [`discovery`]: a platform's own DNS-SD browser (Bonjour, Android NSD) feeding the node.
 //! - [`messaging`]: messages and rooms.
+//! - [`trust`]: contacts, visibility, the shares this device serves.
 //! - [`types`]: records mirroring core types; [`error`]: the one error a caller sees.
 //! - [`runtime`]: the tokio runtime the core runs on.
 
@@ -18,6 +19,7 @@ pub mod node;
 mod ops;
 pub mod runtime;
 pub mod transfer;
+pub mod trust;
 pub mod types;
 
 pub use error::{MeshdropError, ShareProblem};
@@ -25,6 +27,7 @@ pub use events::{EventListener, NodeEvent};
 pub use messaging::{Message, MessageState, Recipient, Room};
 pub use node::{Node, start_node};
 pub use transfer::Transfer;
+pub use trust::{Contact, ContactVia, ShareInfo, Visibility};
 pub use types::*;
 
 /// The version of the meshdrop core these bindings wrap.

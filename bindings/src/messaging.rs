@@ -1,4 +1,4 @@
-//! Messages, rooms and contacts: thin async methods over the core's messenger, and their records.
+//! Messages and rooms: thin async methods over the core's messenger, and their records.
 
 use std::path::PathBuf;
 
@@ -54,7 +54,7 @@ pub struct Message {
     pub id: String,
     /// The author's peer id.
     pub from_peer: String,
-    /// The author's device name, when known as a contact.
+    /// The name the user gave the author, when a contact (`None`: a stranger).
     pub from_name: Option<String>,
     /// The recipient.
     pub to: Recipient,
@@ -114,30 +114,6 @@ impl From<meshdrop_core::Room> for Room {
     }
 }
 
-/// A device this one knows: met on the network or named by a room invite.
-#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
-pub struct Contact {
-    /// Its peer id.
-    pub peer_id: String,
-    /// Its device name (empty when never learned).
-    pub name: String,
-    /// Unix seconds of when this device first learned of it.
-    pub first_seen: u64,
-    /// Unix seconds of the last meeting; `None` when only known from an invite.
-    pub last_seen: Option<u64>,
-}
-
-impl From<meshdrop_core::store::Contact> for Contact {
-    fn from(c: meshdrop_core::store::Contact) -> Self {
-        Self {
-            peer_id: c.peer.to_string(),
-            name: c.name,
-            first_seen: c.first_seen,
-            last_seen: c.last_seen,
-        }
-    }
-}
-
 impl TryFrom<Recipient> for meshdrop_core::Recipient {
     type Error = MeshdropError;
     fn try_from(r: Recipient) -> Result<Self, MeshdropError> {
@@ -179,25 +155,24 @@ impl Node {
     }
 
     /// Sends a text with files attached to a peer or a room: the files are shared from this
-    /// device and the message carries the ticket. Returns the message id.
+    /// device under a key of their own and the message carries the ticket; they are served for
+    /// the node's attachment time (7 days by default), or until unshared when `pin`. Returns the
+    /// message id.
+    #[uniffi::method(default(pin = false))]
     pub async fn send_with_attachment(
         &self,
         to: Recipient,
         text: String,
         paths: Vec<String>,
+        pin: bool,
     ) -> Result<String, MeshdropError> {
         let to = meshdrop_core::Recipient::try_from(to)?;
         let paths: Vec<PathBuf> = paths.into_iter().map(PathBuf::from).collect();
         let core = self.core.clone();
         let id = self
             .ops
-            .run(async move { Ok(core.send_with_attachment(to, &text, paths).await?) });
+            .run(async move { Ok(core.send_with_attachment(to, &text, paths, pin).await?) });
         Ok(id.await?.to_string())
-    }
-
-    /// The devices this one knows, with their names.
-    pub fn contacts(&self) -> Result<Vec<Contact>, MeshdropError> {
-        Ok(self.core.contacts()?.into_iter().map(Into::into).collect())
     }
 
     /// Every message this device can read, in the same causal order on every device.

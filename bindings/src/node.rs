@@ -12,7 +12,9 @@ use crate::events::{EventListener, deliver};
 use crate::ops::Ops;
 use crate::runtime::runtime;
 use crate::transfer::Transfer;
-use crate::types::{NodeConfig, PeerInfo, SendOutcome, parse, parse_all, strings};
+use crate::types::{
+    NodeConfig, PeerInfo, PendingOffer, SendOutcome, UploadLimits, parse, parse_all, strings,
+};
 
 /// A running node. Call [`Node::shutdown`] before the host exits.
 #[derive(uniffi::Object)]
@@ -29,6 +31,7 @@ pub async fn start_node(
     config: NodeConfig,
     listener: Arc<dyn EventListener>,
 ) -> Result<Arc<Node>, MeshdropError> {
+    let on_battery = config.on_battery;
     let config = meshdrop_core::NodeConfig::try_from(config)?;
     let rt = runtime()?;
     let core = rt
@@ -37,6 +40,7 @@ pub async fn start_node(
         .map_err(|e| MeshdropError::Internal {
             reason: e.to_string(),
         })??;
+    core.set_on_battery(on_battery);
     let delivery = deliver(rt, core.events(), listener);
     Ok(Arc::new(Node {
         core,
@@ -142,18 +146,45 @@ impl Node {
         Ok(outcome.await?.into())
     }
 
-    /// Accepts an offer into the folder `dest`: all files, or the indexes in `files`.
+    /// Accepts an offer into the folder `dest`: all files, or the indexes in `files`;
+    /// `add_contact` also makes the sender a contact (under the name it gives itself).
+    #[uniffi::method(default(add_contact = false))]
     pub fn accept_offer(
         &self,
         offer_id: u64,
         dest: String,
         files: Option<Vec<u32>>,
+        add_contact: bool,
     ) -> Result<(), MeshdropError> {
         let decision = Decision::Accept {
             dest: dest.into(),
             files: files.map(|f| f.into_iter().map(|i| i as usize).collect()),
+            add_contact,
         };
         Ok(self.core.respond_offer(offer_id, decision)?)
+    }
+
+    /// The offers received that wait for an answer (shown again when the app comes back).
+    pub fn pending_offers(&self) -> Vec<PendingOffer> {
+        self.core
+            .pending_offers()
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+
+    /// Tells the node whether the device runs on battery now (it seeds less on battery).
+    pub fn set_on_battery(&self, on_battery: bool) {
+        self.core.set_on_battery(on_battery);
+    }
+
+    /// How much the node uploads now: bytes per second (`None`: no limit) and upload slots.
+    pub fn upload_limits(&self) -> UploadLimits {
+        let l = self.core.limits();
+        UploadLimits {
+            max_upload_rate: l.max_upload_rate,
+            upload_slots: l.upload_slots as u32,
+        }
     }
 
     /// Declines an offer; nothing is written.

@@ -22,7 +22,8 @@ pub struct NodeConfig {
     /// Advertise and browse with the core's own mDNS (off when a platform driver does it).
     #[uniffi(default = true)]
     pub mdns: bool,
-    /// The device runs on battery: the core seeds within its battery limits.
+    /// The device runs on battery at start: the core seeds within its battery limits (tell it of
+    /// changes with `Node::set_on_battery`).
     #[uniffi(default = false)]
     pub on_battery: bool,
     /// Relays to hold a slot on, reaching devices on other networks (`…/p2p/<relay peer id>`).
@@ -49,10 +50,7 @@ impl TryFrom<NodeConfig> for meshdrop_core::NodeConfig {
             .iter()
             .map(|a| a.parse().map_err(|e| invalid("relay address", a, e)))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut config = config.with_mdns(c.mdns).with_relays(relays);
-        if c.on_battery {
-            config.limits = meshdrop_core::transfer::limits::TransferLimits::on_battery();
-        }
+        let config = config.with_mdns(c.mdns).with_relays(relays);
         Ok(match c.device_name {
             Some(name) => config.with_name(name),
             None => config,
@@ -89,8 +87,10 @@ impl From<meshdrop_core::Transport> for Transport {
 pub struct PeerInfo {
     /// The peer id.
     pub peer_id: String,
-    /// Its device name (empty when not yet learned).
+    /// The name it gives itself (a claim; empty when not yet heard).
     pub name: String,
+    /// The name the user gave it, when a contact (`None`: a stranger, show its claim as such).
+    pub contact_name: Option<String>,
     /// Addresses it can be dialled on.
     pub addrs: Vec<String>,
     /// Whether a connection is up.
@@ -106,6 +106,7 @@ impl From<CorePeer> for PeerInfo {
         Self {
             peer_id: p.peer.to_string(),
             name: p.name,
+            contact_name: p.contact,
             addrs: strings(&p.addrs),
             connected: p.connected,
             discovered: p.discovered,
@@ -193,6 +194,70 @@ impl From<offer::SendOutcome> for SendOutcome {
             offer::SendOutcome::Failed { error } => Self::Failed { error },
         }
     }
+}
+
+/// How much a node uploads now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct UploadLimits {
+    /// Bytes per second served to all peers together; `None`: no limit.
+    pub max_upload_rate: Option<u64>,
+    /// Requests served at once.
+    pub upload_slots: u32,
+}
+
+/// An offer received that waits for an answer.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct PendingOffer {
+    /// The offer's id.
+    pub offer_id: u64,
+    /// The sender.
+    pub peer_id: String,
+    /// The name the sender gives itself (a claim).
+    pub name: String,
+    /// The name the user gave the sender, when a contact (`None`: a stranger).
+    pub contact_name: Option<String>,
+    /// The code both screens show.
+    pub verification_code: String,
+    /// Bytes offered.
+    pub total: u64,
+    /// The files offered.
+    pub files: Vec<OfferedFile>,
+    /// Seconds left before it is declined unanswered.
+    pub expires_in_secs: u64,
+}
+
+impl From<offer::PendingOffer> for PendingOffer {
+    fn from(o: offer::PendingOffer) -> Self {
+        Self {
+            offer_id: o.offer,
+            peer_id: o.peer.to_string(),
+            name: o.name,
+            contact_name: o.contact,
+            verification_code: o.verification_code,
+            total: o.total,
+            files: o.files.into_iter().map(Into::into).collect(),
+            expires_in_secs: o.expires_in_secs,
+        }
+    }
+}
+
+/// A ticket drawn as a QR code: `size` × `size` modules, row after row, `true` for dark.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct QrCode {
+    /// Modules per side.
+    pub size: u32,
+    /// Every module, row-major.
+    pub modules: Vec<bool>,
+}
+
+/// A ticket as a QR code for the app to draw.
+#[uniffi::export]
+pub fn ticket_qr(ticket: String) -> Result<QrCode, MeshdropError> {
+    let qr = ticket.parse::<meshdrop_core::Ticket>()?.qr()?;
+    Ok(QrCode {
+        size: qr.size as u32,
+        modules: qr.dark,
+    })
 }
 
 /// What a platform's DNS-SD driver advertises for this node (Bonjour `NWListener`, Android NSD).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use meshdrop_core::transfer::limits::TransferLimits;
 use meshdrop_ffi::{
     EventListener, MeshdropError, MessageState, Node, NodeConfig, NodeEvent, SendOutcome,
-    start_node,
+    UploadLimits, start_node,
 };
 use tokio::sync::mpsc;
 
@@ -162,6 +162,10 @@ async fn an_offer_is_accepted_through_the_listener_and_delivered() {
         b.node.peer_id(),
         src.path().join("album").display().to_string(),
     );
+    // Bob compared codes with Alice: only contacts may offer files.
+    b.node
+        .add_contact(a.node.peer_id(), "Alice".into())
+        .unwrap();
     let sending = tokio::spawn(async move { sender.send_files(peer, vec![path]).await });
 
     let offer = b
@@ -185,7 +189,7 @@ async fn an_offer_is_accepted_through_the_listener_and_delivered() {
     );
     let dest = tempfile::tempdir().unwrap();
     b.node
-        .accept_offer(offer_id, dest.path().display().to_string(), None)
+        .accept_offer(offer_id, dest.path().display().to_string(), None, false)
         .unwrap();
 
     let outcome = sending.await.unwrap().unwrap();
@@ -402,24 +406,21 @@ async fn a_message_arrives_once_and_its_sender_sees_it_delivered() {
     .await;
     let history = b.node.messages().await.unwrap();
     assert_eq!(history.iter().filter(|m| m.id == id).count(), 1);
-    // Bob met alice: she becomes a contact (named once identified), and her messages carry her name.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let knows_alice = || {
-        let contacts = b.node.contacts().unwrap();
-        contacts
-            .iter()
-            .any(|c| c.peer_id == a.node.peer_id() && c.name == "alice")
-    };
-    while !knows_alice() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "bob never named alice"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Meeting alice made her no contact: her message has no name until bob gives her one.
     let history = b.node.messages().await.unwrap();
     let from = history.iter().find(|m| m.id == id).unwrap();
-    assert_eq!(from.from_name.as_deref(), Some("alice"));
+    assert_eq!(from.from_name, None);
+    assert!(b.node.contacts().unwrap().is_empty());
+    b.node
+        .add_contact(a.node.peer_id(), "Alice".into())
+        .unwrap();
+    let history = b.node.messages().await.unwrap();
+    let from = history.iter().find(|m| m.id == id).unwrap();
+    assert_eq!(from.from_name.as_deref(), Some("Alice"));
+    assert_eq!(
+        b.node.contacts().unwrap()[0].claimed_name.as_deref(),
+        Some("alice")
+    );
 
     let bad = a.node.send_message("not-a-peer".into(), "x".into()).await;
     assert!(
@@ -472,18 +473,35 @@ async fn a_transfer_pauses_resumes_and_cancels() {
     b.shutdown().await;
 }
 
-#[test]
-fn a_phone_on_battery_gets_the_cores_battery_limits() {
-    let config = |on_battery| NodeConfig {
-        data_dir: "/tmp/unused".into(),
-        device_name: None,
-        bind: Vec::new(),
+#[tokio::test]
+async fn a_phone_on_battery_seeds_within_the_battery_limits_and_follows_the_charger() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = NodeConfig {
+        data_dir: dir.path().display().to_string(),
+        device_name: Some("phone".into()),
+        bind: vec!["127.0.0.1".into()],
         mdns: false,
-        on_battery,
+        on_battery: true,
         relays: vec![],
     };
-    let on = meshdrop_core::NodeConfig::try_from(config(true)).unwrap();
-    assert_eq!(on.limits, TransferLimits::on_battery());
-    let off = meshdrop_core::NodeConfig::try_from(config(false)).unwrap();
-    assert_eq!(off.limits, TransferLimits::default());
+    let (tx, _events) = mpsc::unbounded_channel();
+    let phone = start_node(config, Arc::new(Recorder(tx))).await.unwrap();
+    let battery = TransferLimits::on_battery();
+    assert_eq!(
+        phone.upload_limits(),
+        UploadLimits {
+            max_upload_rate: battery.max_upload_rate,
+            upload_slots: battery.upload_slots as u32
+        }
+    );
+    phone.set_on_battery(false);
+    let plugged = TransferLimits::default();
+    assert_eq!(
+        phone.upload_limits(),
+        UploadLimits {
+            max_upload_rate: plugged.max_upload_rate,
+            upload_slots: plugged.upload_slots as u32
+        }
+    );
+    phone.shutdown().await.unwrap();
 }

@@ -1,13 +1,15 @@
 //! One function per subcommand. Commands other than `run`, `relay` and `demo` ask the node
 //! running on the data dir, or start one for their own duration when none runs (`id`, `inbox`,
-//! `contacts` and `room` open the data dir without a node instead).
+//! `contacts` and `room` open the data dir without a node instead; `visibility` needs the
+//! running node).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
+use meshdrop_core::transfer::Visibility;
 use meshdrop_core::transfer::limits::TransferLimits;
-use meshdrop_core::{Event, Multiaddr, Node, NodeConfig};
+use meshdrop_core::{Multiaddr, Node, NodeConfig};
 
 use crate::control::{Backend, server};
 use crate::output::Output;
@@ -25,8 +27,10 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Id => id(&cli, data_dir, out).await,
         Command::Run { accept, out: dest } => {
             let dest = match dest {
-                Some(d) => d.clone(),
-                None => std::env::current_dir()?,
+                Some(d) => {
+                    std::path::absolute(d).with_context(|| format!("cannot use {}", d.display()))?
+                }
+                None => receive_dir(data_dir),
             };
             let answerer = crate::push::Answerer::new(*accept, dest);
             run(&cli, data_dir, out, answerer).await
@@ -37,23 +41,26 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Peers { timeout } => peers(&cli, data_dir, out, *timeout).await,
         Command::Connect { address } => connect(&cli, data_dir, out, address).await,
-        Command::Contacts => {
-            let contacts = Backend::offline(data_dir, None).await?.contacts().await?;
-            out.contacts(&contacts);
-            Ok(())
+        Command::Contacts { command } => {
+            crate::contacts::run(data_dir, out, command.as_ref()).await
         }
+        Command::Shares => crate::shares::list(&cli, data_dir, out).await,
+        Command::Unshare { id } => crate::shares::unshare(&cli, data_dir, out, id).await,
+        Command::Visibility { set } => visibility(data_dir, out, set.map(Into::into)).await,
         Command::Demo { nodes } => crate::demo::run(*nodes, out).await,
         Command::Relay(opts) => crate::relay::run(data_dir, out, &cli.bind, opts).await,
         Command::Msg {
             peer,
             text,
             attach,
+            pin,
             wait,
         } => {
             let send = crate::messaging::Send {
                 to: peer,
                 text,
                 attach,
+                pin: *pin,
                 wait: Duration::from_secs(*wait),
             };
             crate::messaging::msg(&cli, data_dir, out, send).await
@@ -80,6 +87,44 @@ fn default_data_dir() -> Result<PathBuf> {
     directories::ProjectDirs::from("", "", "meshdrop")
         .map(|d| d.data_dir().to_path_buf())
         .ok_or_else(|| anyhow!("no home directory: pass --data-dir"))
+}
+
+/// Where `run` puts accepted offers by default: a folder of their own, `meshdrop` in the
+/// platform's Downloads folder, else `<data dir>/received`; never the current directory or home.
+pub fn receive_dir(data_dir: &Path) -> PathBuf {
+    directories::UserDirs::new()
+        .and_then(|u| u.download_dir().map(|d| d.join("meshdrop")))
+        .unwrap_or_else(|| data_dir.join("received"))
+}
+
+/// Who may offer files to a node this command starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Visible {
+    /// Nobody: every offer is declined at once.
+    Off,
+    /// Contacts only: strangers' offers are declined at once.
+    Contacts,
+    /// Everyone nearby may offer (`run --accept` decides).
+    Everyone,
+}
+
+impl From<Visible> for Visibility {
+    fn from(v: Visible) -> Self {
+        match v {
+            Visible::Off => Visibility::Off,
+            Visible::Contacts => Visibility::Contacts,
+            Visible::Everyone => Visibility::Everyone,
+        }
+    }
+}
+
+/// The word for a visibility, as `--visible` takes it.
+pub fn visibility_word(v: Visibility) -> &'static str {
+    match v {
+        Visibility::Off => "off",
+        Visibility::Contacts => "contacts",
+        Visibility::Everyone => "everyone",
+    }
 }
 
 /// Parses a multiaddr typed by a user, with an error that says what a valid one looks like.
@@ -135,6 +180,8 @@ pub(crate) fn config(cli: &Cli, data_dir: &Path) -> Result<NodeConfig> {
     };
     config.name = cli.name.clone();
     config.mdns = !cli.no_mdns;
+    // No time bound on the desktop: as given, until the node stops or is told otherwise.
+    config.visibility = cli.visible.into();
     config.limits = TransferLimits {
         max_upload_rate: cli.max_upload_rate,
         max_download_rate: cli.max_download_rate,
@@ -175,6 +222,7 @@ async fn run(
         })?;
     let mut events = node.events();
     let server = server::serve(node.clone(), data_dir)?;
+    answerer.announce(out, node.visibility());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch SIGTERM")?;
     loop {
@@ -182,8 +230,8 @@ async fn run(
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     out.event(&ev);
-                    if let Event::OfferReceived { offer, name, files, .. } = &ev
-                        && let Err(e) = answerer.answer(&node, out, *offer, name, files).await
+                    if let Some(offer) = crate::prompt::Offer::of(&ev)
+                        && let Err(e) = answerer.answer(&node, out, &offer).await
                     {
                         tracing::warn!(error = %e, "cannot answer the offer");
                     }
@@ -203,6 +251,24 @@ async fn run(
     // Print what happened during the stop (peers told, the final `stopped`).
     while let Ok(ev) = events.try_recv() {
         out.event(&ev);
+    }
+    Ok(())
+}
+
+/// `visibility [LEVEL]`: who may offer files to the running node, changed first when given.
+async fn visibility(data_dir: &Path, out: Output, set: Option<Visibility>) -> Result<()> {
+    let mut backend = Backend::offline(data_dir, None).await?;
+    if !matches!(backend, Backend::Remote(_)) {
+        bail!(
+            "no node runs on this data dir: start one with `meshdrop --visible WHO run` (WHO: \
+             off, contacts or everyone)"
+        );
+    }
+    let now = visibility_word(backend.visibility(set).await?);
+    if out.json {
+        out.raw(&serde_json::json!({"event": "visibility", "visible": now}));
+    } else {
+        println!("visible to: {now}");
     }
     Ok(())
 }

@@ -44,7 +44,7 @@ pub async fn run(count: usize, out: Output) -> Result<()> {
     );
     let started = Instant::now();
     let mut nodes = Vec::new();
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Event)>();
+    let (tx, rx) = mpsc::unbounded_channel::<(usize, Event)>();
     for (i, dir) in dirs.iter().enumerate() {
         let node = Node::start(NodeConfig::loopback(dir.path()).with_name(NAMES[i])).await?;
         let mut events = node.events();
@@ -63,20 +63,119 @@ pub async fn run(count: usize, out: Output) -> Result<()> {
         .enumerate()
         .map(|(i, n)| (n.peer_id(), i))
         .collect();
-    let mut seen: BTreeMap<(usize, usize), Seen> = BTreeMap::new();
+    let mut watch = Watch {
+        rx,
+        index,
+        seen: BTreeMap::new(),
+        started,
+    };
     let all_pairs = count * (count - 1);
 
     // 1. Everyone finds and connects to everyone.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while seen.values().filter(|s| s.connected.is_some()).count() < all_pairs {
-        let Ok(Some((i, ev))) = tokio::time::timeout_at(deadline, rx.recv()).await else {
-            break;
-        };
-        record(&mut seen, &index, i, &ev, started.elapsed());
-    }
-    let connected = seen.values().filter(|s| s.connected.is_some()).count();
+    let connected = |seen: &Pairs| seen.values().filter(|s| s.connected.is_some()).count();
+    watch
+        .until(DEADLINE, |seen| connected(seen) >= all_pairs)
+        .await;
+    let connected = connected(&watch.seen);
+    report_pairs(&watch.seen, all_pairs, out);
 
-    for ((a, b), s) in &seen {
+    // 2. A trip folder travels: alice shares, bob fetches from alice, then the last node fetches
+    //    from alice and bob at once (every downloader is also a seeder).
+    let trip = tempfile::tempdir()?;
+    share_step(&nodes, trip.path(), out).await?;
+
+    // 2a. An offer pushed to a nearby device: refused from a stranger; accepted once the
+    //     receiver compared codes and added the sender as a contact.
+    let pushed = tempfile::tempdir()?;
+    let ends = ((&nodes[0], NAMES[0]), (&nodes[1], NAMES[1]));
+    crate::demo_offer::offer_step(ends.0, ends.1, pushed.path(), out).await?;
+
+    // 2b. A friend on another network: only a ticket through a relay (run here on 127.0.0.1).
+    let beyond = tempfile::tempdir()?;
+    crate::demo_relay::relay_step(beyond.path(), out).await?;
+
+    // 3. One node leaves; the others are told by its mDNS goodbye.
+    let leaver = count - 1;
+    let leave_started = Instant::now();
+    nodes[leaver].stop().await?;
+    let lost = |seen: &Pairs, i: usize| seen.get(&(i, leaver)).is_some_and(|s| s.lost);
+    watch
+        .until(Duration::from_secs(10), |seen| {
+            (0..leaver).all(|i| lost(seen, i))
+        })
+        .await;
+    let seen = &watch.seen;
+    let noticed = (0..leaver).filter(|i| lost(seen, *i)).count();
+    say(
+        out,
+        "demo_peer_left",
+        json!({"peer": NAMES[leaver], "noticed_by": noticed, "of": leaver,
+            "ms": leave_started.elapsed().as_millis()}),
+        &format!(
+            "{} stopped; {noticed}/{leaver} others reported it lost within {} ms",
+            NAMES[leaver],
+            leave_started.elapsed().as_millis()
+        ),
+    );
+
+    // 4. A message reaches the node that left, carried by another, while the sender is away too.
+    let carried = if leaver >= 2 {
+        let ends = crate::demo_message::Ends {
+            sender: (dirs[0].path(), NAMES[0]),
+            recipient: (dirs[leaver].path(), NAMES[leaver]),
+        };
+        crate::demo_message::carry_step(&nodes[0], ends, out).await
+    } else {
+        Ok(())
+    };
+
+    for node in &nodes[..leaver] {
+        node.stop().await?;
+    }
+    carried?;
+    let codes_match = seen
+        .iter()
+        .all(|((a, b), s)| seen.get(&(*b, *a)).is_some_and(|o| o.code == s.code));
+    if connected < all_pairs || noticed < leaver || !codes_match {
+        return Err(anyhow!("the demo did not complete: see the report above"));
+    }
+    say(
+        out,
+        "demo_finished",
+        json!({"ok": true}),
+        "Demo complete: every node found and connected to every other, codes matched, the folder arrived verified on every node, a stranger's offer was refused and a contact added by code got through, a friend beyond the LAN got a file through a relay, a departure was noticed, and a message reached a device that was off through a carrier.",
+    );
+    Ok(())
+}
+
+/// What each node saw of each other one, by (observer, observed).
+type Pairs = BTreeMap<(usize, usize), Seen>;
+
+/// The nodes' events as they come, recorded per pair.
+struct Watch {
+    rx: mpsc::UnboundedReceiver<(usize, Event)>,
+    index: HashMap<PeerId, usize>,
+    seen: Pairs,
+    started: Instant,
+}
+
+impl Watch {
+    /// Records events until `done` holds or `within` passed.
+    async fn until(&mut self, within: Duration, done: impl Fn(&Pairs) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done(&self.seen) {
+            let Ok(Some((i, ev))) = tokio::time::timeout_at(deadline, self.rx.recv()).await else {
+                break;
+            };
+            record(&mut self.seen, &self.index, i, &ev, self.started.elapsed());
+        }
+    }
+}
+
+/// Reports each connected pair (transport, the code on both screens) and the timings.
+fn report_pairs(seen: &Pairs, all_pairs: usize, out: Output) {
+    let connected = seen.values().filter(|s| s.connected.is_some()).count();
+    for ((a, b), s) in seen {
         if s.connected.is_some() && a < b {
             let back = seen
                 .get(&(*b, *a))
@@ -120,79 +219,9 @@ pub async fn run(count: usize, out: Output) -> Result<()> {
             connect_ms.iter().max().unwrap_or(&0)
         ),
     );
-
-    // 2. A trip folder travels: alice shares, bob fetches from alice, then the last node fetches
-    //    from alice and bob at once (every downloader is also a seeder).
-    let trip = tempfile::tempdir()?;
-    share_step(&nodes, trip.path(), out).await?;
-
-    // 2b. A friend on another network: only a ticket through a relay (run here on 127.0.0.1).
-    let beyond = tempfile::tempdir()?;
-    crate::demo_relay::relay_step(beyond.path(), out).await?;
-
-    // 3. One node leaves; the others are told by its mDNS goodbye.
-    let leaver = count - 1;
-    let leave_started = Instant::now();
-    nodes[leaver].stop().await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while (0..leaver).any(|i| !seen.get(&(i, leaver)).is_some_and(|s| s.lost)) {
-        let Ok(Some((i, ev))) = tokio::time::timeout_at(deadline, rx.recv()).await else {
-            break;
-        };
-        record(&mut seen, &index, i, &ev, started.elapsed());
-    }
-    let noticed = (0..leaver)
-        .filter(|i| seen.get(&(*i, leaver)).is_some_and(|s| s.lost))
-        .count();
-    say(
-        out,
-        "demo_peer_left",
-        json!({"peer": NAMES[leaver], "noticed_by": noticed, "of": leaver,
-            "ms": leave_started.elapsed().as_millis()}),
-        &format!(
-            "{} stopped; {noticed}/{leaver} others reported it lost within {} ms",
-            NAMES[leaver],
-            leave_started.elapsed().as_millis()
-        ),
-    );
-
-    // 4. A message reaches the node that left, carried by another, while the sender is away too.
-    let carried = if leaver >= 2 {
-        let ends = crate::demo_message::Ends {
-            sender: (dirs[0].path(), NAMES[0]),
-            recipient: (dirs[leaver].path(), NAMES[leaver]),
-        };
-        crate::demo_message::carry_step(&nodes[0], ends, out).await
-    } else {
-        Ok(())
-    };
-
-    for node in &nodes[..leaver] {
-        node.stop().await?;
-    }
-    carried?;
-    let codes_match = seen
-        .iter()
-        .all(|((a, b), s)| seen.get(&(*b, *a)).is_some_and(|o| o.code == s.code));
-    if connected < all_pairs || noticed < leaver || !codes_match {
-        return Err(anyhow!("the demo did not complete: see the report above"));
-    }
-    say(
-        out,
-        "demo_finished",
-        json!({"ok": true}),
-        "Demo complete: every node found and connected to every other, codes matched, the folder arrived verified on every node, a friend beyond the LAN got a file through a relay, a departure was noticed, and a message reached a device that was off through a carrier.",
-    );
-    Ok(())
 }
 
-fn record(
-    seen: &mut BTreeMap<(usize, usize), Seen>,
-    index: &HashMap<PeerId, usize>,
-    i: usize,
-    ev: &Event,
-    at: Duration,
-) {
+fn record(seen: &mut Pairs, index: &HashMap<PeerId, usize>, i: usize, ev: &Event, at: Duration) {
     let peer = match ev {
         Event::PeerDiscovered { peer, .. }
         | Event::PeerConnected { peer, .. }
@@ -249,7 +278,7 @@ async fn share_step(nodes: &[Node], root: &std::path::Path, out: Output) -> Resu
     for (i, node) in nodes.iter().enumerate().skip(1) {
         let dest = root.join(NAMES[i]);
         let spec = meshdrop_core::DownloadSpec {
-            ticket: meshdrop_core::Ticket::new(ticket.content, providers.clone()),
+            ticket: meshdrop_core::Ticket::new(ticket.content, ticket.key, providers.clone()),
             dest: dest.clone(),
             files: None,
         };
@@ -284,7 +313,11 @@ async fn share_step(nodes: &[Node], root: &std::path::Path, out: Output) -> Resu
             return Err(anyhow!("{} received different bytes", NAMES[i]));
         }
         // Whoever has the share now seeds it to the next.
-        providers.push(node.ticket_for(ticket.content).providers.remove(0));
+        providers.push(
+            node.ticket_for(ticket.content, ticket.key)
+                .providers
+                .remove(0),
+        );
     }
     Ok(())
 }

@@ -50,6 +50,7 @@ pub async fn relay_step(dir: &Path, out: Output) -> Result<()> {
     }
     let ticket = Ticket::new(
         shared.content,
+        shared.key,
         vec![Provider {
             peer: far.peer_id(),
             addrs: relayed,

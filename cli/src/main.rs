@@ -1,14 +1,20 @@
 //! `meshdrop`: run a node, find nearby devices, connect to them. See `meshdrop --help`.
 
 mod commands;
+mod contacts;
 mod control;
 mod demo;
 mod demo_message;
+mod demo_offer;
 mod demo_relay;
 mod messaging;
 mod output;
+mod prompt;
 mod push;
 mod relay;
+mod resolve;
+mod shares;
+mod text;
 mod transfer;
 
 use std::net::IpAddr;
@@ -50,6 +56,16 @@ pub struct Cli {
     /// address `meshdrop relay` prints, ending in /p2p/<relay peer id>).
     #[arg(long = "relay", global = true, value_name = "MULTIADDR")]
     relays: Vec<String>,
+    /// Who may offer files to the node this command starts: nobody, contacts only, or everyone
+    /// nearby (kept until the node stops; `meshdrop visibility` changes a running node's).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHO",
+        default_value = "contacts"
+    )]
+    visible: commands::Visible,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,16 +76,19 @@ enum Command {
     Id,
     /// Run the node in the foreground until Ctrl-C, printing events and answering offers.
     Run {
-        /// What to do with files nearby devices offer.
+        /// What to do with files nearby devices offer: ask, all (from contacts; strangers'
+        /// offers are declined), none.
         #[arg(long, value_enum, default_value = "ask")]
         accept: push::Accept,
-        /// Where accepted files go (default: the current directory).
+        /// The folder accepted files go into, created when missing (default: the Downloads
+        /// folder's `meshdrop`, else `<data dir>/received`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
-    /// Offer files to a nearby device (a peer id or a device name); it accepts or declines.
+    /// Offer files to a nearby device (a contact's name, a peer id, or a name a device claims);
+    /// it accepts or declines.
     Send {
-        /// The receiving device: its peer id or its name.
+        /// The receiving device: a contact's name, a peer id, or the name it claims.
         peer: String,
         /// The files and folders to send.
         #[arg(required = true, value_name = "PATH")]
@@ -96,29 +115,49 @@ enum Command {
     Get(transfer::GetOpts),
     /// Send a message to a peer (or a room): stored first, delivered directly or carried by others.
     Msg {
-        /// The recipient: a peer id, the name of a device met before, or `room:ID`.
+        /// The recipient: a contact's name, a peer id, `room:ID`, or the name a device claims.
         peer: String,
         /// The text.
         text: String,
         /// Attach files and folders: shared from this device, the message carries the ticket
-        /// (the recipient downloads it with `meshdrop get`).
+        /// (the recipient downloads it with `meshdrop get`); served for 7 days.
         #[arg(long, value_name = "PATH", num_args = 1..)]
         attach: Vec<PathBuf>,
+        /// Serve the attachment until `meshdrop unshare`, not only for 7 days.
+        #[arg(long, requires = "attach")]
+        pin: bool,
         /// When no node runs here, how long to try handing it over (seconds).
         #[arg(long, default_value_t = 30)]
         wait: u64,
     },
     /// List stored messages (with --json: one object per message).
     Inbox,
-    /// List the devices this one knows, met or named by a room invite (with --json: one object
-    /// per device).
-    Contacts,
+    /// The contacts: devices the user chose to trust, by the names the user gave them
+    /// (list, add after comparing the code, rename, remove).
+    Contacts {
+        #[command(subcommand)]
+        command: Option<contacts::ContactsCommand>,
+    },
+    /// List what this device serves: id, kind, name, size, since, bytes served, expiry.
+    Shares,
+    /// Stop serving a share at once (`meshdrop shares` lists the ids); its ticket opens nothing
+    /// here any more.
+    Unshare {
+        /// The share's id.
+        id: String,
+    },
+    /// Show, or change, who may offer files to the running node (until changed again).
+    Visibility {
+        /// The new visibility.
+        #[arg(value_enum)]
+        set: Option<commands::Visible>,
+    },
     /// Chat on the terminal in a room or with a peer: incoming messages shown, typed lines sent.
     Chat {
         /// The room (name or id).
         #[arg(long)]
         room: Option<String>,
-        /// The peer (peer id, or the name of a device met before).
+        /// The peer (a contact's name, a peer id, or the name a device claims).
         #[arg(long, conflicts_with = "room")]
         peer: Option<String>,
     },
@@ -149,10 +188,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
+    let result = runtime.block_on(commands::dispatch(cli));
+    // A thread blocked reading the terminal (`run --accept ask`, `chat`) never ends by itself.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors may quote what peers said (reasons, names).
+            eprintln!("error: {}", text::clean(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -1,15 +1,14 @@
 //! Messages on the terminal: `msg PEER TEXT [--attach PATH...]`, `inbox`, `chat`,
 //! `room create|join|list`. Each asks the node running on the data dir when there is one;
 //! otherwise `msg` and `chat` start a node for their own duration, and `inbox` and `room` open
-//! the data dir without a node. A peer is named by its peer id or by the name of a device met
-//! before.
+//! the data dir without a node. A peer is named by a contact's name, its peer id, or (through
+//! the running node, with a warning) the name a stranger claims.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use meshdrop_core::store::Contact;
 use meshdrop_core::{Event, Message, MessageId, MessageState, Recipient};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
@@ -18,6 +17,7 @@ use crate::Cli;
 use crate::commands::{absolute, config};
 use crate::control::{Backend, Request};
 use crate::output::Output;
+use crate::text::clean;
 
 /// What to do with rooms.
 #[derive(clap::Subcommand, Debug)]
@@ -44,6 +44,8 @@ pub struct Send<'a> {
     pub text: &'a str,
     /// Files and folders to attach.
     pub attach: &'a [PathBuf],
+    /// Serve the attachment until unshared.
+    pub pin: bool,
     /// When no node runs here, how long to try handing the message over.
     pub wait: Duration,
 }
@@ -57,9 +59,11 @@ pub async fn msg(cli: &Cli, data_dir: &Path, out: Output, send: Send<'_>) -> Res
     // Resolved before a node starts: a mistyped name costs no network.
     let mut backend = Backend::offline(data_dir, None).await?;
     let remote = matches!(backend, Backend::Remote(_));
-    let to = match resolve(send.to, &backend.contacts().await?) {
+    let to = match recipient(&mut backend, send.to).await {
         Ok(to) if remote => {
-            let id = backend.send_message(to, send.text, attach).await?;
+            let id = backend
+                .send_message(to, send.text, attach, send.pin)
+                .await?;
             report(
                 out,
                 id,
@@ -75,7 +79,7 @@ pub async fn msg(cli: &Cli, data_dir: &Path, out: Output, send: Send<'_>) -> Res
         }
     };
     let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
-    let state = send_and_follow(&mut backend, to, send.text, attach, send.wait).await;
+    let state = send_and_follow(&mut backend, to, send.text, (attach, send.pin), send.wait).await;
     backend.close().await?;
     let (id, state) = state?;
     let note = match state {
@@ -94,14 +98,14 @@ async fn send_and_follow(
     backend: &mut Backend,
     to: Recipient,
     text: &str,
-    attach: Vec<PathBuf>,
+    (attach, pin): (Vec<PathBuf>, bool),
     wait: Duration,
 ) -> Result<(MessageId, MessageState)> {
     let mut events = match &*backend {
         Backend::Local(node) => Some(node.events()),
         _ => None,
     };
-    let id = backend.send_message(to, text, attach).await?;
+    let id = backend.send_message(to, text, attach, pin).await?;
     let state = match &mut events {
         Some(events) => follow(events, id, wait).await,
         None => MessageState::Queued,
@@ -109,28 +113,35 @@ async fn send_and_follow(
     Ok((id, state))
 }
 
-/// The recipient a user typed: a peer id, `room:ID`, or the name of exactly one known device.
-fn resolve(typed: &str, contacts: &[Contact]) -> Result<Recipient> {
-    let typed = typed.trim();
-    if let Ok(to) = typed.parse::<Recipient>() {
-        return Ok(to);
+/// The recipient a user typed: `room:ID`, or a peer (see [`crate::resolve::peer`]; the names
+/// strangers claim are known only to a running node). A stranger found by its claim is used
+/// with a warning on stderr.
+async fn recipient(backend: &mut Backend, typed: &str) -> Result<Recipient> {
+    if let Ok(Recipient::Room(room)) = typed.trim().parse::<Recipient>() {
+        return Ok(Recipient::Room(room));
     }
-    let named: Vec<&Contact> = contacts.iter().filter(|c| c.name == typed).collect();
-    match named.as_slice() {
-        [one] => Ok(Recipient::Peer(one.peer)),
-        [] => bail!(
-            "{typed:?} is not a peer id, room:ID, nor the name of a device met before \
-             (see `meshdrop peers` and `meshdrop room list`)"
-        ),
-        many => {
-            let ids: Vec<String> = many.iter().map(|c| c.peer.to_string()).collect();
-            bail!(
-                "{} devices are named {typed:?}; say which by peer id: {}",
-                many.len(),
-                ids.join(", ")
-            )
-        }
+    let (me, _) = backend.id().await?;
+    let contacts = backend.contacts().await?;
+    let remote = matches!(backend, Backend::Remote(_));
+    let peers = match remote {
+        true => backend.peers().await?,
+        false => Vec::new(),
+    };
+    let Some(target) = crate::resolve::peer(typed, &contacts, &peers, &me)? else {
+        let claims = match remote {
+            true => "nor a name a device nearby claims",
+            false => "(the names devices claim are known only to a running node)",
+        };
+        bail!(
+            "{:?} is not a peer id, room:ID, nor a contact's name {claims}; see `meshdrop \
+             contacts` and `meshdrop peers`",
+            clean(typed.trim())
+        );
+    };
+    if let Some(warning) = target.warning(&me) {
+        eprintln!("{warning}");
     }
+    Ok(Recipient::Peer(target.peer))
 }
 
 /// Waits until message `id` is handed over (or delivered, or failed), at most `wait`; after a
@@ -187,16 +198,17 @@ pub fn print_message(out: Output, m: &Message) {
     if out.json {
         out.raw(&json!(m));
     } else {
-        let from = match &m.from_name {
-            Some(name) => name.clone(),
-            None => short(&m.from.to_string()),
+        let from = match (&m.from_name, m.outgoing) {
+            (Some(name), _) => clean(name).into_owned(),
+            (None, true) => short(&m.from.to_string()),
+            (None, false) => format!("{} (not a contact)", short(&m.from.to_string())),
         };
         println!(
             "{}  {from} → {}  [{}]  {}",
             utc(m.time),
             short(&m.to.to_string()),
             m.state.as_str(),
-            m.text
+            clean(&m.text)
         );
         if let Some(ticket) = &m.attachment {
             println!("  attachment (meshdrop get): {ticket}");
@@ -254,7 +266,7 @@ pub async fn room(data_dir: &Path, out: Output, cmd: &RoomCommand) -> Result<()>
             v["event"] = json!("room");
             out.raw(&v);
         } else {
-            println!("{}  room:{}\n  invite: {}", r.name, r.id, r.invite);
+            println!("{}  room:{}\n  invite: {}", clean(&r.name), r.id, r.invite);
         }
     }
     if rooms.is_empty() && !out.json {
@@ -287,7 +299,7 @@ async fn chat_loop(
     let rooms = backend.rooms().await?;
     let target = match (room, peer) {
         (Some(_), Some(_)) => bail!("chat either in a room or with a peer, not both"),
-        (None, Some(p)) => match resolve(p, &backend.contacts().await?)? {
+        (None, Some(p)) => match recipient(backend, p).await? {
             Recipient::Peer(p) => Recipient::Peer(p),
             Recipient::Room(_) => bail!("{p:?} is a room: use --room"),
         },
@@ -330,7 +342,7 @@ async fn chat_loop(
         tokio::select! {
             line = lines.recv() => match line {
                 Some(line) if !line.trim().is_empty() => {
-                    backend.send_message(target, line.trim(), Vec::new()).await?;
+                    backend.send_message(target, line.trim(), Vec::new(), false).await?;
                 }
                 Some(_) => {}
                 None => return Ok(()),
@@ -344,42 +356,5 @@ async fn chat_loop(
             }
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn contact(name: &str) -> Contact {
-        Contact {
-            peer: meshdrop_core::PeerId::random(),
-            name: name.into(),
-            first_seen: 1,
-            last_seen: Some(2),
-        }
-    }
-
-    #[test]
-    fn a_recipient_is_a_peer_id_a_room_or_the_name_of_exactly_one_contact() {
-        let (ana, ben) = (contact("ana"), contact("ben"));
-        let twin = contact("ben");
-        let contacts = [ana.clone(), ben.clone(), twin.clone()];
-        assert_eq!(
-            resolve(" ana ", &contacts).unwrap(),
-            Recipient::Peer(ana.peer)
-        );
-        let by_id = resolve(&twin.peer.to_string(), &contacts).unwrap();
-        assert_eq!(by_id, Recipient::Peer(twin.peer));
-        let room = format!("room:{}", "ab".repeat(32));
-        assert!(matches!(resolve(&room, &[]).unwrap(), Recipient::Room(_)));
-        let ambiguous = resolve("ben", &contacts).unwrap_err().to_string();
-        assert!(
-            ambiguous.contains("2 devices are named \"ben\""),
-            "{ambiguous}"
-        );
-        assert!(ambiguous.contains(&ben.peer.to_string()), "{ambiguous}");
-        let unknown = resolve("cai", &contacts).unwrap_err().to_string();
-        assert!(unknown.contains("is not a peer id"), "{unknown}");
     }
 }

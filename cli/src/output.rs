@@ -1,12 +1,14 @@
-//! Everything the CLI prints on stdout: JSON lines with `--json`, friendly text otherwise.
+//! Everything the CLI prints on stdout: JSON lines with `--json` (exact), friendly text otherwise
+//! (with what peers chose neutralised by [`clean`]).
 
 use std::path::Path;
 
 use indicatif::HumanBytes;
-use meshdrop_core::store::Contact;
 use meshdrop_core::{DownloadReport, Event, PeerInfo, Ticket};
 use serde::Serialize;
 use serde_json::json;
+
+use crate::text::{clean, who};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -33,13 +35,15 @@ impl Output {
         }
         match event {
             Event::Listening { peer, name, addrs } => {
-                println!("{name} ({peer}) is up, listening on:");
+                println!("{} ({peer}) is up, listening on:", clean(name));
                 for a in addrs {
                     println!("  {a}");
                 }
             }
-            Event::PeerDiscovered { peer, name, .. } => println!("found     {name}  {peer}"),
-            Event::PeerLost { peer, name } => println!("lost      {name}  {peer}"),
+            Event::PeerDiscovered { peer, name, .. } => {
+                println!("found     {}?  {peer}", clean(name))
+            }
+            Event::PeerLost { peer, name } => println!("lost      {}?  {peer}", clean(name)),
             Event::PeerConnected {
                 peer,
                 transport,
@@ -50,24 +54,45 @@ impl Output {
             ),
             Event::PeerIdentified {
                 peer, name, agent, ..
-            } => println!("identified {name} ({agent}) {peer}"),
+            } => println!("identified {}? ({}) {peer}", clean(name), clean(agent)),
             Event::PeerDisconnected { peer } => println!("disconnected {peer}"),
             Event::ConnectionUpgraded {
                 peer, transport, ..
             } => println!("direct    {peer} over {transport:?} (no longer through the relay)"),
             Event::HolePunchFailed { peer, error } => {
-                println!("relayed   {peer}: hole punching failed ({error})")
+                println!("relayed   {peer}: hole punching failed ({})", clean(error))
             }
             Event::RelayReserved { addr, .. } => println!("reachable through a relay at {addr}"),
-            Event::RelayFailed { relay, reason } => println!("relay {relay}: {reason}"),
+            Event::RelayFailed { relay, reason } => println!("relay {relay}: {}", clean(reason)),
             Event::Reachability { status, addr } => match addr {
                 Some(a) => println!("reachability: {status:?} at {a}"),
                 None => println!("reachability: {status:?}"),
             },
             Event::DialFailed { peer, error } => match peer {
-                Some(p) => println!("could not reach {p}: {error}"),
-                None => println!("could not reach peer: {error}"),
+                Some(p) => println!("could not reach {p}: {}", clean(error)),
+                None => println!("could not reach peer: {}", clean(error)),
             },
+            Event::Stopped => println!("stopped"),
+            // Listed one by one: a new kind of event is a compile error here, not silence.
+            ev @ (Event::TransferProgress { .. }
+            | Event::ShareDistributed { .. }
+            | Event::TransferFinished { .. }
+            | Event::TransferFailed { .. }
+            | Event::OfferReceived { .. }
+            | Event::OfferRefused { .. }
+            | Event::OfferExpired { .. }
+            | Event::OfferAccepted { .. }
+            | Event::OfferDeclined { .. }
+            | Event::SendProgress { .. }
+            | Event::MessageReceived { .. }
+            | Event::MessageStateChanged { .. }) => self.transfer_event(ev),
+        }
+    }
+
+    /// Prints an event of a transfer, an offer or a message (text mode; [`Output::event`] sends
+    /// only those here).
+    fn transfer_event(&self, event: &Event) {
+        match event {
             Event::TransferProgress {
                 transfer,
                 done,
@@ -86,22 +111,36 @@ impl Output {
             } => println!("transfer {transfer}: finished, {bytes} bytes verified"),
             Event::TransferFailed {
                 transfer, error, ..
-            } => println!("transfer {transfer}: failed: {error}"),
+            } => println!("transfer {transfer}: failed: {}", clean(error)),
             Event::OfferReceived {
                 offer,
                 name,
+                contact,
                 verification_code,
                 files,
                 total,
                 ..
             } => println!(
-                "offer {offer}: {name} wants to send {} files ({total} bytes), verification code {verification_code}",
-                files.len()
+                "offer {offer}: {} wants to send {} file{} ({}), verification code {verification_code}",
+                who(contact.as_deref(), name),
+                files.len(),
+                if files.len() == 1 { "" } else { "s" },
+                HumanBytes(*total)
             ),
+            Event::OfferRefused { peer, name, reason } => println!(
+                "refused an offer from {}? ({peer}): {}",
+                clean(name),
+                clean(reason)
+            ),
+            Event::OfferExpired { offer } => {
+                println!("offer {offer}: not answered in time, declined")
+            }
             Event::OfferAccepted { peer, files, .. } => {
                 println!("{peer} accepted {files} files")
             }
-            Event::OfferDeclined { peer, reason, .. } => println!("{peer} declined: {reason}"),
+            Event::OfferDeclined { peer, reason, .. } => {
+                println!("{peer} declined: {}", clean(reason))
+            }
             Event::SendProgress {
                 peer, done, total, ..
             } => println!("{peer} has {done}/{total} bytes"),
@@ -109,7 +148,7 @@ impl Output {
             Event::MessageStateChanged { id, state } => {
                 println!("message {id}: {}", state.as_str())
             }
-            Event::Stopped => println!("stopped"),
+            _ => {}
         }
     }
 
@@ -141,7 +180,11 @@ impl Output {
                 (false, true) => "nearby",
                 (false, false) => "known",
             };
-            let name = if p.name.is_empty() { "?" } else { &p.name };
+            let name = match (&p.contact, p.name.is_empty()) {
+                (Some(given), true) => clean(given).into_owned(),
+                (Some(given), false) => format!("{} (claims {:?})", clean(given), clean(&p.name)),
+                (None, _) => who(None, &p.name),
+            };
             println!(
                 "{name}  {}  [{state}]  code {}",
                 p.peer, p.verification_code
@@ -219,31 +262,6 @@ impl Output {
             );
         } else {
             println!("seeding until Ctrl-C; others can fetch from this device with:\n{ticket}");
-        }
-    }
-
-    /// Prints the devices this one knows.
-    pub fn contacts(&self, contacts: &[Contact]) {
-        if self.json {
-            for c in contacts {
-                let mut v = json!(c);
-                v["event"] = json!("contact");
-                self.line(&v);
-            }
-            return;
-        }
-        if contacts.is_empty() {
-            println!("no contacts yet");
-        }
-        for c in contacts {
-            let name = if c.name.is_empty() { "?" } else { &c.name };
-            match c.last_seen {
-                Some(secs) => {
-                    let seen = crate::messaging::utc(secs.saturating_mul(1000));
-                    println!("{name}  {}  last met {seen} UTC", c.peer);
-                }
-                None => println!("{name}  {}  known from a room invite", c.peer),
-            }
         }
     }
 

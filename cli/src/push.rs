@@ -1,12 +1,14 @@
 //! The AirDrop flow on the terminal: `send PEER PATH...` offers files to a nearby device, and
-//! `run --accept ask|all|none` answers the offers that arrive.
+//! `run --accept ask|all|none` answers the offers that arrive (`all` from contacts only; the
+//! terminal question is in `prompt.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use meshdrop_core::Node;
-use meshdrop_core::transfer::offer::{Decision, OfferedFile, SendOutcome};
+use meshdrop_core::transfer::Visibility;
+use meshdrop_core::transfer::offer::{ANSWER_TIMEOUT, Decision, SendOutcome};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -16,16 +18,28 @@ use crate::commands::{absolute, config};
 use crate::control::backend::unexpected;
 use crate::control::{Backend, Request, Response, Step, Update};
 use crate::output::Output;
+use crate::prompt::{Answer, Offer, parse_answer};
+use crate::text::{clean, who};
 
 /// What `run` does with an incoming offer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Accept {
-    /// Ask on the terminal: accept all, pick files, or decline.
+    /// Ask on the terminal: accept all (and add the sender as a contact), pick files, or decline.
     Ask,
-    /// Accept every offer.
+    /// Accept every offer from a contact; decline strangers'.
     All,
     /// Decline every offer.
     None,
+}
+
+impl Accept {
+    fn word(self) -> &'static str {
+        match self {
+            Accept::Ask => "ask",
+            Accept::All => "all",
+            Accept::None => "none",
+        }
+    }
 }
 
 /// Answers offers for `run`: by policy, or by asking on the terminal one offer at a time.
@@ -36,7 +50,8 @@ pub struct Answerer {
 }
 
 impl Answerer {
-    /// Offers are saved under `dest`; `ask` reads answers from standard input.
+    /// Offers are saved under `dest` (created when missing); `ask` reads answers from standard
+    /// input.
     pub fn new(policy: Accept, dest: PathBuf) -> Self {
         let lines = (policy == Accept::Ask).then(|| {
             let (tx, rx) = mpsc::channel(8);
@@ -57,104 +72,104 @@ impl Answerer {
         }
     }
 
-    /// Decides on one `offer_received` event and answers the node.
-    pub async fn answer(
-        &mut self,
-        node: &Node,
-        out: Output,
-        offer: u64,
-        name: &str,
-        files: &[OfferedFile],
-    ) -> Result<()> {
-        let decision = match self.policy {
-            Accept::All => Decision::Accept {
-                dest: self.dest.clone(),
-                files: None,
-            },
-            Accept::None => Decision::Decline,
-            Accept::Ask => {
-                eprintln!("{name} offers {} files:", files.len());
-                for (i, f) in files.iter().enumerate().take(50) {
-                    eprintln!("  {:>3}. {} ({} bytes)", i + 1, f.path, f.size);
-                }
-                if files.len() > 50 {
-                    eprintln!("  … and {} more", files.len() - 50);
-                }
-                eprintln!(
-                    "Accept into {}? [a]ll, [n]o, or file numbers (e.g. 1,3-5):",
-                    self.dest.display()
-                );
-                let line = match &mut self.lines {
-                    Some(lines) => lines.recv().await.unwrap_or_default(),
-                    None => String::new(),
-                };
-                match parse_answer(&line, files.len()) {
-                    Ok(d) => d.into_decision(&self.dest),
-                    Err(e) => {
-                        eprintln!("{e}; declining");
-                        Decision::Decline
-                    }
-                }
-            }
-        };
-        let accepted = matches!(decision, Decision::Accept { .. });
-        node.respond_offer(offer, decision)?;
+    /// Says how offers are answered and where they go.
+    pub fn announce(&self, out: Output, visible: Visibility) {
+        let visible = crate::commands::visibility_word(visible);
         if out.json {
-            out.raw(&json!({"event": "offer_answered", "offer": offer, "accepted": accepted}));
+            out.raw(
+                &json!({"event": "receiving", "dir": self.dest, "accept": self.policy.word(),
+                "visible": visible}),
+            );
         } else {
             println!(
-                "offer {offer} {}",
-                if accepted { "accepted" } else { "declined" }
+                "offers: {} (visible to {visible}); accepted files go into {}",
+                self.policy.word(),
+                self.dest.display()
             );
+        }
+    }
+
+    /// Decides on one offer and answers the node: `all` takes contacts' offers only, `ask`
+    /// asks on the terminal.
+    pub async fn answer(&mut self, node: &Node, out: Output, offer: &Offer<'_>) -> Result<()> {
+        let (decision, why) = match (self.policy, offer.contact.is_some()) {
+            (Accept::None, _) => (Decision::Decline, "--accept none"),
+            (Accept::All, true) => (Answer::All.into_decision(&self.dest), ""),
+            (Accept::All, false) => (
+                Decision::Decline,
+                "--accept all takes contacts' offers only",
+            ),
+            (Accept::Ask, _) => (self.ask(offer).await, ""),
+        };
+        let decision = match decision {
+            Decision::Accept { .. } => match std::fs::create_dir_all(&self.dest) {
+                Ok(()) => decision,
+                Err(e) => {
+                    let dir = self.dest.display();
+                    eprintln!("cannot create {dir} ({e}): declining");
+                    Decision::Decline
+                }
+            },
+            Decision::Decline => decision,
+        };
+        let (accepted, add_contact) = match &decision {
+            Decision::Accept { add_contact, .. } => (true, *add_contact),
+            Decision::Decline => (false, false),
+        };
+        node.respond_offer(offer.id, decision)?;
+        if out.json {
+            out.raw(
+                &json!({"event": "offer_answered", "offer": offer.id, "peer": offer.peer,
+                "accepted": accepted, "add_contact": add_contact,
+                "from_contact": offer.contact.is_some()}),
+            );
+        } else if accepted {
+            let contact = if add_contact {
+                "; the sender is a contact now"
+            } else {
+                ""
+            };
+            println!(
+                "offer {} accepted into {}{contact}",
+                offer.id,
+                self.dest.display()
+            );
+        } else {
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({why})")
+            };
+            println!("offer {} from {} declined{why}", offer.id, offer.sender());
         }
         Ok(())
     }
-}
 
-/// A terminal answer: all, none, or some files (0-based).
-#[derive(Debug, PartialEq, Eq)]
-enum Answer {
-    All,
-    None,
-    Some(Vec<usize>),
-}
-
-impl Answer {
-    fn into_decision(self, dest: &Path) -> Decision {
-        match self {
-            Answer::All => Decision::Accept {
-                dest: dest.to_path_buf(),
-                files: None,
+    /// Asks on the terminal (a bad answer declines).
+    async fn ask(&mut self, offer: &Offer<'_>) -> Decision {
+        crate::prompt::show(offer, &self.dest);
+        // The node declines by itself when the offer is not answered in time.
+        let line = match &mut self.lines {
+            Some(lines) => match tokio::time::timeout(ANSWER_TIMEOUT, lines.recv()).await {
+                Ok(line) => line.unwrap_or_default(),
+                Err(_) => {
+                    eprintln!("not answered in time; the offer was declined");
+                    return Decision::Decline;
+                }
             },
-            Answer::None => Decision::Decline,
-            Answer::Some(files) => Decision::Accept {
-                dest: dest.to_path_buf(),
-                files: Some(files),
-            },
+            None => String::new(),
+        };
+        match parse_answer(&line, offer.files.len()) {
+            Ok(Answer::AllAndContact) if offer.contact.is_some() => {
+                Answer::All.into_decision(&self.dest)
+            }
+            Ok(answer) => answer.into_decision(&self.dest),
+            Err(e) => {
+                eprintln!("{e}; declining");
+                Decision::Decline
+            }
         }
     }
-}
-
-/// Parses `a`/`all`/`y`, `n`/`no`/empty, or 1-based numbers and ranges such as `1,3-5`.
-fn parse_answer(line: &str, count: usize) -> Result<Answer> {
-    let line = line.trim().to_lowercase();
-    match line.as_str() {
-        "a" | "all" | "y" | "yes" => return Ok(Answer::All),
-        "" | "n" | "no" | "none" => return Ok(Answer::None),
-        _ => {}
-    }
-    let mut picked = Vec::new();
-    for part in line.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let (a, b): (usize, usize) = (a.trim().parse()?, b.trim().parse()?);
-        if a == 0 || b < a || b > count {
-            bail!("{part:?} is not between 1 and {count}");
-        }
-        picked.extend(a - 1..b);
-    }
-    picked.sort_unstable();
-    picked.dedup();
-    Ok(Answer::Some(picked))
 }
 
 /// `send PEER PATH...`: the node (the running one, or one started here) waits until the peer (a
@@ -186,11 +201,22 @@ async fn follow_offer(backend: &mut Backend, out: Output, req: Request) -> Resul
             Step::Update(Update::Offering {
                 peer,
                 name,
+                contact,
                 verification_code,
             }) => {
-                if !out.json {
-                    let name = if name.is_empty() { "?" } else { &name };
-                    println!("offering to {name} ({peer}), verification code {verification_code}");
+                if out.json {
+                    out.raw(&json!({"event": "offering", "peer": peer, "name": name,
+                        "contact": contact, "verification_code": verification_code}));
+                } else {
+                    let shown = who(contact.as_deref(), &name);
+                    println!("offering to {shown} ({peer}), verification code {verification_code}");
+                    if contact.is_none() {
+                        eprintln!(
+                            "note: {peer} is not a contact of this device: compare the code \
+                             with its owner (devices take strangers' offers only when visible \
+                             to everyone)"
+                        );
+                    }
                 }
             }
             Step::Update(Update::Event(ev)) => out.event(&ev),
@@ -211,24 +237,9 @@ async fn follow_offer(backend: &mut Backend, out: Output, req: Request) -> Resul
             }
             Ok(())
         }
-        SendOutcome::Declined { reason } => Err(anyhow!("the receiver declined ({reason})")),
+        SendOutcome::Declined { reason } => {
+            Err(anyhow!("the receiver declined ({})", clean(&reason)))
+        }
         SendOutcome::Failed { error } => Err(anyhow!("the receiver's download failed: {error}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn terminal_answers_are_understood() {
-        assert_eq!(parse_answer("a", 3).unwrap(), Answer::All);
-        assert_eq!(parse_answer(" N ", 3).unwrap(), Answer::None);
-        assert_eq!(parse_answer("", 3).unwrap(), Answer::None);
-        assert_eq!(parse_answer("1,3", 3).unwrap(), Answer::Some(vec![0, 2]));
-        assert_eq!(parse_answer("2-3,2", 3).unwrap(), Answer::Some(vec![1, 2]));
-        assert!(parse_answer("4", 3).is_err());
-        assert!(parse_answer("0", 3).is_err());
-        assert!(parse_answer("x", 3).is_err());
     }
 }

@@ -31,12 +31,15 @@ pub struct ShareOpts {
     /// Also write the ticket to this file.
     #[arg(long, value_name = "F")]
     ticket_file: Option<PathBuf>,
+    /// Offer this device as a contact in the ticket (`get --add-contact` accepts it).
+    #[arg(long)]
+    offer_contact: bool,
 }
 
 /// What `get` is asked for.
 #[derive(clap::Args, Debug)]
 pub struct GetOpts {
-    /// The ticket (`meshdrop1…`), as printed by `meshdrop share`.
+    /// The ticket (`meshdrop2…`), as printed by `meshdrop share`.
     #[arg(
         required_unless_present = "ticket_file",
         conflicts_with = "ticket_file"
@@ -51,6 +54,9 @@ pub struct GetOpts {
     /// Keep serving the share after the download until Ctrl-C (a running node seeds anyway).
     #[arg(long)]
     seed: bool,
+    /// Accept the contact the ticket offers (its sender, made with `share --offer-contact`).
+    #[arg(long)]
+    add_contact: bool,
     /// Report progress after every verified chunk (tests; a running node keeps its own pace).
     #[arg(long, hide = true)]
     progress_every_chunk: bool,
@@ -88,7 +94,7 @@ pub async fn share(cli: &Cli, data_dir: &Path, out: Output, opts: &ShareOpts) ->
         _ => None,
     };
     let shared = tokio::select! {
-        t = backend.share(paths.clone()) => t,
+        t = backend.share(paths.clone(), opts.offer_contact) => t,
         _ = stop.recv() => Err(anyhow!("interrupted while hashing the files")),
     };
     let shared = shared.and_then(|ticket| match &opts.ticket_file {
@@ -109,6 +115,12 @@ pub async fn share(cli: &Cli, data_dir: &Path, out: Output, opts: &ShareOpts) ->
             Ok(code) => eprintln!("{code}"),
             Err(e) => tracing::warn!("cannot draw the ticket as a QR code: {e}"),
         }
+    }
+    if let (Some(name), false) = (&ticket.contact, out.json) {
+        eprintln!(
+            "the ticket offers this device as a contact named {name:?}: whoever fetches it with \
+             `meshdrop get --add-contact` adds it"
+        );
     }
     let plural = if files == 1 { "" } else { "s" };
     let Some(mut events) = events else {
@@ -201,7 +213,11 @@ pub async fn get(cli: &Cli, data_dir: &Path, out: Output, opts: &GetOpts) -> Res
         config.progress_interval = Duration::ZERO;
     }
     let mut backend = Backend::node(data_dir, config).await?;
-    let result = fetch(&mut backend, out, ticket, &dest, opts.seed, &mut stop).await;
+    let result =
+        match crate::contacts::ticket_offer(&mut backend, out, &ticket, opts.add_contact).await {
+            Ok(()) => fetch(&mut backend, out, ticket, &dest, opts.seed, &mut stop).await,
+            Err(e) => Err(e),
+        };
     backend.close().await?;
     result
 }
@@ -230,7 +246,7 @@ impl<'a> Fetch<'a> {
             });
         };
         let events = node.events();
-        let content = ticket.content;
+        let (content, key) = (ticket.content, ticket.key);
         let spec = DownloadSpec {
             ticket,
             dest: dest.to_path_buf(),
@@ -239,7 +255,7 @@ impl<'a> Fetch<'a> {
         let handle = node.download(spec);
         let controls = Some(handle.controls());
         let call = Call::Local(Running::attached(move |updates| async move {
-            let done = ops::download(&node, handle, content, &updates).await;
+            let done = ops::download(&node, handle, content, key, &updates).await;
             done.map_err(anyhow::Error::from)
         }));
         Ok(Fetch {

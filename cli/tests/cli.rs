@@ -215,3 +215,119 @@ fn a_relay_address_without_its_peer_id_is_a_clear_error() {
     );
     assert_fails(&out, "a relay address ends in /p2p/<relay peer id>");
 }
+
+/// The JSON lines of a successful run.
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[test]
+fn contacts_are_added_by_code_renamed_and_removed_without_a_running_node() {
+    let (mine, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let id = json_lines(&meshdrop(theirs.path(), &["--json", "id"]));
+    let ana = id[0]["peer"].as_str().unwrap();
+    assert!(json_lines(&meshdrop(mine.path(), &["--json", "contacts"])).is_empty());
+
+    // A name a device claims needs a node to have heard it.
+    let out = meshdrop(mine.path(), &["contacts", "add", "ana", "--name", "Ana"]);
+    assert_fails(&out, "known only to a running node");
+    // Added without a code: the code to compare is printed.
+    let added = json_lines(&meshdrop(
+        mine.path(),
+        &["--json", "contacts", "add", ana, "--name", "Ana"],
+    ));
+    assert_eq!(
+        (&added[0]["peer"], &added[0]["new"]),
+        (&ana.into(), &true.into())
+    );
+    let code = added[0]["verification_code"].as_str().unwrap().to_string();
+    let text = meshdrop(mine.path(), &["contacts", "remove", "Ana"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("is a stranger again"));
+
+    // With the code read on the other screen: a wrong one adds nothing, the right one does.
+    let wrong = if code == "111 111" {
+        "222 222"
+    } else {
+        "111 111"
+    };
+    let out = meshdrop(
+        mine.path(),
+        &["contacts", "add", ana, "--name", "Ana", "--code", wrong],
+    );
+    assert_fails(&out, "the codes differ");
+    assert!(json_lines(&meshdrop(mine.path(), &["--json", "contacts"])).is_empty());
+    let text = meshdrop(
+        mine.path(),
+        &["contacts", "add", ana, "--name", "Ana", "--code", &code],
+    );
+    let said = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        said.contains(&format!("verification code {code}: it matches")),
+        "{said}"
+    );
+
+    json_lines(&meshdrop(
+        mine.path(),
+        &["--json", "contacts", "rename", ana, "Ana B"],
+    ));
+    let listed = json_lines(&meshdrop(mine.path(), &["--json", "contacts", "list"]));
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (&listed[0]["event"], &listed[0]["name"], &listed[0]["via"]),
+        (&"contact".into(), &"Ana B".into(), &"code".into())
+    );
+    assert_eq!(listed[0]["verification_code"], code.as_str());
+    assert_fails(
+        &meshdrop(mine.path(), &["contacts", "remove", "Ana"]),
+        "is not a contact",
+    );
+    json_lines(&meshdrop(
+        mine.path(),
+        &["--json", "contacts", "remove", "Ana B"],
+    ));
+    assert!(json_lines(&meshdrop(mine.path(), &["--json", "contacts"])).is_empty());
+}
+
+#[test]
+fn the_running_nodes_visibility_is_shown_and_changed_until_changed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_fails(&meshdrop(dir.path(), &["visibility"]), "no node runs");
+    let node = Proc::spawn(dir.path(), &["--visible", "off", "--json", "run"]);
+    assert_eq!(node.wait_for("receiving")["visible"], "off");
+    node.wait_for("listening");
+    let now = |args: &[&str]| json_lines(&meshdrop(dir.path(), args))[0]["visible"].clone();
+    assert_eq!(now(&["--json", "visibility"]), "off");
+    assert_eq!(now(&["--json", "visibility", "everyone"]), "everyone");
+    assert_eq!(now(&["--json", "visibility"]), "everyone");
+}
+
+#[test]
+fn the_demo_adds_a_contact_by_code_before_its_offer_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = json_lines(&meshdrop(dir.path(), &["--json", "demo", "--nodes", "2"]));
+    let at = |event: &str| {
+        lines
+            .iter()
+            .position(|v| v["event"] == event)
+            .unwrap_or_else(|| panic!("{event} in {lines:?}"))
+    };
+    let (refused, added, delivered) = (
+        at("demo_offer_refused"),
+        at("demo_contact_added"),
+        at("demo_offer_delivered"),
+    );
+    assert!(refused < added && added < delivered, "{lines:?}");
+    let contact = &lines[added];
+    assert_eq!(contact["codes_match"], true);
+    assert_eq!(contact["code_on_receiver"], contact["code_on_sender"]);
+    assert_eq!(
+        (&lines[delivered]["verified"], &lines[delivered]["shown_as"]),
+        (&true.into(), &contact["name"])
+    );
+    assert_eq!(lines.last().unwrap()["event"], "demo_finished");
+}

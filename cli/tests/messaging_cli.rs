@@ -42,6 +42,31 @@ fn wait_event(p: &Proc, event: &str, pick: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
+/// Alice adds bob by the name his device claims and reads the code to him; bob adds alice by
+/// peer id and that code (a wrong code adds nothing). Both nodes run.
+fn befriend((da, a_peer): (&Path, &str), (db, b_peer): (&Path, &str)) {
+    let added = json_lines(&meshdrop(
+        da,
+        &["--json", "contacts", "add", "bob", "--name", "bob"],
+    ));
+    assert_eq!(added[0]["peer"], b_peer);
+    let code = added[0]["verification_code"].as_str().expect("a code");
+    let wrong = [
+        "contacts", "add", a_peer, "--name", "alice", "--code", "000 000",
+    ];
+    let wrong = meshdrop(db, &wrong);
+    if code != "000 000" {
+        let stderr = String::from_utf8_lossy(&wrong.stderr).to_string();
+        assert_one_line_error(&wrong.status, &stderr, "the codes differ");
+        assert!(json_lines(&meshdrop(db, &["--json", "contacts"])).is_empty());
+    }
+    let right = [
+        "--json", "contacts", "add", a_peer, "--name", "alice", "--code", code,
+    ];
+    let checked = json_lines(&meshdrop(db, &right));
+    assert_eq!(checked[0]["code_checked"], true);
+}
+
 #[test]
 fn a_message_and_a_room_line_go_through_the_running_nodes() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -62,8 +87,9 @@ fn a_message_and_a_room_line_go_through_the_running_nodes() {
         da.path(),
         &["--json", "connect", &format!("{b_addr}/p2p/{b_peer}")],
     ));
-    // Once alice's node knows bob's name, she writes to him by name.
+    // Once alice's node hears the name bob's device claims, they become contacts.
     wait_event(&a, "peer_identified", |v| v["name"] == "bob");
+    befriend((da.path(), a_peer), (db.path(), b_peer));
     let queued = json_lines(&meshdrop(da.path(), &["--json", "msg", "bob", "hello bob"]));
     assert_eq!(queued[0]["event"], "message_queued");
     let id = queued[0]["id"].as_str().unwrap().to_string();
@@ -113,7 +139,7 @@ fn a_message_and_a_room_line_go_through_the_running_nodes() {
         v["message"]["id"] == id.as_str()
     });
     let ticket = got["message"]["attachment"].as_str().unwrap().to_string();
-    assert!(ticket.starts_with("meshdrop1"), "{got}");
+    assert!(ticket.starts_with("meshdrop2"), "{got}");
     let inbox = json_lines(&meshdrop(db.path(), &["--json", "inbox"]));
     let listed = inbox.iter().find(|m| m["id"] == id.as_str()).unwrap();
     assert_eq!(listed["attachment"], ticket.as_str());
@@ -133,6 +159,32 @@ fn a_message_and_a_room_line_go_through_the_running_nodes() {
     assert_eq!(
         std::fs::read(dest.path().join("summit.jpg")).unwrap(),
         bytes
+    );
+    // Attachments are served for a while, unless pinned.
+    let photo_arg = photo.to_str().unwrap();
+    let pinned = [
+        "--json", "msg", "bob", "keep it", "--attach", photo_arg, "--pin",
+    ];
+    json_lines(&meshdrop(da.path(), &pinned));
+    let shares = json_lines(&meshdrop(da.path(), &["--json", "shares"]));
+    let attached: Vec<&Value> = shares
+        .iter()
+        .filter(|s| s["kind"] == "attachment")
+        .collect();
+    assert_eq!(attached.len(), 2, "{shares:?}");
+    let mut ends: Vec<Option<u64>> = attached
+        .iter()
+        .map(|s| {
+            s["expires"]
+                .as_u64()
+                .map(|at| at - s["since"].as_u64().unwrap())
+        })
+        .collect();
+    ends.sort();
+    assert_eq!(
+        ends,
+        [None, Some(7 * 24 * 3600)],
+        "a week, and pinned: {shares:?}"
     );
 
     // A room: alice creates it, bob joins by invite, a line typed in alice's chat reaches bob.

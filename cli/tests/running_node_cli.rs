@@ -1,6 +1,6 @@
 //! Every command next to a running node, as a user meets it: with `meshdrop run` in one
-//! terminal, `share`, `get`, `send`, `room`, `contacts` and `inbox` in another go through the
-//! node's control socket (like a torrent daemon and its remote), a `get` whose terminal goes
+//! terminal, `share`, `shares`, `unshare`, `get`, `send`, `room`, `contacts` and `inbox` in
+//! another go through the node's control socket (like a torrent daemon and its remote), a `get` whose terminal goes
 //! away keeps downloading in the node, and a malformed control line harms nobody. Real
 //! processes on 127.0.0.1 without mDNS.
 
@@ -122,11 +122,15 @@ fn share_next_to_a_running_node_prints_a_ticket_and_exits_while_the_node_seeds()
         .lines()
         .next()
         .map(str::to_string);
-    assert_eq!(
-        first.as_deref(),
-        Some(ticket),
-        "the same share, the same ticket"
+    let second = first.unwrap_or_default();
+    assert!(
+        second.starts_with("meshdrop2"),
+        "the ticket alone: {second}"
     );
+    assert_ne!(second, ticket, "every share gets a key of its own");
+    let shares = once(node_dir.path(), &["shares"]);
+    assert_eq!(shares.len(), 2, "{shares:?}");
+    assert_eq!(shares[0]["content"], shares[1]["content"], "the same files");
 
     // The share command is gone; the running node serves the share.
     let fetched = once(
@@ -258,6 +262,8 @@ fn send_next_to_a_running_node_is_delivered_to_a_device_that_accepts_all() {
     );
     let connected = once(node_dir.path(), &["connect", &receiver.addr]);
     assert_eq!(connected[0]["peer"], receiver.peer.as_str());
+    // The receiver takes offers from its contacts only.
+    common::add_contact(rx_dir.path(), &node.peer, "the node");
     let photo = files.path().join("beach.jpg");
     random_file(&photo, 900_000, 4);
 
@@ -310,18 +316,35 @@ fn rooms_contacts_and_the_inbox_answer_from_the_running_node() {
         (&room["id"], &room["invite"])
     );
 
-    let contacts = once(node_dir.path(), &["contacts"]);
-    let met = contacts
-        .iter()
-        .find(|c| c["peer"] == bob.peer.as_str())
-        .unwrap_or_else(|| panic!("bob among the contacts: {contacts:?}"));
-    assert_eq!(
-        (&met["event"], &met["name"]),
-        (&"contact".into(), &"bob".into())
+    // Meeting makes no contact; the user adds bob by the name his device claims.
+    assert!(once(node_dir.path(), &["contacts"]).is_empty());
+    let added = once(
+        node_dir.path(),
+        &["contacts", "add", "bob", "--name", "Bob"],
     );
+    assert_eq!(added[0]["event"], "contact_added", "{added:?}");
+    assert_eq!(added[0]["peer"], bob.peer.as_str());
+    let code = added[0]["verification_code"].as_str().unwrap().to_string();
+    let contacts = once(node_dir.path(), &["contacts", "list"]);
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    let met = &contacts[0];
+    assert_eq!(
+        (&met["event"], &met["name"], &met["claimed"], &met["via"]),
+        (
+            &"contact".into(),
+            &"Bob".into(),
+            &"bob".into(),
+            &"code".into()
+        )
+    );
+    assert_eq!(met["verification_code"], code.as_str());
     assert!(met["last_seen"].as_u64().unwrap() > 0, "{met}");
+    once(
+        node_dir.path(),
+        &["contacts", "rename", "Bob", "Bob (camp)"],
+    );
 
-    let queued = once(node_dir.path(), &["msg", "bob", "see you at camp"]);
+    let queued = once(node_dir.path(), &["msg", "Bob (camp)", "see you at camp"]);
     let id = event(&queued, "message_queued")["id"]
         .as_str()
         .unwrap()
@@ -333,10 +356,78 @@ fn rooms_contacts_and_the_inbox_answer_from_the_running_node() {
         (Some(id.as_str()), Some("see you at camp"))
     );
     assert_eq!(inbox[0]["to"], bob.peer.as_str());
+    let removed = once(node_dir.path(), &["contacts", "remove", "Bob (camp)"]);
+    assert_eq!(removed[0]["peer"], bob.peer.as_str());
+    assert!(once(node_dir.path(), &["contacts"]).is_empty());
     assert_eq!(
         event(&once(node_dir.path(), &["id"]), "id")["name"],
         "alice"
     );
+}
+
+#[test]
+fn shares_lists_what_share_made_and_an_unshared_share_no_longer_opens_for_another_node() {
+    let (node_dir, other, files, out) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let _node = running(node_dir.path(), &[]);
+    let video = files.path().join("video.mp4");
+    random_file(&video, MIB + 3, 5);
+    let shared = once(node_dir.path(), &["share", video.to_str().unwrap()]);
+    let ticket = shared[0]["ticket"].as_str().unwrap().to_string();
+    let listed = once(node_dir.path(), &["shares"]);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let share = &listed[0];
+    assert_eq!(
+        (&share["event"], &share["kind"], &share["name"]),
+        (&"share".into(), &"shared".into(), &"video.mp4".into())
+    );
+    assert_eq!(
+        (share["files"].as_u64(), share["bytes"].as_u64()),
+        (Some(1), Some(MIB + 3))
+    );
+    assert_eq!(share["content"], shared[0]["content"]);
+    assert!(share["expires"].is_null() && share["since"].as_u64().unwrap() > 0);
+    let id = share["id"].as_str().unwrap();
+
+    let gone = once(node_dir.path(), &["unshare", id]);
+    assert_eq!(
+        (&gone[0]["event"], &gone[0]["id"]),
+        (&"unshared".into(), &id.into())
+    );
+    assert!(once(node_dir.path(), &["shares"]).is_empty());
+    let args = [
+        "--json",
+        "get",
+        &ticket,
+        "--out",
+        out.path().to_str().unwrap(),
+    ];
+    let (status, _, stderr) = Proc::spawn(other.path(), &args).finish();
+    common::assert_one_line_error(&status, &stderr, "does not serve it to this ticket");
+    assert!(!out.path().join("video.mp4").exists());
+    let again = Proc::spawn(node_dir.path(), &["unshare", id]).finish();
+    common::assert_one_line_error(&again.0, &again.2, "`meshdrop shares` lists them");
+}
+
+#[test]
+fn without_a_running_node_shares_and_unshare_start_one_of_their_own() {
+    let (dir, files) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let file = files.path().join("notes.txt");
+    std::fs::write(&file, b"camp at the lake").unwrap();
+    let (sharer, _) = standalone_share(dir.path(), &file, &[]);
+    common::stop(sharer);
+    let listed = once(dir.path(), &["shares"]);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (&listed[0]["name"], &listed[0]["bytes"]),
+        (&"notes.txt".into(), &16.into())
+    );
+    once(dir.path(), &["unshare", listed[0]["id"].as_str().unwrap()]);
+    assert!(once(dir.path(), &["shares"]).is_empty(), "remembered");
 }
 
 /// Writes `line` on a fresh connection to the node's control socket and reads one answer line.

@@ -36,7 +36,7 @@ fn share(data_dir: &Path, paths: &[&Path], extra: &[&str]) -> Sharer {
     let first = proc.next("ticket line");
     assert_eq!(first["event"], "ticket", "the ticket comes first: {first}");
     let ticket = first["ticket"].as_str().unwrap().to_string();
-    assert!(ticket.starts_with("meshdrop1"), "{ticket}");
+    assert!(ticket.starts_with("meshdrop2"), "{ticket}");
     Sharer {
         _proc: proc,
         ticket,
@@ -218,6 +218,59 @@ fn a_shared_folder_with_nested_unicode_and_empty_files_arrives_byte_for_byte() {
 }
 
 #[test]
+fn a_ticket_offering_its_sender_as_a_contact_adds_it_only_with_add_contact() {
+    let (files, sender, receiver, out) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let file = files.path().join("route.gpx");
+    std::fs::write(&file, b"<gpx/>").unwrap();
+    let s = share(
+        sender.path(),
+        &[&file],
+        &["--name", "Sam", "--offer-contact"],
+    );
+
+    let plain = get(receiver.path(), &s.ticket, &out.path().join("a"), &[]);
+    finished(&plain);
+    let offered = plain.1.iter().find(|v| v["event"] == "contact_offered");
+    let offered = offered.unwrap_or_else(|| panic!("the offer is told: {:?}", plain.1));
+    assert_eq!(offered["name"], "Sam");
+    let code = offered["verification_code"].as_str().unwrap().to_string();
+    let contacts = common::json_once(receiver.path(), &["contacts"]);
+    assert!(
+        contacts.is_empty(),
+        "not without --add-contact: {contacts:?}"
+    );
+
+    let accepted = get(
+        receiver.path(),
+        &s.ticket,
+        &out.path().join("b"),
+        &["--add-contact"],
+    );
+    finished(&accepted);
+    let added = accepted
+        .1
+        .iter()
+        .find(|v| v["event"] == "contact_added")
+        .unwrap();
+    assert_eq!(
+        (&added["name"], &added["verification_code"], &added["new"]),
+        (&"Sam".into(), &code.as_str().into(), &true.into())
+    );
+    let contacts = common::json_once(receiver.path(), &["contacts"]);
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert_eq!(
+        (&contacts[0]["name"], &contacts[0]["via"]),
+        (&"Sam".into(), &"ticket".into())
+    );
+    assert_eq!(contacts[0]["peer"], added["peer"]);
+}
+
+#[test]
 fn malformed_truncated_and_wrong_checksum_tickets_are_one_clear_error_each() {
     let (files, sender, receiver, out) = (
         tempfile::tempdir().unwrap(),
@@ -238,7 +291,8 @@ fn malformed_truncated_and_wrong_checksum_tickets_are_one_clear_error_each() {
     let dest = out.path().join("dest");
     for (ticket, needle) in [
         ("hello", "not a meshdrop ticket"),
-        ("meshdrop1abc!def", "invalid character '!'"),
+        ("meshdrop2abc!def", "invalid character '!'"),
+        ("meshdrop1aaaa", "made by an older meshdrop"),
         ("meshdrop9aaaa", "unsupported ticket version 9"),
         (truncated.as_str(), "truncated"),
         (wrong_checksum.as_str(), "checksum mismatch"),

@@ -194,6 +194,11 @@ pub enum Event {
         /// What the sender was told.
         reason: String,
     },
+    /// An offer received was not answered in time (10 minutes): it was declined.
+    OfferExpired {
+        /// The offer's id.
+        offer: u64,
+    },
     /// The receiver accepted our offer.
     OfferAccepted {
         /// The receiver.

@@ -28,6 +28,7 @@ pub mod store;
 pub mod transfer;
 
 pub use config::NodeConfig;
+pub use contacts::Contact;
 pub use error::{Error, Result};
 pub use events::{Event, PeerInfo, Transport};
 pub use libp2p::{Multiaddr, PeerId};

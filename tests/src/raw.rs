@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::identity::Keypair;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol, noise, tcp, yamux};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol, noise, ping, tcp, yamux};
 use meshdrop_core::net::framing::{read_msg, write_msg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,6 +19,13 @@ use tokio::task::JoinHandle;
 pub const RAW_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Dial = (Multiaddr, oneshot::Sender<Result<PeerId, String>>);
+
+/// Ping (a node hangs up on a peer that does not answer its pings) and hand-driven streams.
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    ping: ping::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
 
 /// A hand-driven peer.
 pub struct RawPeer {
@@ -48,11 +55,14 @@ impl RawPeer {
                 yamux::Config::default,
             )
             .expect("tcp transport")
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .with_behaviour(|_| Behaviour {
+                ping: ping::Behaviour::default(),
+                stream: libp2p_stream::Behaviour::new(),
+            })
             .expect("behaviour")
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
-        let mut control = swarm.behaviour().new_control();
+        let mut control = swarm.behaviour().stream.new_control();
         let heard = Arc::new(Mutex::new(Vec::new()));
         let streams_ended = Arc::new(Notify::new());
         for protocol in listen_protocols {

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::PeerId;
 use meshdrop_core::transfer::wire::{self, Request, Response};
 use meshdrop_core::transfer::{ShareKey, Ticket};
@@ -34,8 +35,17 @@ async fn try_fetch(eve: &RawPeer, to: PeerId, hello: Option<Request>) -> Vec<Res
     }
     send(&mut stream, &Request::Manifest).await;
     send(&mut stream, &Request::Chunks { first: 0, count: 4 }).await;
+    // Done asking: the node answers what it will, then ends the stream.
+    let _ = stream.close().await;
     let mut answers = Vec::new();
     while let Some(answer) = receive::<Response>(&mut stream).await {
+        // A manifest's or a chunk's bytes follow its header unframed.
+        if let Response::Manifest { len } | Response::Chunk { len, .. } = &answer {
+            let mut payload = vec![0; *len as usize];
+            if stream.read_exact(&mut payload).await.is_err() {
+                break;
+            }
+        }
         answers.push(answer);
     }
     answers
@@ -181,4 +191,106 @@ async fn a_downloader_connected_to_a_stranger_leaks_nothing_fetchable() {
     assert_eq!(e, eve.peer_id());
     bob.stop().await.unwrap();
     alice.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unshared_share_stops_at_once_and_its_ticket_opens_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("files/trip.bin");
+    random_file(&file, 8 << 20, 3);
+    // A slow seeder, so the download is midway when the share ends.
+    let mut config = NodeConfig::loopback(dir.path().join("alice"))
+        .with_name("alice")
+        .with_mdns(false);
+    config.limits.max_upload_rate = Some(1 << 20);
+    let alice = Node::start(config).await.unwrap();
+    let ticket = alice.share(vec![file]).await.unwrap();
+    let shares = alice.shares().unwrap();
+    assert_eq!(shares.len(), 1);
+    assert_eq!(
+        (shares[0].name.as_str(), shares[0].bytes),
+        ("trip.bin", 8 << 20)
+    );
+    let bob = node(&dir.path().join("bob"), "bob").await;
+    let mut events = bob.events();
+    let handle = bob.download(DownloadSpec {
+        ticket: ticket.clone(),
+        dest: dir.path().join("out"),
+        files: None,
+    });
+    meshdrop_tests::wait_for(&mut events, "the first bytes", |e| {
+        matches!(e, meshdrop_core::Event::TransferProgress { done, .. } if *done > 0).then_some(())
+    })
+    .await;
+    let gone = alice.unshare(&shares[0].id).unwrap();
+    assert_eq!(gone.content, ticket.content);
+    assert!(alice.shares().unwrap().is_empty());
+    // The open session ended; the download stops getting bytes and, with its only provider
+    // refusing the ticket, gives up.
+    handle.cancel(true);
+    let _ = handle.wait().await;
+    let carol = node(&dir.path().join("carol"), "carol").await;
+    let err = carol
+        .download(DownloadSpec {
+            ticket,
+            dest: dir.path().join("carol-out"),
+            files: None,
+        })
+        .wait()
+        .await
+        .expect_err("the ticket opens nothing now");
+    assert!(
+        err.to_string().contains("does not serve it to this ticket"),
+        "{err}"
+    );
+    for n in [alice, bob, carol] {
+        n.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_attachment_is_served_until_it_expires_unless_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("files/photo.jpg");
+    random_file(&file, 100_000, 5);
+    // Attachments that expire at once: only a pinned one is served.
+    let mut config = NodeConfig::loopback(dir.path().join("alice"))
+        .with_name("alice")
+        .with_mdns(false);
+    config.attachment_ttl = std::time::Duration::ZERO;
+    let alice = Node::start(config).await.unwrap();
+    let bob = node(&dir.path().join("bob"), "bob").await;
+    let to = meshdrop_core::Recipient::Peer(bob.peer_id());
+    alice
+        .send_with_attachment(to, "expired", vec![file.clone()], false)
+        .await
+        .unwrap();
+    alice
+        .send_with_attachment(to, "pinned", vec![file], true)
+        .await
+        .unwrap();
+    let messages = alice.messages().unwrap();
+    let expired = messages.iter().find(|m| m.text == "expired").unwrap();
+    let pinned = messages.iter().find(|m| m.text == "pinned").unwrap();
+    let err = bob
+        .download_attachment(expired, dir.path().join("a"))
+        .unwrap()
+        .wait()
+        .await
+        .expect_err("expired");
+    assert!(err.to_string().contains("does not serve it"), "{err}");
+    let report = bob
+        .download_attachment(pinned, dir.path().join("b"))
+        .unwrap()
+        .wait()
+        .await
+        .expect("a pinned attachment is served");
+    assert_eq!(report.bytes, 100_000);
+    assert_eq!(
+        alice.shares().unwrap().len(),
+        1,
+        "the expired one is forgotten"
+    );
+    alice.stop().await.unwrap();
+    bob.stop().await.unwrap();
 }

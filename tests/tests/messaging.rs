@@ -452,7 +452,12 @@ async fn a_file_attached_to_a_message_is_downloaded_by_its_recipient_byte_for_by
     link(&a, &c).await;
 
     let id = a
-        .send_with_attachment(Recipient::Peer(c.peer_id()), "the video", vec![video])
+        .send_with_attachment(
+            Recipient::Peer(c.peer_id()),
+            "the video",
+            vec![video],
+            false,
+        )
         .await
         .unwrap();
     let got = wait_for(&mut ec, "carol gets the message", |e| received(e, id)).await;
@@ -483,7 +488,7 @@ async fn a_file_attached_to_a_message_is_downloaded_by_its_recipient_byte_for_by
 }
 
 #[tokio::test]
-async fn devices_learn_names_from_an_invite_and_when_they_meet() {
+async fn a_room_invite_makes_a_contact_and_meeting_a_device_does_not() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start(config(da.path(), "alice")).await;
     let b = start(config(db.path(), "bob")).await;
@@ -499,15 +504,9 @@ async fn devices_learn_names_from_an_invite_and_when_they_meet() {
     );
     assert!(a.contacts().unwrap().is_empty(), "alice knows no one yet");
 
-    // They meet: each learns the other (alice learns bob's name from the connection).
+    // They meet: bob records the meeting with his contact; alice hears bob's claimed name, but
+    // meeting makes no contact.
     link(&b, &a).await;
-    eventually("alice knows bob by name", || {
-        a.contacts()
-            .unwrap()
-            .iter()
-            .any(|c| c.peer == b.peer_id() && c.name == "bob" && c.last_seen.is_some())
-    })
-    .await;
     eventually("bob has met alice", || {
         b.contacts()
             .unwrap()
@@ -515,16 +514,37 @@ async fn devices_learn_names_from_an_invite_and_when_they_meet() {
             .any(|c| c.peer == a.peer_id() && c.last_seen.is_some())
     })
     .await;
+    let bob = b.peer_id();
+    wait_for(&mut ea, "alice hears bob's name", |e| {
+        matches!(e, Event::PeerIdentified { peer, name, .. } if *peer == bob && name == "bob")
+            .then_some(())
+    })
+    .await;
+    let peers = a.peers().await.unwrap();
+    let seen = peers
+        .iter()
+        .find(|p| p.peer == bob)
+        .expect("bob in the list");
+    assert_eq!(
+        (seen.name.as_str(), &seen.contact),
+        ("bob", &None),
+        "a claim, no contact"
+    );
+    assert!(a.contacts().unwrap().is_empty(), "meeting makes no contact");
 
-    // Messages show their author's name, in events and in the store.
+    // Messages show the name the user gave their author, and none for a stranger.
     let line = a.send_room_message(room.id, "tea is ready").unwrap();
     let got = wait_for(&mut eb, "bob gets the room line", |e| received(e, line)).await;
     assert_eq!(got.from_name.as_deref(), Some("alice"));
     let reply = b.send_message(a.peer_id(), "coming").unwrap();
     wait_for(&mut ea, "alice gets the reply", |e| received(e, reply)).await;
     let on_a = a.messages().unwrap();
-    let reply = on_a.iter().find(|m| m.id == reply).unwrap();
-    assert_eq!(reply.from_name.as_deref(), Some("bob"));
+    let reply_msg = on_a.iter().find(|m| m.id == reply).unwrap();
+    assert_eq!(reply_msg.from_name, None, "bob is a stranger to alice");
+    a.add_contact(b.peer_id(), "Bob (camp)").unwrap();
+    let on_a = a.messages().unwrap();
+    let reply_msg = on_a.iter().find(|m| m.id == reply).unwrap();
+    assert_eq!(reply_msg.from_name.as_deref(), Some("Bob (camp)"));
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }

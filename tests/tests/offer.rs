@@ -1,11 +1,13 @@
 //! Pushing files to a nearby device (the AirDrop flow) between real nodes on 127.0.0.1: the
-//! receiver is asked first, nothing is written before it accepts, the sender learns the outcome.
+//! receiver is asked first, nothing is written before it accepts, the sender learns the outcome;
+//! a stranger's offer is declined at once unless the receiver is visible to everyone.
 
 use std::path::Path;
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
 use meshdrop_core::transfer::offer::{Decision, SendOutcome};
+use meshdrop_core::transfer::{ShareKind, Visibility};
 use meshdrop_core::{Event, Node, NodeConfig, Transport};
 use tempfile::TempDir;
 use tokio::sync::broadcast;
@@ -16,8 +18,17 @@ async fn node(dir: &Path, name: &str) -> Node {
         .expect("node starts")
 }
 
-/// Two connected nodes.
+/// Two connected nodes; the receiver has the sender as a contact.
 async fn pair(a: &Path, b: &Path) -> (Node, Node) {
+    let (sender, receiver) = strangers(a, b).await;
+    receiver
+        .add_contact(sender.peer_id(), "Sam's laptop")
+        .unwrap();
+    (sender, receiver)
+}
+
+/// Two connected nodes that are strangers to each other.
+async fn strangers(a: &Path, b: &Path) -> (Node, Node) {
     let sender = node(a, "sender").await;
     let receiver = node(b, "receiver").await;
     let addr = receiver
@@ -156,6 +167,7 @@ async fn an_accepted_offer_arrives_verified_and_the_sender_is_told() {
             Decision::Accept {
                 dest: out.clone(),
                 files: None,
+                add_contact: false,
             },
         )
         .unwrap();
@@ -180,6 +192,16 @@ async fn an_accepted_offer_arrives_verified_and_the_sender_is_told() {
     assert!(
         scene.receiver.respond_offer(id, Decision::Decline).is_err(),
         "an answered offer cannot be answered again"
+    );
+    assert!(
+        scene
+            .sender
+            .shares()
+            .unwrap()
+            .iter()
+            .all(|s| s.kind != ShareKind::Offer),
+        "the offer's key ends with the offer: {:?}",
+        scene.sender.shares()
     );
     scene.stop().await;
 }
@@ -221,6 +243,7 @@ async fn a_partially_accepted_offer_brings_only_the_picked_files() {
             Decision::Accept {
                 dest: out.clone(),
                 files: Some(vec![notes]),
+                add_contact: false,
             },
         )
         .unwrap();
@@ -232,4 +255,127 @@ async fn a_partially_accepted_offer_brings_only_the_picked_files() {
     assert!(!out.join("Holiday/clips/beach.mp4").exists());
     assert!(!out.join("Holiday/clips/beach.mp4.part").exists());
     scene.stop().await;
+}
+
+/// Offers `source` from `sender` to `receiver`; the outcome.
+async fn offer(sender: &Node, receiver: &Node, source: std::path::PathBuf) -> SendOutcome {
+    let sent = sender.send_files(receiver.peer_id(), vec![source]);
+    tokio::time::timeout(Duration::from_secs(20), sent)
+        .await
+        .expect("the offer ends in time")
+        .expect("the offer ends")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_offer_is_declined_at_once_and_the_receiver_sees_only_a_notice() {
+    let dirs = [0, 1, 2].map(|_| tempfile::tempdir().unwrap());
+    let (sender, receiver) = strangers(dirs[0].path(), dirs[1].path()).await;
+    let mut events = receiver.events();
+    let source = holiday(dirs[2].path());
+    let outcome = offer(&sender, &receiver, source.clone()).await;
+    let SendOutcome::Declined { reason } = outcome else {
+        panic!("declined, got {outcome:?}")
+    };
+    assert!(reason.contains("from its contacts only"), "{reason}");
+    let refused = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match events.recv().await {
+                Ok(Event::OfferRefused { peer, name, .. }) => return (peer, name),
+                Ok(Event::OfferReceived { .. }) => panic!("a stranger's offer was shown"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("a notice");
+    assert_eq!(refused, (sender.peer_id(), "sender".to_string()));
+    // Visible to everyone with no end: the same offer is shown, from a stranger.
+    receiver.set_visibility(Visibility::Everyone, None);
+    let to = receiver.peer_id();
+    let sending = tokio::spawn({
+        let sender = sender.clone();
+        let source = source.clone();
+        async move { sender.send_files(to, vec![source]).await }
+    });
+    let shown = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(Event::OfferReceived { offer, contact, .. }) = events.recv().await {
+                return (offer, contact);
+            }
+        }
+    })
+    .await
+    .expect("shown");
+    assert_eq!(shown.1, None, "shown as a stranger");
+    receiver.respond_offer(shown.0, Decision::Decline).unwrap();
+    assert!(matches!(
+        sending.await.unwrap(),
+        Ok(SendOutcome::Declined { .. })
+    ));
+    // Visible to everyone for a while that is over: back to contacts only.
+    receiver.set_visibility(Visibility::Everyone, Some(Duration::ZERO));
+    assert_eq!(receiver.visibility(), Visibility::Contacts);
+    // Not visible at all: a contact's offer is declined too.
+    receiver.add_contact(sender.peer_id(), "Sam").unwrap();
+    receiver.set_visibility(Visibility::Off, None);
+    let outcome = offer(&sender, &receiver, source).await;
+    assert!(
+        matches!(&outcome, SendOutcome::Declined { reason } if reason.contains("not receiving")),
+        "{outcome:?}"
+    );
+    assert!(
+        sender.shares().unwrap().is_empty(),
+        "the offers' keys ended"
+    );
+    sender.stop().await.unwrap();
+    receiver.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_answered_with_add_as_contact_makes_the_sender_a_contact() {
+    let dirs = [0, 1, 2, 3].map(|_| tempfile::tempdir().unwrap());
+    let (sender, receiver) = strangers(dirs[0].path(), dirs[1].path()).await;
+    receiver.set_visibility(Visibility::Everyone, None);
+    let mut events = receiver.events();
+    let to = receiver.peer_id();
+    let source = holiday(dirs[2].path());
+    let sending = tokio::spawn({
+        let sender = sender.clone();
+        async move { sender.send_files(to, vec![source]).await }
+    });
+    let (id, ..) = next_offer(&mut events).await;
+    let accept = Decision::Accept {
+        dest: dirs[3].path().to_path_buf(),
+        files: None,
+        add_contact: true,
+    };
+    receiver.respond_offer(id, accept).unwrap();
+    assert!(matches!(
+        sending.await.unwrap(),
+        Ok(SendOutcome::Delivered { .. })
+    ));
+    let contacts = receiver.contacts().unwrap();
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(
+        (contacts[0].peer, contacts[0].name.as_str()),
+        (sender.peer_id(), "sender")
+    );
+    sender.stop().await.unwrap();
+    receiver.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_of_a_hidden_top_level_name_is_declined() {
+    let dirs = [0, 1, 2].map(|_| tempfile::tempdir().unwrap());
+    let (sender, receiver) = pair(dirs[0].path(), dirs[1].path()).await;
+    let ssh = dirs[2].path().join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    std::fs::write(ssh.join("authorized_keys"), b"ssh-ed25519 AAAA eve").unwrap();
+    let outcome = offer(&sender, &receiver, ssh).await;
+    assert!(
+        matches!(&outcome, SendOutcome::Declined { reason } if reason.contains("hidden top-level")),
+        "{outcome:?}"
+    );
+    sender.stop().await.unwrap();
+    receiver.stop().await.unwrap();
 }

@@ -292,7 +292,8 @@ async fn a_peer_that_connects_mid_download_and_holds_the_share_is_asked_too() {
     );
     let seeder = node(sd.path(), "seeder", upload_limit(MB), Serves::Honest).await;
     let (ticket, hash) = share(&seeder, files.path(), 8 * 1024 * 1024).await;
-    // Another device holds the same file (the same share), unknown to the seeder and the ticket.
+    // Another device holds the same file (copied by hand) and got the ticket, unknown to the
+    // seeder and the ticket: its `get` finds every file in place and seeds at once.
     let holder = node(
         hd.path(),
         "holder",
@@ -302,6 +303,16 @@ async fn a_peer_that_connects_mid_download_and_holds_the_share_is_asked_too() {
     .await;
     let (same, _) = share(&holder, copy.path(), 8 * 1024 * 1024).await;
     assert_eq!(same.content, ticket.content);
+    let adopted = holder
+        .download(DownloadSpec {
+            ticket: ticket.clone(),
+            dest: copy.path().to_path_buf(),
+            files: None,
+        })
+        .wait()
+        .await
+        .expect("the copy is the share");
+    assert_eq!((adopted.skipped, adopted.fetched), (8 * 1024 * 1024, 0));
 
     let receiver = node(
         rd.path(),

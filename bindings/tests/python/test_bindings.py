@@ -61,6 +61,8 @@ def test_an_offer_is_accepted_and_delivered():
         alice = await LoopbackNode.start("alice")
         bob = await LoopbackNode.start("bob")
         await alice.node.add_peer(bob.node.peer_id(), bob.node.listen_addrs())
+        # Bob compared codes with Alice: only contacts may offer files.
+        bob.node.add_contact(alice.node.peer_id(), "Alice")
         with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as dest:
             files = write_folder(Path(src))
             sending = asyncio.ensure_future(

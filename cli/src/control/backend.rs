@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use meshdrop_core::store::Contact;
+use meshdrop_core::identity::verification_code;
+use meshdrop_core::transfer::{ShareInfo, Visibility};
 use meshdrop_core::{
-    DataDir, Error, Message, MessageId, Node, NodeConfig, PeerId, PeerInfo, Recipient, Room, Ticket,
+    Contact, DataDir, Error, Message, MessageId, Node, NodeConfig, PeerId, PeerInfo, Recipient,
+    Room, Ticket,
 };
 
 use super::client::Client;
-use super::protocol::{Request, Response, Step};
+use super::protocol::{ContactNow, Request, Response, Step};
 use super::running::Running;
 
 /// Where requests run.
@@ -162,9 +164,43 @@ impl Backend {
         }
     }
 
-    /// The devices this one knows.
+    /// The contacts.
     pub async fn contacts(&mut self) -> Result<Vec<Contact>> {
         expect!(self.request(Request::Contacts).await?, Response::Contacts)
+    }
+
+    /// Adds, renames or accepts a contact (`Request::AddContact`, `Request::RenameContact`,
+    /// `Request::AcceptContactOffer`): the contact as it is now.
+    pub async fn contact(&mut self, req: Request) -> Result<ContactNow> {
+        expect!(self.request(req).await?, Response::Contact)
+    }
+
+    /// Makes contact `peer` a stranger again.
+    pub async fn remove_contact(&mut self, peer: PeerId) -> Result<()> {
+        match self.request(Request::RemoveContact { peer }).await? {
+            Response::ContactRemoved { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// What this device serves.
+    pub async fn shares(&mut self) -> Result<Vec<ShareInfo>> {
+        expect!(self.request(Request::Shares).await?, Response::Shares)
+    }
+
+    /// Stops serving the share `id`; what it was.
+    pub async fn unshare(&mut self, id: &str) -> Result<ShareInfo> {
+        let id = id.to_string();
+        expect!(
+            self.request(Request::Unshare { id }).await?,
+            Response::Unshared
+        )
+    }
+
+    /// Who may offer files, after setting it when `set` is given.
+    pub async fn visibility(&mut self, set: Option<Visibility>) -> Result<Visibility> {
+        let req = Request::Visibility { set };
+        expect!(self.request(req).await?, Response::Visibility)
     }
 
     /// Every stored message.
@@ -182,26 +218,36 @@ impl Backend {
         expect!(self.request(req).await?, Response::Room)
     }
 
-    /// Queues a message, with files attached when `attach` is not empty.
+    /// Queues a message, with files attached when `attach` is not empty (served until unshared
+    /// when `pin`).
     pub async fn send_message(
         &mut self,
         to: Recipient,
         text: &str,
         attach: Vec<PathBuf>,
+        pin: bool,
     ) -> Result<MessageId> {
         let text = text.to_string();
-        match self
-            .request(Request::SendMessage { to, text, attach })
-            .await?
-        {
+        let req = Request::SendMessage {
+            to,
+            text,
+            attach,
+            pin,
+        };
+        match self.request(req).await? {
             Response::MessageQueued { id } => Ok(id),
             other => Err(unexpected(&other)),
         }
     }
 
-    /// Shares files and folders (absolute paths).
-    pub async fn share(&mut self, paths: Vec<PathBuf>) -> Result<Ticket> {
-        match self.request(Request::Share { paths }).await? {
+    /// Shares files and folders (absolute paths); the ticket offers this device as a contact
+    /// when `offer_contact`.
+    pub async fn share(&mut self, paths: Vec<PathBuf>, offer_contact: bool) -> Result<Ticket> {
+        let req = Request::Share {
+            paths,
+            offer_contact,
+        };
+        match self.request(req).await? {
             Response::Shared { ticket } => Ok(ticket),
             other => Err(unexpected(&other)),
         }
@@ -216,11 +262,38 @@ fn offline(dir: &DataDir, req: Request) -> Result<Response> {
             name: dir.name().to_string(),
         },
         Request::Contacts => Response::Contacts(dir.contacts()?),
+        Request::AddContact { peer, name } => {
+            let new = !dir.contacts()?.iter().any(|c| c.peer == peer);
+            dir.add_contact(&peer, &name)?;
+            Response::Contact(contact_now(dir, peer, new)?)
+        }
+        Request::RenameContact { peer, name } => {
+            dir.rename_contact(&peer, &name)?;
+            Response::Contact(contact_now(dir, peer, false)?)
+        }
+        Request::RemoveContact { peer } => {
+            dir.remove_contact(&peer)?;
+            Response::ContactRemoved { peer }
+        }
         Request::Messages => Response::Messages(dir.messages()?),
         Request::Rooms => Response::Rooms(dir.rooms()),
         Request::CreateRoom { name } => Response::Room(dir.create_room(&name)?),
         Request::JoinRoom { invite } => Response::Room(dir.join_room(&invite)?),
         other => bail!("{other:?} needs a running node"),
+    })
+}
+
+/// Contact `peer` as the data dir has it now, with its code.
+fn contact_now(dir: &DataDir, peer: PeerId, new: bool) -> Result<ContactNow> {
+    let contact = dir
+        .contacts()?
+        .into_iter()
+        .find(|c| c.peer == peer)
+        .ok_or_else(|| anyhow!("contact {peer} vanished"))?;
+    Ok(ContactNow {
+        contact,
+        verification_code: verification_code(&dir.peer_id(), &peer),
+        new,
     })
 }
 

@@ -2,10 +2,12 @@
 //! on the same data dir ask it over `<data dir>/control.sock` (mode 0600; only the data dir's
 //! owner may connect): [`protocol`] says what travels, [`server`] answers, [`client`] asks. When
 //! no node runs, [`backend`] starts one for the command (or opens the data dir alone), and
-//! [`ops`] is what a node does for each request either way; [`running`] follows a request.
+//! [`ops`] (with [`contact_ops`]) is what a node does for each request either way; [`running`]
+//! follows a request.
 
 pub mod backend;
 pub mod client;
+pub mod contact_ops;
 pub mod ops;
 pub mod protocol;
 pub mod running;

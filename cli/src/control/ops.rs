@@ -7,14 +7,17 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use indicatif::HumanBytes;
+use meshdrop_core::transfer::ShareKey;
 use meshdrop_core::{
     ContentId, DownloadError, DownloadSpec, Event, MessageId, Node, PeerId, Progress, Recipient,
     Status, TransferHandle,
 };
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use super::protocol::{Request, Response, Update};
 use super::running::Updates;
+use crate::resolve::{self, Target};
 
 /// Runs one request on `node`, sending its updates to `updates`.
 pub async fn execute(node: &Node, req: Request, updates: &Updates) -> Result<Response> {
@@ -24,38 +27,53 @@ pub async fn execute(node: &Node, req: Request, updates: &Updates) -> Result<Res
             name: node.name().to_string(),
         },
         Request::Peers => Response::Peers(node.peers().await?),
-        Request::Connect { address } => {
-            let addr = crate::commands::parse_multiaddr(&address)?;
-            let peer = node
-                .connect(addr)
-                .await
-                .map_err(|e| anyhow!("cannot connect to {address}: {e}"))?;
-            let verification_code = node.verification_code(&peer);
-            Response::Connected {
-                peer,
-                verification_code,
-            }
-        }
-        Request::Contacts => Response::Contacts(node.contacts()?),
+        Request::Connect { address } => connect(node, &address).await?,
+        req @ (Request::Contacts
+        | Request::AddContact { .. }
+        | Request::RenameContact { .. }
+        | Request::RemoveContact { .. }
+        | Request::AcceptContactOffer { .. }) => super::contact_ops::execute(node, req)?,
         Request::Messages => Response::Messages(node.messages()?),
         Request::Rooms => Response::Rooms(node.rooms()),
         Request::CreateRoom { name } => Response::Room(node.create_room(&name)?),
         Request::JoinRoom { invite } => Response::Room(node.join_room(&invite)?),
-        Request::SendMessage { to, text, attach } => Response::MessageQueued {
-            id: send_message(node, to, &text, attach).await?,
+        Request::SendMessage {
+            to,
+            text,
+            attach,
+            pin,
+        } => Response::MessageQueued {
+            id: send_message(node, to, &text, attach, pin).await?,
         },
-        Request::Share { paths } => Response::Shared {
-            ticket: node.share(paths).await?,
-        },
+        Request::Share {
+            paths,
+            offer_contact,
+        } => {
+            let ticket = node.share(paths).await?;
+            Response::Shared {
+                ticket: match offer_contact {
+                    true => ticket.offering_contact(node.name()),
+                    false => ticket,
+                },
+            }
+        }
+        Request::Shares => Response::Shares(node.shares()?),
+        Request::Unshare { id } => Response::Unshared(node.unshare(&id)?),
+        Request::Visibility { set } => {
+            if let Some(v) = set {
+                node.set_visibility(v, None);
+            }
+            Response::Visibility(node.visibility())
+        }
         Request::Get { ticket, dest } => {
-            let content = ticket.content;
+            let (content, key) = (ticket.content, ticket.key);
             let spec = DownloadSpec {
                 ticket,
                 dest,
                 files: None,
             };
             let handle = node.download(spec);
-            download(node, handle, content, updates)
+            download(node, handle, content, key, updates)
                 .await
                 .map_err(|e| explain(e, false))?
         }
@@ -67,17 +85,31 @@ pub async fn execute(node: &Node, req: Request, updates: &Updates) -> Result<Res
     })
 }
 
+/// Dials an address; the peer that answered and its code.
+async fn connect(node: &Node, address: &str) -> Result<Response> {
+    let addr = crate::commands::parse_multiaddr(address)?;
+    let peer = node
+        .connect(addr)
+        .await
+        .map_err(|e| anyhow!("cannot connect to {address}: {e}"))?;
+    Ok(Response::Connected {
+        peer,
+        verification_code: node.verification_code(&peer),
+    })
+}
+
 /// Queues a message, sharing its attachment first when there is one.
 async fn send_message(
     node: &Node,
     to: Recipient,
     text: &str,
     attach: Vec<PathBuf>,
+    pin: bool,
 ) -> Result<MessageId> {
     Ok(match (to, attach.is_empty()) {
         (Recipient::Peer(p), true) => node.send_message(p, text)?,
         (Recipient::Room(r), true) => node.send_room_message(r, text)?,
-        (to, false) => node.send_with_attachment(to, text, attach).await?,
+        (to, false) => node.send_with_attachment(to, text, attach, pin).await?,
     })
 }
 
@@ -87,6 +119,7 @@ pub async fn download(
     node: &Node,
     handle: TransferHandle,
     content: ContentId,
+    key: ShareKey,
     updates: &Updates,
 ) -> Result<Response, DownloadError> {
     let transfer = handle.id;
@@ -95,7 +128,9 @@ pub async fn download(
     let mut progress = |p: Progress| {
         if shown.as_ref() != Some(&p) {
             shown = Some(p.clone());
-            updates.send(Update::Event(progress_event(transfer, content, p)));
+            updates.send(Update::Event(Box::new(progress_event(
+                transfer, content, p,
+            ))));
         }
     };
     loop {
@@ -113,7 +148,7 @@ pub async fn download(
                     content,
                     error,
                 };
-                updates.send(Update::Event(failed));
+                updates.send(Update::Event(Box::new(failed)));
                 break;
             }
         }
@@ -122,7 +157,7 @@ pub async fn download(
         }
     }
     let report = handle.wait().await?;
-    let ticket = node.ticket_for(report.content);
+    let ticket = node.ticket_for(report.content, key);
     Ok(Response::Downloaded {
         transfer,
         report,
@@ -168,8 +203,9 @@ pub fn explain(e: DownloadError, interrupted: bool) -> anyhow::Error {
     }
 }
 
-/// Waits until the device `who` (a peer id or a name) is connected, offers it the files and
-/// follows the offer to its end; the offer's events (from the node's bus) come as updates.
+/// Waits until the device `who` names (see [`crate::resolve::peer`]) is connected, offers it
+/// the files and follows the offer to its end; the offer's events (from the node's bus) come as
+/// updates.
 async fn send(
     node: &Node,
     who: &str,
@@ -178,17 +214,12 @@ async fn send(
     updates: &Updates,
 ) -> Result<Response> {
     let mut events = node.events();
-    let peer = find_peer(node, &mut events, who, wait).await?;
-    let name = node
-        .peers()
-        .await?
-        .into_iter()
-        .find(|p| p.peer == peer)
-        .map(|p| p.name)
-        .unwrap_or_default();
+    let target = find_peer(node, &mut events, who, wait).await?;
+    let peer = target.peer;
     updates.send(Update::Offering {
         peer,
-        name,
+        name: target.claim.unwrap_or_default(),
+        contact: target.contact,
         verification_code: node.verification_code(&peer),
     });
     let forward = tokio::spawn({
@@ -200,7 +231,7 @@ async fn send(
                         ev @ (Event::OfferAccepted { peer: p, .. }
                         | Event::OfferDeclined { peer: p, .. }
                         | Event::SendProgress { peer: p, .. }),
-                    ) if p == peer => updates.send(Update::Event(ev)),
+                    ) if p == peer => updates.send(Update::Event(Box::new(ev))),
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
@@ -215,53 +246,79 @@ async fn send(
     })
 }
 
-/// The peer named `who` (peer id or device name), once connected, within `wait`.
+/// The device `who` names, once connected, within `wait`: a contact's given name resolves at
+/// once (whoever else claims it); a name only strangers claim waits until one is heard.
 async fn find_peer(
     node: &Node,
     events: &mut broadcast::Receiver<Event>,
     who: &str,
     wait: Duration,
-) -> Result<PeerId> {
-    let by_id: Option<PeerId> = who.parse().ok();
-    let matches = |peer: &PeerId, name: &str| by_id.as_ref() == Some(peer) || name == who;
-    if let Some(p) = node
-        .peers()
-        .await?
-        .into_iter()
-        .find(|p| p.connected && matches(&p.peer, &p.name))
-    {
-        return Ok(p.peer);
-    }
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut named: Option<PeerId> = None;
+) -> Result<Target> {
+    let deadline = Instant::now() + wait;
+    let me = node.peer_id();
+    let not_found = || {
+        anyhow!(
+            "no nearby device {:?} found within {} s (see `meshdrop peers` and `meshdrop contacts`)",
+            crate::text::clean(who),
+            wait.as_secs()
+        )
+    };
     loop {
-        let ev = match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(ev)) => ev,
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
-            Ok(Err(broadcast::error::RecvError::Closed)) => bail!("the node stopped"),
-            Err(_) => bail!(
-                "no nearby device {who:?} found within {} s (see `meshdrop peers`)",
-                wait.as_secs()
-            ),
-        };
-        match ev {
-            Event::PeerDiscovered { peer, name, .. } | Event::PeerIdentified { peer, name, .. }
-                if matches(&peer, &name) =>
+        let peers = node.peers().await?;
+        if let Some(target) = resolve::peer(who, &node.contacts()?, &peers, &me)? {
+            if !peers.iter().any(|p| p.peer == target.peer && p.connected) {
+                connected(node, events, target.peer, deadline)
+                    .await
+                    .map_err(|_| not_found())?;
+            }
+            return Ok(target);
+        }
+        loop {
+            match next_event(events, deadline).await.ok_or_else(not_found)? {
+                Event::PeerDiscovered { .. }
+                | Event::PeerIdentified { .. }
+                | Event::PeerConnected { .. } => break,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Waits until `peer` is connected (`Err` at `deadline`).
+async fn connected(
+    node: &Node,
+    events: &mut broadcast::Receiver<Event>,
+    peer: PeerId,
+    deadline: Instant,
+) -> Result<()> {
+    loop {
+        match next_event(events, deadline).await {
+            None => bail!("{peer} is not connected"),
+            Some(Event::PeerConnected { peer: p, .. }) if p == peer => return Ok(()),
+            Some(Event::PeerDiscovered { peer: p, .. } | Event::PeerIdentified { peer: p, .. })
+                if p == peer =>
             {
-                named = Some(peer);
                 if node
                     .peers()
                     .await?
                     .iter()
-                    .any(|p| p.peer == peer && p.connected)
+                    .any(|i| i.peer == peer && i.connected)
                 {
-                    return Ok(peer);
+                    return Ok(());
                 }
             }
-            Event::PeerConnected { peer, .. } if by_id == Some(peer) || named == Some(peer) => {
-                return Ok(peer);
-            }
-            _ => {}
+            Some(_) => {}
+        }
+    }
+}
+
+/// The next event before `deadline`; `None` at the deadline or when the node stopped.
+async fn next_event(events: &mut broadcast::Receiver<Event>, deadline: Instant) -> Option<Event> {
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(ev)) => return Some(ev),
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return None,
         }
     }
 }

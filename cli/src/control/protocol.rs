@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use meshdrop_core::store::Contact;
 use meshdrop_core::transfer::offer::SendOutcome;
+use meshdrop_core::transfer::{ShareInfo, Visibility};
 use meshdrop_core::{
-    DownloadReport, Event, Message, MessageId, PeerId, PeerInfo, Recipient, Room, Ticket,
+    Contact, DownloadReport, Event, Message, MessageId, PeerId, PeerInfo, Recipient, Room, Ticket,
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,8 +24,46 @@ pub enum Request {
         /// The multiaddr, as typed.
         address: String,
     },
-    /// The devices this one knows (met or named by an invite).
+    /// The contacts.
     Contacts,
+    /// Make a device a contact (the user compared the verification code).
+    AddContact {
+        /// The device.
+        peer: PeerId,
+        /// The name the user gives it.
+        name: String,
+    },
+    /// Give a contact another name.
+    RenameContact {
+        /// The contact.
+        peer: PeerId,
+        /// Its new name.
+        name: String,
+    },
+    /// Make a contact a stranger again.
+    RemoveContact {
+        /// The contact.
+        peer: PeerId,
+    },
+    /// Accept the contact a ticket offers (its sender).
+    AcceptContactOffer {
+        /// The ticket.
+        #[serde(with = "ticket_text")]
+        ticket: Ticket,
+    },
+    /// What this device serves.
+    Shares,
+    /// Stop serving a share at once.
+    Unshare {
+        /// Its id, as `shares` lists it.
+        id: String,
+    },
+    /// Who may offer files: asked, or changed (with no end) when `set` is given.
+    Visibility {
+        /// The new visibility.
+        #[serde(default)]
+        set: Option<Visibility>,
+    },
     /// Every stored message.
     Messages,
     /// The rooms this device is in.
@@ -49,11 +87,17 @@ pub enum Request {
         /// Absolute paths of files to attach (shared by the node).
         #[serde(default)]
         attach: Vec<PathBuf>,
+        /// Serve the attachment until unshared (not only for the attachment time).
+        #[serde(default)]
+        pin: bool,
     },
     /// Share files and folders (absolute paths); the node keeps seeding them.
     Share {
         /// What to share.
         paths: Vec<PathBuf>,
+        /// Offer this device as a contact in the ticket.
+        #[serde(default)]
+        offer_contact: bool,
     },
     /// Download a share into a folder; progress comes as updates, and the download goes on in
     /// the node when the client leaves.
@@ -92,13 +136,16 @@ pub enum Frame {
 #[serde(rename_all = "snake_case")]
 pub enum Update {
     /// A node event that concerns the request (a download's progress or failure, an offer's).
-    Event(Event),
+    Event(Box<Event>),
     /// The device an offer goes to was found.
     Offering {
         /// The device.
         peer: PeerId,
-        /// Its name (empty when not learned yet).
+        /// The name it claims (empty when not learned yet).
         name: String,
+        /// The name the user gave it, when a contact (`None`: a stranger).
+        #[serde(default)]
+        contact: Option<String>,
         /// The code both screens show.
         verification_code: String,
     },
@@ -126,6 +173,20 @@ pub enum Response {
     },
     /// For [`Request::Contacts`].
     Contacts(Vec<Contact>),
+    /// For [`Request::AddContact`], [`Request::RenameContact`] and
+    /// [`Request::AcceptContactOffer`]: the contact as it is now.
+    Contact(ContactNow),
+    /// For [`Request::RemoveContact`].
+    ContactRemoved {
+        /// The device, a stranger again.
+        peer: PeerId,
+    },
+    /// For [`Request::Shares`].
+    Shares(Vec<ShareInfo>),
+    /// For [`Request::Unshare`]: what is no longer served.
+    Unshared(ShareInfo),
+    /// For [`Request::Visibility`]: who may offer files now.
+    Visibility(Visibility),
     /// For [`Request::Messages`].
     Messages(Vec<Message>),
     /// For [`Request::Rooms`].
@@ -160,6 +221,17 @@ pub enum Response {
         /// How the offer ended.
         outcome: SendOutcome,
     },
+}
+
+/// A contact just added, renamed or accepted.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ContactNow {
+    /// The contact.
+    pub contact: Contact,
+    /// The code both screens show for it.
+    pub verification_code: String,
+    /// Whether it became a contact just now (`false`: it was one already).
+    pub new: bool,
 }
 
 /// A ticket in its text form (`meshdrop1…`).
@@ -201,7 +273,9 @@ mod tests {
             peer: PeerId::random(),
             addrs: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],
         };
-        let ticket = Ticket::new(meshdrop_core::ContentId([7; 32]), vec![provider]);
+        let key = meshdrop_core::transfer::ShareKey::from_bytes([9; 32]);
+        let ticket = Ticket::new(meshdrop_core::ContentId([7; 32]), key, vec![provider])
+            .offering_contact("ana");
         let get = Request::Get {
             ticket: ticket.clone(),
             dest: "/tmp/out".into(),
@@ -211,13 +285,34 @@ mod tests {
         assert_eq!(line["op"], "get");
         assert_eq!(line["ticket"], ticket.to_string());
         let peer = PeerId::random();
+        for req in [
+            Request::AcceptContactOffer {
+                ticket: ticket.clone(),
+            },
+            Request::AddContact {
+                peer,
+                name: "Ana".into(),
+            },
+            Request::Visibility {
+                set: Some(Visibility::Everyone),
+            },
+            Request::Unshare {
+                id: "0a1b2c3d".into(),
+            },
+        ] {
+            assert_eq!(round_trip(&req), req);
+        }
+        let line = serde_json::to_value(Request::Visibility { set: None }).unwrap();
+        assert_eq!(line, serde_json::json!({"op": "visibility", "set": null}));
         let frames = [
-            Frame::Update(Update::Event(Event::PeerDisconnected { peer })),
+            Frame::Update(Update::Event(Box::new(Event::PeerDisconnected { peer }))),
             Frame::Update(Update::Offering {
                 peer,
                 name: "ana".into(),
+                contact: Some("Ana".into()),
                 verification_code: "123456".into(),
             }),
+            Frame::Done(Response::Visibility(Visibility::Contacts)),
             Frame::Done(Response::Shared { ticket }),
             Frame::Done(Response::Id {
                 peer,

@@ -103,7 +103,7 @@ mod tests {
         let peer = meshdrop_core::PeerId::random();
         let mut running = Running::attached(move |updates| async move {
             for _ in 0..3 {
-                updates.send(Update::Event(Event::PeerDisconnected { peer }));
+                updates.send(Update::Event(Box::new(Event::PeerDisconnected { peer })));
             }
             Ok(Response::Peers(Vec::new()))
         });

@@ -31,7 +31,19 @@ impl Proc {
 
     /// Runs `meshdrop --data-dir DATA FLAGS... ARGS...`, with standard input piped when `stdin`.
     pub fn start(data_dir: &Path, flags: &[&str], args: &[&str], stdin: bool) -> Proc {
+        Self::start_env(data_dir, flags, args, stdin, &[])
+    }
+
+    /// [`Proc::start`] with these environment variables set.
+    pub fn start_env(
+        data_dir: &Path,
+        flags: &[&str],
+        args: &[&str],
+        stdin: bool,
+        env: &[(&str, &Path)],
+    ) -> Proc {
         let mut child = Command::new(BIN)
+            .envs(env.iter().copied())
             .arg("--data-dir")
             .arg(data_dir)
             .args(flags)
@@ -129,6 +141,43 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs a one-shot `meshdrop --data-dir DATA --bind 127.0.0.1 --no-mdns --json ARGS...` to its
+/// end (through the node running on DATA, if any) and returns its JSON lines; fails unless it
+/// succeeds.
+pub fn json_once(data_dir: &Path, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["--json"];
+    all.extend(args);
+    let (status, lines, stderr) = Proc::spawn(data_dir, &all).finish();
+    assert!(status.success(), "{args:?} failed: {stderr}");
+    lines
+}
+
+/// This data dir's peer id (`meshdrop id`, offline or through its running node); `name`, when
+/// given, becomes its device name.
+pub fn peer_id(data_dir: &Path, name: Option<&str>) -> String {
+    let mut args = vec!["id"];
+    if let Some(name) = name {
+        args = vec!["--name", name, "id"];
+    }
+    json_once(data_dir, &args)[0]["peer"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Makes `peer` a contact named `name` on `data_dir` (through its running node, if any).
+pub fn add_contact(data_dir: &Path, peer: &str, name: &str) -> Value {
+    let lines = json_once(data_dir, &["contacts", "add", peer, "--name", name]);
+    assert_eq!(lines[0]["event"], "contact_added", "{lines:?}");
+    lines[0].clone()
+}
+
+/// Stops a `meshdrop run` with SIGTERM and returns what it printed after, its status and stderr.
+pub fn stop(p: Proc) -> (ExitStatus, Vec<Value>, String) {
+    nix::sys::signal::kill(p.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    p.finish()
 }
 
 /// Asserts a failed run whose stderr is one `error:` line containing `needle`.

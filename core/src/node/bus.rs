@@ -93,6 +93,7 @@ impl Bus {
                 files,
             },
             N::OfferRefused { peer, name, reason } => Event::OfferRefused { peer, name, reason },
+            N::OfferExpired { offer } => Event::OfferExpired { offer },
             N::OfferAccepted {
                 peer,
                 content,

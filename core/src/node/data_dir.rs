@@ -131,9 +131,27 @@ impl DataDir {
         self.messenger.join_room(invite)
     }
 
-    /// The devices this one knows.
+    /// The contacts, with the names the user gave them.
     pub fn contacts(&self) -> Result<Vec<Contact>> {
         contacts::list(&self.store)
+    }
+
+    /// Makes `peer` a contact named `name` (the user compared the verification code).
+    pub fn add_contact(&self, peer: &PeerId, name: &str) -> Result<()> {
+        if *peer == self.peer {
+            return Err(Error::Message("that is this device's own peer id".into()));
+        }
+        contacts::add(&self.store, peer, name, contacts::Via::Code).map(drop)
+    }
+
+    /// Gives contact `peer` another name.
+    pub fn rename_contact(&self, peer: &PeerId, name: &str) -> Result<()> {
+        contacts::rename(&self.store, peer, name)
+    }
+
+    /// Makes contact `peer` a stranger again.
+    pub fn remove_contact(&self, peer: &PeerId) -> Result<()> {
+        contacts::remove(&self.store, peer)
     }
 }
 

@@ -30,7 +30,8 @@ use crate::messaging::service::Messenger;
 use crate::messaging::{Message, MessageId, MessageStats, Recipient, Room, RoomId};
 use crate::net::Net;
 use crate::store::Store;
-use crate::transfer::offer::{Decision, SendOutcome};
+use crate::transfer::limits::TransferLimits;
+use crate::transfer::offer::{Decision, PendingOffer, SendOutcome};
 use crate::transfer::{
     ContentId, DownloadSpec, Provider, ShareError, ShareInfo, ShareKey, ShareKind, Ticket,
     TransferHandle, Transfers, Visibility,
@@ -63,6 +64,8 @@ struct Inner {
     store: Arc<Store>,
     /// How long attachments are served unless pinned.
     attachment_ttl: Duration,
+    /// The transfer limits the node started with (off battery).
+    limits: TransferLimits,
     /// What this node advertises with DNS-SD (also what a platform browser driver advertises).
     advert: discovery::Advert,
     /// Discovery updates from a platform's own browser (Bonjour, Android NSD).
@@ -187,6 +190,23 @@ impl Node {
         self.inner.transfers.visibility()
     }
 
+    /// The rate limits and upload slots in force.
+    pub fn limits(&self) -> TransferLimits {
+        self.inner.transfers.limits()
+    }
+
+    /// Tells the node whether the device runs on battery: on battery it still seeds, within the
+    /// battery limits (2 MB/s to two peers at a time); on power, within the limits it started
+    /// with. Running transfers follow at once.
+    pub fn set_on_battery(&self, on_battery: bool) {
+        let limits = if on_battery {
+            TransferLimits::on_battery()
+        } else {
+            self.inner.limits
+        };
+        self.inner.transfers.set_limits(limits);
+    }
+
     /// Makes `peer` a contact named `name` (the user compared the verification code). A contact
     /// added earlier takes the new name.
     pub fn add_contact(&self, peer: PeerId, name: &str) -> Result<()> {
@@ -278,6 +298,12 @@ impl Node {
         }
         let name = &self.inner.name;
         Ok(self.inner.transfers.send_offer(peer, &ticket, name).await?)
+    }
+
+    /// The offers received that wait for an answer: what the app shows when it comes back, so
+    /// an offer is never lost with an event it missed.
+    pub fn pending_offers(&self) -> Vec<PendingOffer> {
+        self.inner.transfers.pending_offers()
     }
 
     /// Answers an `offer_received` event: accept (all or some files, into a folder) or decline.

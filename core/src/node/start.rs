@@ -138,6 +138,7 @@ pub(super) async fn start(config: NodeConfig) -> Result<Node> {
             messenger,
             store,
             attachment_ttl: config.attachment_ttl,
+            limits: config.limits,
             advert,
             platform_discovery: disc_tx,
         }),

@@ -2,6 +2,7 @@
 //! direction, and upload slots (how many requests are served at once, as BitTorrent's unchoked
 //! peers), so a phone on battery can give back to the swarm without spending itself.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,23 +32,57 @@ impl Default for TransferLimits {
     }
 }
 
-/// The limits in force, shared by the node's serving sessions and downloads.
+/// The limits in force, shared by the node's serving sessions and downloads; they can change
+/// while transfers run (a phone unplugged from its charger).
 pub struct Throttle {
     /// What all uploads together may send.
-    pub upload: Option<Rate>,
+    pub upload: Rate,
     /// What all downloads together may receive.
-    pub download: Option<Rate>,
+    pub download: Rate,
     /// One permit per upload slot, held while a request is served.
     pub slots: Arc<Semaphore>,
+    /// How many slots there should be.
+    slot_count: AtomicUsize,
 }
 
 impl Throttle {
     /// The throttle for `limits`.
     pub fn new(limits: TransferLimits) -> Self {
+        let slots = limits.upload_slots.max(1);
         Self {
-            upload: Rate::optional(limits.max_upload_rate),
-            download: Rate::optional(limits.max_download_rate),
-            slots: Arc::new(Semaphore::new(limits.upload_slots.max(1))),
+            upload: Rate::limited(limits.max_upload_rate),
+            download: Rate::limited(limits.max_download_rate),
+            slots: Arc::new(Semaphore::new(slots)),
+            slot_count: AtomicUsize::new(slots),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> TransferLimits {
+        TransferLimits {
+            max_upload_rate: self.upload.limit(),
+            max_download_rate: self.download.limit(),
+            upload_slots: self.slot_count.load(Ordering::Acquire),
+        }
+    }
+
+    /// Applies `limits` from now on. Fewer slots take effect as requests in service end.
+    pub fn set(&self, limits: TransferLimits) {
+        self.upload.set(limits.max_upload_rate);
+        self.download.set(limits.max_download_rate);
+        let want = limits.upload_slots.max(1);
+        let had = self.slot_count.swap(want, Ordering::AcqRel);
+        if want > had {
+            self.slots.add_permits(want - had);
+        } else {
+            let slots = self.slots.clone();
+            let fewer = (had - want) as u32;
+            // Permits in use are taken back as they are released.
+            tokio::spawn(async move {
+                if let Ok(permits) = slots.acquire_many_owned(fewer).await {
+                    permits.forget();
+                }
+            });
         }
     }
 }
@@ -65,9 +100,10 @@ impl TransferLimits {
 
 /// A byte-rate limit (a token bucket that may go into debt): [`Rate::take`] returns at once
 /// while the bucket has bytes and otherwise waits until the debt is paid back, so the long-run
-/// rate is exact and bursts are at most [`BURST`] long.
+/// rate is exact and bursts are at most [`BURST`] long. No limit: every take returns at once.
 pub struct Rate {
-    bytes_per_sec: f64,
+    /// Bytes per second; zero: no limit.
+    bytes_per_sec: AtomicU64,
     bucket: Mutex<(f64, Instant)>,
 }
 
@@ -77,26 +113,45 @@ pub const BURST: Duration = Duration::from_millis(50);
 impl Rate {
     /// A limit of `bytes_per_sec` (at least one byte per second).
     pub fn new(bytes_per_sec: u64) -> Self {
-        Self {
-            bytes_per_sec: bytes_per_sec.max(1) as f64,
-            bucket: Mutex::new((0.0, Instant::now())),
-        }
+        Self::limited(Some(bytes_per_sec))
     }
 
-    fn optional(limit: Option<u64>) -> Option<Self> {
-        limit.map(Self::new)
+    /// A limit when `limit` is given, none otherwise.
+    pub fn limited(limit: Option<u64>) -> Self {
+        let rate = Self {
+            bytes_per_sec: AtomicU64::new(0),
+            bucket: Mutex::new((0.0, Instant::now())),
+        };
+        rate.set(limit);
+        rate
+    }
+
+    /// The limit (`None`: no limit).
+    pub fn limit(&self) -> Option<u64> {
+        Some(self.bytes_per_sec.load(Ordering::Relaxed)).filter(|r| *r > 0)
+    }
+
+    /// Changes the limit (`None`: no limit).
+    pub fn set(&self, limit: Option<u64>) {
+        let rate = limit.map_or(0, |r| r.max(1));
+        self.bytes_per_sec.store(rate, Ordering::Relaxed);
     }
 
     /// Waits until `bytes` may pass.
     pub async fn take(&self, bytes: u64) {
+        let rate = self.bytes_per_sec.load(Ordering::Relaxed);
+        if rate == 0 {
+            return;
+        }
+        let rate = rate as f64;
         let wait = {
             let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
-            let cap = self.bytes_per_sec * BURST.as_secs_f64();
-            let refill = now.duration_since(bucket.1).as_secs_f64() * self.bytes_per_sec;
+            let cap = rate * BURST.as_secs_f64();
+            let refill = now.duration_since(bucket.1).as_secs_f64() * rate;
             bucket.0 = (bucket.0 + refill).min(cap) - bytes as f64;
             bucket.1 = now;
-            (bucket.0 < 0.0).then(|| Duration::from_secs_f64(-bucket.0 / self.bytes_per_sec))
+            (bucket.0 < 0.0).then(|| Duration::from_secs_f64(-bucket.0 / rate))
         };
         if let Some(wait) = wait {
             tokio::time::sleep(wait).await;
@@ -118,5 +173,30 @@ mod tests {
         // 3 MB at 1 MB/s, from an empty bucket: 3 s, give or take the burst.
         let took = start.elapsed().as_secs_f64();
         assert!((2.95..3.05).contains(&took), "took {took} s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limits_change_while_transfers_run() {
+        let throttle = Throttle::new(TransferLimits::default());
+        let start = tokio::time::Instant::now();
+        throttle.upload.take(10_000_000).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "no limit: no wait");
+        assert_eq!(throttle.slots.available_permits(), 4);
+        throttle.set(TransferLimits::on_battery());
+        throttle.upload.take(2_000_000).await;
+        throttle.upload.take(2_000_000).await;
+        let took = start.elapsed().as_secs_f64();
+        assert!(
+            (1.95..2.1).contains(&took),
+            "4 MB at 2 MB/s on battery: took {took} s"
+        );
+        tokio::task::yield_now().await;
+        assert_eq!(
+            throttle.slots.available_permits(),
+            2,
+            "two slots on battery"
+        );
+        throttle.set(TransferLimits::default());
+        assert_eq!(throttle.slots.available_permits(), 4);
     }
 }

@@ -41,7 +41,7 @@ pub use capability::{ShareKey, ShareTag};
 pub use content_id::ContentId;
 pub use download::{DownloadError, DownloadReport, DownloadSpec, Status, TransferHandle};
 pub use manifest::{ChunkRef, FileEntry, Manifest, ManifestError};
-pub use offer::{OfferedFile, Visibility};
+pub use offer::{OfferedFile, PendingOffer, Visibility};
 pub use paths::{PathError, RelPath, join_safe};
 pub use service::{ShareError, ShareInfo, TransferConfig, Transfers};
 pub use shares::ShareKind;
@@ -90,6 +90,11 @@ pub enum Notice {
         name: String,
         /// What the sender was told.
         reason: String,
+    },
+    /// An offer received was not answered in time: it was declined.
+    OfferExpired {
+        /// The offer's id.
+        offer: u64,
     },
     /// The receiver accepted this node's offer.
     OfferAccepted {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
@@ -103,44 +103,89 @@ pub enum SendOutcome {
     },
 }
 
+/// An offer waiting for the app's answer (what `offer_received` said, and how long it waits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingOffer {
+    /// The offer's id.
+    pub offer: u64,
+    /// The sender.
+    pub peer: PeerId,
+    /// The name the sender gives itself (a claim).
+    pub name: String,
+    /// The name the user gave the sender, when a contact.
+    pub contact: Option<String>,
+    /// The code both screens show.
+    pub verification_code: String,
+    /// Bytes offered.
+    pub total: u64,
+    /// The files offered.
+    pub files: Vec<OfferedFile>,
+    /// Seconds left before it is declined unanswered.
+    pub expires_in_secs: u64,
+}
+
 /// Offers waiting for the app's decision.
 #[derive(Default)]
 pub struct Pending {
     next: AtomicU64,
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Decision>>>,
+    waiting: Mutex<HashMap<u64, Waiting>>,
+}
+
+struct Waiting {
+    answer: oneshot::Sender<Decision>,
+    offer: PendingOffer,
+    until: Instant,
 }
 
 impl Pending {
     /// Answers offer `id`; an unknown or expired id is an error.
     pub fn respond(&self, id: u64, decision: Decision) -> Result<()> {
-        let tx = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id)
-            .ok_or(Error::NotFound {
-                what: format!("offer {id}"),
-            })?;
-        tx.send(decision).map_err(|_| Error::NotFound {
+        let waiting = self.lock().remove(&id).ok_or(Error::NotFound {
+            what: format!("offer {id}"),
+        })?;
+        waiting.answer.send(decision).map_err(|_| Error::NotFound {
             what: format!("offer {id} (it expired)"),
         })
     }
 
-    pub(crate) fn register(&self) -> (u64, oneshot::Receiver<Decision>) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = oneshot::channel();
-        self.waiting
+    /// The offers waiting for an answer, oldest first.
+    pub fn list(&self) -> Vec<PendingOffer> {
+        let now = Instant::now();
+        let mut list: Vec<PendingOffer> = self
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
+            .values()
+            .map(|w| PendingOffer {
+                expires_in_secs: w.until.saturating_duration_since(now).as_secs(),
+                ..w.offer.clone()
+            })
+            .collect();
+        list.sort_by_key(|o| o.offer);
+        list
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for an answer to `offer` (its id is set here); returns the id and the answer.
+    pub(crate) fn register(&self, mut offer: PendingOffer) -> (u64, oneshot::Receiver<Decision>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let (answer, rx) = oneshot::channel();
+        offer.offer = id;
+        let until = Instant::now() + ANSWER_TIMEOUT;
+        self.lock().insert(
+            id,
+            Waiting {
+                answer,
+                offer,
+                until,
+            },
+        );
         (id, rx)
     }
 
     pub(crate) fn forget(&self, id: u64) {
-        self.waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.lock().remove(&id);
     }
 }
 
@@ -372,20 +417,31 @@ async fn ask(s: &Shared, offer: &Offered, manifest: &Manifest) -> Decision {
             size: f.size,
         })
         .collect();
-    let (id, decision) = s.offers.register();
-    s.report.send(Notice::OfferReceived {
-        offer: id,
+    let waiting = PendingOffer {
+        offer: 0,
         peer,
         name: offer.name.clone(),
         contact: offer.contact.clone(),
         verification_code: identity::verification_code(&s.net.local_peer_id(), &peer),
         total: manifest.total_size(),
+        files: files.clone(),
+        expires_in_secs: ANSWER_TIMEOUT.as_secs(),
+    };
+    let (id, decision) = s.offers.register(waiting.clone());
+    s.report.send(Notice::OfferReceived {
+        offer: id,
+        peer,
+        name: waiting.name,
+        contact: waiting.contact,
+        verification_code: waiting.verification_code,
+        total: waiting.total,
         files,
     });
     match tokio::time::timeout(ANSWER_TIMEOUT, decision).await {
         Ok(Ok(d)) => d,
         _ => {
             s.offers.forget(id);
+            s.report.send(Notice::OfferExpired { offer: id });
             Decision::Decline
         }
     }

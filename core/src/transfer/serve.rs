@@ -233,9 +233,7 @@ impl Responder {
                     self.slot = self.s.throttle.slots.clone().acquire_owned().await.ok();
                 }
                 let len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-                if let Some(rate) = &self.s.throttle.upload {
-                    rate.take(chunk.len() as u64).await;
-                }
+                self.s.throttle.upload.take(chunk.len() as u64).await;
                 write_msg(&mut self.w, &Response::Chunk { index, len }).await?;
                 self.w.write_all(&chunk).await?;
                 self.sent += chunk.len() as u64;

@@ -15,7 +15,7 @@ use super::download::{self, DownloadSpec, Downloads, TransferHandle};
 use super::holders::Holders;
 use super::library::{Content, Library};
 use super::limits::{Throttle, TransferLimits};
-use super::offer::{self, Decision, Pending, SendOutcome, Visibility};
+use super::offer::{self, Decision, Pending, PendingOffer, SendOutcome, Visibility};
 use super::serve;
 use super::shares::{KeyRecord, ShareKind, Shares};
 use super::{ContentId, Manifest, ManifestError, Notice, Ticket, state};
@@ -359,15 +359,18 @@ impl Transfers {
         }
     }
 
-    /// Offers the share named by `ticket` (in the library already) to `peer` as device `name`,
-    /// and follows the offer to its end: declined, or delivered and verified on the receiver.
+    /// Offers the share named by `ticket` (made for this offer) to `peer` as device `name`, and
+    /// follows the offer to its end: declined, or delivered and verified on the receiver. The
+    /// ticket's key opens nothing once the offer ended.
     pub async fn send_offer(
         &self,
         peer: PeerId,
         ticket: &Ticket,
         name: &str,
     ) -> Result<SendOutcome> {
-        offer::send(&self.s, peer, ticket, name).await
+        let outcome = offer::send(&self.s, peer, ticket, name).await;
+        self.s.remove_key(&ticket.key.tag())?;
+        outcome
     }
 
     /// Who may offer files from now on; `for_` bounds it (then back to contacts), as phones do
@@ -380,6 +383,21 @@ impl Transfers {
     /// Who may offer files now.
     pub fn visibility(&self) -> Visibility {
         self.s.visibility()
+    }
+
+    /// The rate limits and upload slots in force.
+    pub fn limits(&self) -> TransferLimits {
+        self.s.throttle.limits()
+    }
+
+    /// Applies other rate limits and upload slots from now on, to running transfers too.
+    pub fn set_limits(&self, limits: TransferLimits) {
+        self.s.throttle.set(limits);
+    }
+
+    /// The offers received that wait for an answer (what the app shows after it was away).
+    pub fn pending_offers(&self) -> Vec<PendingOffer> {
+        self.s.offers.list()
     }
 
     /// Answers an offer received.

@@ -126,6 +126,9 @@ pub enum TicketError {
         /// The limit.
         max: usize,
     },
+    /// The ticket holds more than a QR code can (too many providers or addresses).
+    #[error("the ticket is too long for a QR code: pass it as text or as a file")]
+    TooLongForQr,
     /// A ticket file could not be read or written.
     #[error("ticket file {path}: {source}")]
     Io {
@@ -247,6 +250,32 @@ impl Ticket {
             return Err(TicketError::TooLong { len: text.len() });
         }
         text.parse()
+    }
+}
+
+/// A ticket drawn as a QR code: `size` × `size` modules, row after row, `true` for dark.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QrMatrix {
+    /// Modules per side.
+    pub size: usize,
+    /// Every module, row-major.
+    pub dark: Vec<bool>,
+}
+
+impl Ticket {
+    /// The ticket as a QR code, for an app or a terminal to draw. Upper case lets the code use
+    /// its compact alphanumeric mode; tickets read either case.
+    pub fn qr(&self) -> Result<QrMatrix, TicketError> {
+        let code = qrcode::QrCode::new(self.to_string().to_ascii_uppercase())
+            .map_err(|_| TicketError::TooLongForQr)?;
+        Ok(QrMatrix {
+            size: code.width(),
+            dark: code
+                .to_colors()
+                .into_iter()
+                .map(|c| c == qrcode::Color::Dark)
+                .collect(),
+        })
     }
 }
 
@@ -483,6 +512,15 @@ pub(crate) mod tests {
                 .is_some_and(|n| n.len() <= MAX_CONTACT_NAME)
         );
         assert_eq!(cut.to_string().parse::<Ticket>().expect("parses"), cut);
+    }
+
+    #[test]
+    fn a_ticket_draws_as_a_square_qr_code() {
+        let qr = sample().qr().expect("fits");
+        assert_eq!(qr.dark.len(), qr.size * qr.size);
+        assert!(qr.size >= 21, "a real code");
+        // The finder pattern's corner module is dark.
+        assert!(qr.dark[0]);
     }
 
     #[test]

@@ -7,7 +7,10 @@ import MeshdropKit
 /// An incoming offer, as the sheet shows it.
 struct Offer: Identifiable {
     let id: UInt64
+    /// The name the sender gives itself (a claim).
     let name: String
+    /// The name the user gave the sender, when a contact.
+    let contactName: String?
     let code: String
     let files: [OfferedFile]
 }
@@ -81,8 +84,8 @@ final class NodeModel: ObservableObject {
         switch event {
         case .peerDiscovered, .peerLost, .peerConnected, .peerIdentified, .peerDisconnected:
             await refreshPeers()
-        case let .offerReceived(offerId, _, name, code, _, files):
-            offer = Offer(id: offerId, name: name, code: code, files: files)
+        case let .offerReceived(offerId, _, name, contactName, code, _, files):
+            offer = Offer(id: offerId, name: name, contactName: contactName, code: code, files: files)
         case let .transferProgress(id, _, _, _, _, _),
              let .transferFinished(id, _, _),
              let .transferFailed(id, _, _):

@@ -151,7 +151,7 @@ struct OfferView: View {
 
     var body: some View {
         VStack(spacing: 12) {
-            Text("\(offer.name) wants to send you \(offer.files.count) file(s)").font(.headline)
+            Text("\(offer.contactName ?? "\(offer.name)? (not a contact)") wants to send you \(offer.files.count) file(s)").font(.headline)
             Text("Code: \(offer.code) (check it matches on their screen)")
             List(offer.files.prefix(10), id: \.path) { f in Text("\(f.path) (\(f.size) bytes)") }
             HStack {

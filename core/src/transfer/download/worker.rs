@@ -353,9 +353,7 @@ impl Worker {
     ) -> Result<Vec<u8>, PeerError> {
         let mut data = self.pool.take(len as usize);
         r.read_exact(&mut data).await?;
-        if let Some(rate) = &self.s.throttle.download {
-            rate.take(u64::from(len)).await;
-        }
+        self.s.throttle.download.take(u64::from(len)).await;
         inflight.bytes.fetch_sub(u64::from(len), Ordering::AcqRel);
         inflight.room.notify_one();
         if let Some(rate) = meter.add(u64::from(len)) {

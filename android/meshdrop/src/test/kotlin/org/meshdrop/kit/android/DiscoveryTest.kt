@@ -78,6 +78,7 @@ class DiscoveryTest {
         assertEquals("the host follows Ana's service", 1, FakeNsd.followers(anaName))
         assertEquals("no MulticastLock with NSD", 0, multicastLocks)
 
+        ana.befriend(host)
         val photo = randomFile(tmp.root, "out/beach.jpg", 1_000_000)
         val sending = async { host.send(ana.md.peerId(), listOf(Uri.fromFile(photo))) }
         val offer = ana.waitFor<NodeEvent.OfferReceived>("the offer") { it is NodeEvent.OfferReceived }

@@ -74,8 +74,20 @@ class Device private constructor(val md: Meshdrop, val dir: File) {
         found as E
     }
 
-    /** Knows the host and connects to it, as after meeting it. */
-    suspend fun meet(host: MeshdropHost) = md.addPeer(host.node.peerId(), host.node.listenAddrs())
+    /**
+     * Meets the host as friends do: each adds the other as a contact (after comparing the
+     * verification code), then this device connects to it.
+     */
+    suspend fun meet(host: MeshdropHost) {
+        befriend(host)
+        md.addPeer(host.node.peerId(), host.node.listenAddrs())
+    }
+
+    /** Each adds the other as a contact (offers between strangers are declined at once). */
+    fun befriend(host: MeshdropHost) {
+        md.addContact(host.node.peerId(), host.node.name())
+        host.node.addContact(md.peerId(), md.name())
+    }
 
     /** Stops the node and frees it. */
     suspend fun close() {

@@ -108,6 +108,8 @@ class MeshdropTest {
         val alice = start("alice")
         val bob = start("bob")
         alice.md.addPeer(bob.md.peerId(), bob.md.listenAddrs())
+        // Bob compared codes with Alice: only contacts may offer files.
+        bob.md.addContact(alice.md.peerId(), "Alice")
         val src = Files.createDirectories(tmp.resolve("src"))
         val dest = Files.createDirectories(tmp.resolve("dest"))
         val files = writeFolder(src)
