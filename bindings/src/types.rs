@@ -150,6 +150,20 @@ pub struct DownloadReport {
     pub skipped: u64,
     /// Wall time in seconds.
     pub secs: f64,
+    /// Files saved under another name than the share's (a name the destination cannot hold,
+    /// or taken by another file).
+    pub renamed: Vec<RenamedFile>,
+}
+
+/// A file of a share saved under another name.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct RenamedFile {
+    /// Its path in the share.
+    pub path: String,
+    /// Where it was saved, relative to the destination.
+    pub saved_as: String,
+    /// Why.
+    pub reason: String,
 }
 
 impl From<CoreReport> for DownloadReport {
@@ -162,6 +176,15 @@ impl From<CoreReport> for DownloadReport {
             resumed: r.resumed,
             skipped: r.skipped,
             secs: r.secs,
+            renamed: r
+                .renamed
+                .into_iter()
+                .map(|c| RenamedFile {
+                    path: c.path,
+                    saved_as: c.saved_as,
+                    reason: c.reason,
+                })
+                .collect(),
         }
     }
 }
