@@ -210,9 +210,10 @@ fn fit(name: &str, rules: &NameRules) -> (String, Vec<String>) {
             why.push("holds characters this destination forbids".to_string());
             out = mapped;
         }
-        let (stem, ext) = split_ext(&out);
+        // Windows reads the device name before the first dot (`nul.tar.gz` is `NUL`).
+        let (stem, rest) = out.split_at(out.find('.').unwrap_or(out.len()));
         if WINDOWS_RESERVED.contains(&stem.trim_end_matches(' ').to_uppercase().as_str()) {
-            out = format!("{stem}_{ext}");
+            out = format!("{stem}_{rest}");
             why.push("is a device name on this platform".to_string());
         }
         if let Some(last) = out.chars().last().filter(|c| *c == '.' || *c == ' ') {
@@ -323,13 +324,13 @@ mod tests {
             names.files[i].join("/")
         };
         assert_eq!(by_path("Trip/a\\b"), "Trip/a＼b");
-        assert_eq!(by_path("Trip/nul.tar.gz"), "Trip/nul.tar_.gz");
+        assert_eq!(by_path("Trip/nul.tar.gz"), "Trip/nul_.tar.gz");
         assert_eq!(by_path("Trip/dots."), "Trip/dots．");
         assert_eq!(by_path("Trip/tab\there"), "Trip/tab␉here");
         // `what?.txt` sorts first and takes `what？.txt`; the share's own `what？.txt` moves on.
         assert_eq!(by_path("Trip/what?.txt"), "Trip/what？.txt");
         assert_eq!(by_path("Trip/what？.txt"), "Trip/what？ (1).txt");
-        assert_eq!(names.changes.len(), 5, "{:?}", names.changes);
+        assert_eq!(names.changes.len(), 6, "{:?}", names.changes);
         let change = names
             .changes
             .iter()

@@ -226,21 +226,34 @@ async fn run(
         let stamps = state::save_share(&s.store, &content_id, &plan.final_paths())?;
         content.set_stamps(stamps);
     }
-    let mut renamed = plan.renamed.clone();
-    renamed.extend(report.renamed);
-    Ok(DownloadReport {
-        content: content_id,
-        files: plan.files.len(),
-        bytes: plan.selected_bytes(&manifest),
-        fetched: report.fetched,
-        resumed: plan.resumed,
-        skipped: plan.skipped,
-        rejected: report.rejected,
-        peers: report.peers,
-        secs: started.elapsed().as_secs_f64(),
-        renamed,
-        notes: plan.notes.clone(),
-    })
+    Ok(DownloadReport::of(content_id, &plan, &manifest, report, started))
+}
+
+impl DownloadReport {
+    /// What a run that planned `plan` and wrote `report` did.
+    fn of(
+        content: ContentId,
+        plan: &Plan,
+        manifest: &Manifest,
+        report: SinkReport,
+        started: Instant,
+    ) -> Self {
+        let mut renamed = plan.renamed.clone();
+        renamed.extend(report.renamed);
+        DownloadReport {
+            content,
+            files: plan.files.len(),
+            bytes: plan.selected_bytes(manifest),
+            fetched: report.fetched,
+            resumed: plan.resumed,
+            skipped: plan.skipped,
+            rejected: report.rejected,
+            peers: report.peers,
+            secs: started.elapsed().as_secs_f64(),
+            renamed,
+            notes: plan.notes.clone(),
+        }
+    }
 }
 
 /// The share as this node serves it while fetching: the library's when it has one, else a new
