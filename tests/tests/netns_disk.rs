@@ -147,7 +147,7 @@ fn a_damaged_fast_seeder_next_to_a_slow_honest_one_at_least_halves_a_new_downloa
 }
 
 /// Every file under `root` (hidden ones too), relative path -> hash.
-fn tree(root: &Path) -> Result<Vec<(PathBuf, blake3::Hash)>> {
+fn tree(root: &Path) -> Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -156,7 +156,7 @@ fn tree(root: &Path) -> Result<Vec<(PathBuf, blake3::Hash)>> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.strip_prefix(root)?.to_path_buf(), hash(&p)?));
+                out.push((p.strip_prefix(root)?.to_path_buf(), hash(&p)?.to_hex().to_string()));
             }
         }
     }
