@@ -353,12 +353,7 @@ impl NodeEvent {
                 file,
                 path: path.display().to_string(),
                 chunks: chunks.len() as u64,
-                damage: match damage {
-                    meshdrop_core::transfer::Damage::Changed => "changed",
-                    meshdrop_core::transfer::Damage::Corrupt => "corrupt",
-                    meshdrop_core::transfer::Damage::Missing => "missing",
-                }
-                .to_string(),
+                damage: crate::types::damage_name(damage),
                 repairing,
             },
             Event::ShareRepaired {

@@ -189,6 +189,75 @@ impl From<CoreReport> for DownloadReport {
     }
 }
 
+/// What `verify` found in one share.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct ShareCheck {
+    /// The share's short id.
+    pub id: String,
+    /// The share's content id.
+    pub content: String,
+    /// Its top-level names.
+    pub name: String,
+    /// Files checked.
+    pub files: u64,
+    /// Bytes read and verified.
+    pub bytes: u64,
+    /// The files that did not verify.
+    pub damaged: Vec<DamagedFile>,
+}
+
+/// A served file that did not verify, and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct DamagedFile {
+    /// Its path in the share.
+    pub file: String,
+    /// Where it is on disk.
+    pub path: String,
+    /// How many chunks did not verify.
+    pub chunks: u64,
+    /// `changed` (edited since it was shared), `corrupt` (damaged on disk) or `missing`.
+    pub damage: String,
+    /// Whether it was fetched again from peers.
+    pub repaired: bool,
+    /// Why it was not.
+    pub error: Option<String>,
+}
+
+/// The name of a kind of damage, as events and results say it.
+pub(crate) fn damage_name(d: meshdrop_core::transfer::Damage) -> String {
+    use meshdrop_core::transfer::Damage;
+    match d {
+        Damage::Changed => "changed",
+        Damage::Corrupt => "corrupt",
+        Damage::Missing => "missing",
+    }
+    .to_string()
+}
+
+impl From<meshdrop_core::transfer::ShareHealth> for ShareCheck {
+    fn from(s: meshdrop_core::transfer::ShareHealth) -> Self {
+        Self {
+            id: s.id,
+            content: s.content.to_string(),
+            name: s.name,
+            files: s.files as u64,
+            bytes: s.bytes,
+            damaged: s
+                .damaged
+                .into_iter()
+                .map(|f| DamagedFile {
+                    file: f.file,
+                    path: f.path.display().to_string(),
+                    chunks: f.chunks.len() as u64,
+                    damage: damage_name(f.damage),
+                    repaired: f.repaired,
+                    error: f.error,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// How an offer ended for the sender.
 #[derive(Clone, Debug, PartialEq, Eq, uniffi::Enum)]
 pub enum SendOutcome {

@@ -117,7 +117,15 @@ impl Output {
                 damage,
                 repairing,
                 ..
-            } => println!("share {content}: {}", damaged_line(file, chunks.len(), *damage, *repairing)),
+            } => println!(
+                "share {content}: {}; not served{}",
+                damaged_line(file, chunks.len(), *damage),
+                if *repairing {
+                    " until fetched again from peers (repairing)"
+                } else {
+                    ""
+                }
+            ),
             Event::ShareRepaired {
                 content,
                 file,
@@ -301,16 +309,17 @@ impl Output {
                 self.line(&v);
                 continue;
             }
-            let state = if share.damaged.is_empty() {
-                "every file verifies".to_string()
-            } else {
-                format!("{} damaged", share.damaged.len())
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            let state = match share.damaged.len() {
+                0 => "every file verifies".to_string(),
+                n => format!("{n} file{} damaged", plural(n)),
             };
             println!(
-                "{}  {}  {} files, {}: {state}",
+                "{}  {}  {} file{}, {}: {state}",
                 share.id,
                 clean(&share.name),
                 share.files,
+                plural(share.files),
                 HumanBytes(share.bytes)
             );
             for f in &share.damaged {
@@ -321,7 +330,7 @@ impl Output {
                 };
                 println!(
                     "  {}: {outcome}",
-                    damaged_line(&f.file, f.chunks.len(), f.damage, false)
+                    damaged_line(&f.file, f.chunks.len(), f.damage)
                 );
             }
         }
@@ -347,21 +356,17 @@ impl Output {
     }
 }
 
-/// "Trip/a.bin changed since it was shared: 32 chunks no longer match; fetching them again".
-pub fn damaged_line(file: &str, chunks: usize, damage: Damage, repairing: bool) -> String {
+/// "Trip/a.bin changed since it was shared: 32 chunks do not verify".
+pub fn damaged_line(file: &str, chunks: usize, damage: Damage) -> String {
     let what = match damage {
         Damage::Changed => "changed since it was shared",
         Damage::Corrupt => "no longer holds what was shared (damaged on disk)",
         Damage::Missing => "is gone or unreadable",
     };
-    let then = if repairing {
-        "; fetching them again from peers"
+    let verb = if chunks == 1 {
+        "chunk does"
     } else {
-        ""
+        "chunks do"
     };
-    format!(
-        "{} {what}: {chunks} chunk{} no longer served{then}",
-        clean(file),
-        if chunks == 1 { "" } else { "s" }
-    )
+    format!("{} {what}: {chunks} {verb} not verify", clean(file))
 }

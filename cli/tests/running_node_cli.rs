@@ -504,7 +504,8 @@ fn verify_repairs_a_damaged_download_through_the_running_node_or_a_node_of_its_o
     assert!(status.success(), "{stderr}");
     let said = text.join("\n");
     assert!(
-        said.contains("trip.mp4 changed since it was shared") && said.contains("repaired from peers"),
+        said.contains("trip.mp4 changed since it was shared")
+            && said.contains("repaired from peers"),
         "{said}"
     );
     assert_eq!(hash_of(&copy), hash_of(&file), "repaired");

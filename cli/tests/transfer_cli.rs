@@ -334,7 +334,11 @@ fn many_small_files_never_run_out_of_file_descriptors() {
     let run = Proc::spawn_limited(receiver.path(), &args, 256).finish();
     let done = finished(&run);
     assert_eq!(done["files"], 3000);
-    assert_eq!(tree(&roll), tree(&out.path().join("roll")), "every photo equal");
+    assert_eq!(
+        tree(&roll),
+        tree(&out.path().join("roll")),
+        "every photo equal"
+    );
     drop(sharer);
 }
 

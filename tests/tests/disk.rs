@@ -91,18 +91,36 @@ async fn links_planted_in_the_destination_are_never_written_through() {
         err.to_string().contains("Trip/sub is a link"),
         "the error names the link: {err}"
     );
-    assert_eq!(std::fs::read_dir(outside.join("elsewhere")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(outside.join("elsewhere"))
+            .unwrap()
+            .count(),
+        0
+    );
 
     // Without it the download goes through; the link at the final name is left as it is and
     // the file is saved beside it, reported.
     std::fs::remove_file(out.join("Trip/sub")).unwrap();
     let report = get(&receiver, &ticket, &out).await.expect("downloads");
     println!("{:?}", report.renamed);
-    assert_eq!(std::fs::read(outside.join("notes.txt")).unwrap(), b"my notes");
-    assert_eq!(std::fs::read_dir(outside).unwrap().count(), 2, "nothing new outside");
-    assert!(out.join("Trip/x.bin").is_symlink(), "the user's link is untouched");
+    assert_eq!(
+        std::fs::read(outside.join("notes.txt")).unwrap(),
+        b"my notes"
+    );
+    assert_eq!(
+        std::fs::read_dir(outside).unwrap().count(),
+        2,
+        "nothing new outside"
+    );
+    assert!(
+        out.join("Trip/x.bin").is_symlink(),
+        "the user's link is untouched"
+    );
     assert_eq!(hash(&out.join("Trip/x (1).bin")), hash(&trip.join("x.bin")));
-    assert_eq!(hash(&out.join("Trip/sub/inner.bin")), hash(&trip.join("sub/inner.bin")));
+    assert_eq!(
+        hash(&out.join("Trip/sub/inner.bin")),
+        hash(&trip.join("sub/inner.bin"))
+    );
     let renamed = &report.renamed;
     assert!(
         renamed.len() == 1
@@ -157,7 +175,10 @@ async fn a_part_replaced_by_a_link_between_runs_is_not_written_through() {
         assert_eq!(std::fs::read(&outside).unwrap(), b"my notes", "{planted}");
         assert_eq!(hash(&out.join("x.bin")), hash(&video));
         assert!(
-            report.notes.iter().any(|n| n.contains("not this download's file")),
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("not this download's file")),
             "{:?}",
             report.notes
         );
@@ -277,12 +298,7 @@ async fn names_a_destination_cannot_hold_are_mapped_and_reported() {
 
 /// A share of one file from `a`, downloaded whole by `b`: where `b` keeps it, and the tickets
 /// naming each as provider.
-async fn seeded_twice(
-    a: &Node,
-    b: &Node,
-    file: &Path,
-    b_out: &Path,
-) -> (PathBuf, Ticket, Ticket) {
+async fn seeded_twice(a: &Node, b: &Node, file: &Path, b_out: &Path) -> (PathBuf, Ticket, Ticket) {
     let ticket = a.share(vec![file.to_path_buf()]).await.unwrap();
     get(b, &ticket, b_out).await.expect("b downloads");
     let name = file.file_name().unwrap();
@@ -315,8 +331,14 @@ async fn a_damaged_seeder_serves_only_good_chunks_says_so_and_heals_from_others(
         .iter()
         .find(|p| p.peer == b.peer_id())
         .map_or(0, |p| p.bytes);
-    println!("from b: {from_b} of {} bytes; {:?}", report.bytes, report.peers);
-    assert!(from_b > 0, "the damaged seeder kept serving its good chunks");
+    println!(
+        "from b: {from_b} of {} bytes; {:?}",
+        report.bytes, report.peers
+    );
+    assert!(
+        from_b > 0,
+        "the damaged seeder kept serving its good chunks"
+    );
 
     let (chunks, damage_kind) = wait_for(&mut b_events, "share_damaged", |ev| match ev {
         Event::ShareDamaged {
@@ -344,7 +366,10 @@ async fn a_damaged_seeder_serves_only_good_chunks_says_so_and_heals_from_others(
     .await;
     assert_eq!(hash(&b_copy), hash(&file), "b's copy healed");
     let verified = b.verify(None).await.unwrap();
-    assert!(verified.iter().all(|s| s.damaged.is_empty()), "{verified:?}");
+    assert!(
+        verified.iter().all(|s| s.damaged.is_empty()),
+        "{verified:?}"
+    );
     for n in [&a, &b, &c] {
         n.stop().await.unwrap();
     }
@@ -373,7 +398,12 @@ async fn verify_repairs_a_downloaded_share_and_says_what_changed_in_ones_own() {
     let d = &shares[0].damaged;
     assert!(d.len() == 1 && !d[0].repaired, "{d:?}");
     assert_eq!(d[0].damage, Damage::Changed);
-    assert!(d[0].error.as_deref().unwrap_or("").contains("share the file again"));
+    assert!(
+        d[0].error
+            .as_deref()
+            .unwrap_or("")
+            .contains("share the file again")
+    );
     assert_eq!(std::fs::read(&file).unwrap(), edited);
     a.stop().await.unwrap();
     b.stop().await.unwrap();
@@ -401,7 +431,10 @@ async fn with_no_good_copy_anywhere_the_download_fails_clearly_within_a_minute()
     assert!(matches!(err, DownloadError::NoGoodCopy(_)), "{err:?}");
     let text = err.to_string();
     assert!(text.starts_with("no peer has a good copy of"), "{text}");
-    assert!(text.contains("trip.mp4") && text.contains("damaged"), "{text}");
+    assert!(
+        text.contains("trip.mp4") && text.contains("damaged"),
+        "{text}"
+    );
     assert!(took < Duration::from_secs(60), "took {took:?}");
     for n in [&a, &b, &c] {
         n.stop().await.unwrap();

@@ -47,7 +47,13 @@ fn share(host: &Host, dir: &Path, file: &Path) -> Result<(MeshdropProcess, Strin
 
 /// Runs `get` on `host` into `out` to its end; its `transfer_finished` line and the wall time
 /// from the start of the process.
-fn timed_get(host: &Host, dir: &Path, label: &str, ticket: &str, out: &Path) -> Result<(Value, f64)> {
+fn timed_get(
+    host: &Host,
+    dir: &Path,
+    label: &str,
+    ticket: &str,
+    out: &Path,
+) -> Result<(Value, f64)> {
     let started = Instant::now();
     let mut p = MeshdropProcess::spawn_get(host, dir, label, ticket, out, &[])?;
     let done = p.wait_for(
@@ -62,7 +68,10 @@ fn timed_get(host: &Host, dir: &Path, label: &str, ticket: &str, out: &Path) -> 
 /// Flips every bit of `len` bytes of `path` at `at` (an edit after the download).
 fn damage(path: &Path, at: u64, len: usize) -> Result<()> {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
     let mut bytes = vec![0; len];
     f.read_exact_at(&mut bytes, at)?;
     bytes.iter_mut().for_each(|b| *b = !*b);
@@ -95,7 +104,10 @@ fn a_damaged_fast_seeder_next_to_a_slow_honest_one_at_least_halves_a_new_downloa
     let alone_out = dirs[2].path().join("alone");
     let alone_dir = dirs[2].path().join("alone-data");
     let (_, alone) = timed_get(lab.host(2), &alone_dir, "c-alone", &ticket, &alone_out)?;
-    ensure!(hash(&alone_out.join("trip.mp4"))? == hash(&file)?, "bytes differ");
+    ensure!(
+        hash(&alone_out.join("trip.mp4"))? == hash(&file)?,
+        "bytes differ"
+    );
     eprintln!("from A alone: {alone:.2} s");
 
     // B fetches it (fast, uncapped for the while), seeds it, and its copy is damaged.
@@ -111,7 +123,9 @@ fn a_damaged_fast_seeder_next_to_a_slow_honest_one_at_least_halves_a_new_downloa
     )?;
     let b_id = b.peer_id(STEP)?;
     let seeding = b.wait_for(|v| v["event"] == "seeding", Duration::from_secs(120))?;
-    let b_ticket = seeding["ticket"].as_str().context("seeding without ticket")?;
+    let b_ticket = seeding["ticket"]
+        .as_str()
+        .context("seeding without ticket")?;
     let b_copy = b_out.join("trip.mp4");
     damage(&b_copy, 24 * MIB, 8 * MIB as usize)?;
     lab.set_rate(0, SLOW_RATE)?;
@@ -122,7 +136,10 @@ fn a_damaged_fast_seeder_next_to_a_slow_honest_one_at_least_halves_a_new_downloa
     let c_out = dirs[2].path().join("both");
     let c_dir = dirs[2].path().join("both-data");
     let (done, next_to_b) = timed_get(lab.host(2), &c_dir, "c", &both.to_string(), &c_out)?;
-    ensure!(hash(&c_out.join("trip.mp4"))? == hash(&file)?, "bytes differ");
+    ensure!(
+        hash(&c_out.join("trip.mp4"))? == hash(&file)?,
+        "bytes differ"
+    );
     let ratio = next_to_b / alone;
     eprintln!(
         "next to the damaged seeder: {next_to_b:.2} s ({:.1} MiB from B, {} rejected) — \
@@ -131,14 +148,23 @@ fn a_damaged_fast_seeder_next_to_a_slow_honest_one_at_least_halves_a_new_downloa
         done["rejected"]
     );
     ensure!(done["rejected"] == 0, "B sent no bad chunk: {done}");
-    ensure!(ratio <= 0.5, "{next_to_b:.2} s next to B, {alone:.2} s from A alone");
+    ensure!(
+        ratio <= 0.5,
+        "{next_to_b:.2} s next to B, {alone:.2} s from A alone"
+    );
 
     // B said what it found, and healed from A.
     let damaged = b.wait_for(|v| v["event"] == "share_damaged", STEP)?;
     eprintln!("b: {damaged}");
-    ensure!(damaged["file"] == "trip.mp4" && damaged["repairing"] == true, "{damaged}");
+    ensure!(
+        damaged["file"] == "trip.mp4" && damaged["repairing"] == true,
+        "{damaged}"
+    );
     ensure!(damaged["damage"] == "changed", "{damaged}");
-    ensure!(damaged["chunks"].as_array().map(Vec::len) == Some(32), "{damaged}");
+    ensure!(
+        damaged["chunks"].as_array().map(Vec::len) == Some(32),
+        "{damaged}"
+    );
     b.wait_for(|v| v["event"] == "share_repaired", Duration::from_secs(60))?;
     ensure!(hash(&b_copy)? == hash(&file)?, "B's copy healed");
     b.terminate(STEP)?;
@@ -156,7 +182,10 @@ fn tree(root: &Path) -> Result<Vec<(PathBuf, String)>> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.strip_prefix(root)?.to_path_buf(), hash(&p)?.to_hex().to_string()));
+                out.push((
+                    p.strip_prefix(root)?.to_path_buf(),
+                    hash(&p)?.to_hex().to_string(),
+                ));
             }
         }
     }
@@ -183,17 +212,22 @@ fn twenty_sigkills_at_five_percent_steps_keep_the_tree_and_the_link_bytes() -> R
     let progress = ["--progress-every-chunk"];
     for k in 0..20u64 {
         let label = format!("c-{k}");
-        let mut c = MeshdropProcess::spawn_get(lab.host(1), &data, &label, &ticket, &out, &progress)?;
+        let mut c =
+            MeshdropProcess::spawn_get(lab.host(1), &data, &label, &ticket, &out, &progress)?;
         let at = c.wait_for(
             |v| {
                 v["event"] == "transfer_progress"
-                    && v["done"].as_u64().is_some_and(|d| d * 20 >= total * k && d > 0)
+                    && v["done"]
+                        .as_u64()
+                        .is_some_and(|d| d * 20 >= total * k && d > 0)
             },
             Duration::from_secs(120),
         )?;
         c.kill9()?;
         ensure!(
-            c.events().iter().all(|e| e.value["event"] != "transfer_finished"),
+            c.events()
+                .iter()
+                .all(|e| e.value["event"] != "transfer_finished"),
             "run {k} finished before its kill"
         );
         eprintln!("kill {}: at {} of {total} bytes", k + 1, at["done"]);
@@ -206,9 +240,18 @@ fn twenty_sigkills_at_five_percent_steps_keep_the_tree_and_the_link_bytes() -> R
          carried {link} bytes for {total}: {ratio:.3}× (goal ≤ 1.25)",
         done["resumed"], done["fetched"]
     );
-    let names: Vec<_> = std::fs::read_dir(&out)?.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
-    ensure!(names == ["Trip"], "only the share lands in the destination: {names:?}");
-    ensure!(tree(&out.join("Trip"))? == tree(&root)?, "the tree differs from the source");
+    let names: Vec<_> = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    ensure!(
+        names == ["Trip"],
+        "only the share lands in the destination: {names:?}"
+    );
+    ensure!(
+        tree(&out.join("Trip"))? == tree(&root)?,
+        "the tree differs from the source"
+    );
     ensure!(ratio <= 1.25, "{ratio:.3}× the content crossed the link");
     a.terminate(STEP)?;
     Ok(())

@@ -30,7 +30,9 @@ pub enum DestError {
         path: PathBuf,
     },
     /// A file where the share has a folder.
-    #[error("{path} is a file where the share has a folder: move it away or choose another destination")]
+    #[error(
+        "{path} is a file where the share has a folder: move it away or choose another destination"
+    )]
     NotAFolder {
         /// The file.
         path: PathBuf,
@@ -138,7 +140,11 @@ impl Dest {
             let flags = base() | OFlag::O_RDONLY | OFlag::O_DIRECTORY;
             let opened = match openat(parent.as_fd(), name.as_str(), flags, Mode::empty()) {
                 Err(Errno::ENOENT) if create => {
-                    match mkdirat(parent.as_fd(), name.as_str(), Mode::from_bits_truncate(0o777)) {
+                    match mkdirat(
+                        parent.as_fd(),
+                        name.as_str(),
+                        Mode::from_bits_truncate(0o777),
+                    ) {
                         Ok(()) | Err(Errno::EEXIST) => {}
                         Err(e) => return Err(self.io_err(&rel[..=i])(e)),
                     }
@@ -187,7 +193,11 @@ impl Dest {
         let Some(dir) = self.folder(parent, false)? else {
             return Ok(Entry::Absent);
         };
-        match fstatat(dir.as_fd(), name.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        match fstatat(
+            dir.as_fd(),
+            name.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
             Ok(st) => Ok(kind(&st)),
             Err(Errno::ENOENT) => Ok(Entry::Absent),
             Err(e) => Err(self.io_err(rel)(e)),
@@ -255,7 +265,8 @@ impl Dest {
     /// Renames `from` to `to` (in one folder or two) unless `to` exists: then `EEXIST`, and
     /// nothing changed.
     pub fn rename_new(&self, from: &[String], to: &[String]) -> Result<(), DestError> {
-        let (Some((old, old_parent)), Some((new, new_parent))) = (from.split_last(), to.split_last())
+        let (Some((old, old_parent)), Some((new, new_parent))) =
+            (from.split_last(), to.split_last())
         else {
             return Err(self.io_err(to)(Errno::EINVAL));
         };
@@ -283,11 +294,12 @@ impl Dest {
     /// What names this destination holds: probed on it (a file name with `?` and one in two
     /// cases) where the platform does not say.
     pub fn name_rules(&self) -> NameRules {
-        let name_max = nix::unistd::fpathconf(self.root.as_fd(), nix::unistd::PathconfVar::NAME_MAX)
-            .ok()
-            .flatten()
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(255);
+        let name_max =
+            nix::unistd::fpathconf(self.root.as_fd(), nix::unistd::PathconfVar::NAME_MAX)
+                .ok()
+                .flatten()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(255);
         let apple = cfg!(any(target_os = "macos", target_os = "ios"));
         NameRules {
             windows: cfg!(target_os = "android") || !self.probe_holds("?"),
@@ -324,7 +336,11 @@ impl Dest {
             Mode::from_bits_truncate(0o600),
         );
         if made.is_err() {
-            return cfg!(any(target_os = "macos", target_os = "ios", target_os = "android"));
+            return cfg!(any(
+                target_os = "macos",
+                target_os = "ios",
+                target_os = "android"
+            ));
         }
         let upper = name.to_uppercase();
         let found = fstatat(
@@ -350,6 +366,8 @@ fn kind(st: &FileStat) -> Entry {
     if fmt == SFlag::S_IFREG {
         Entry::File {
             size: u64::try_from(st.st_size).unwrap_or(0),
+            // `nlink_t` is 16 bits on some platforms, 64 on Linux.
+            #[allow(clippy::unnecessary_cast)]
             links: st.st_nlink as u64,
         }
     } else if fmt == SFlag::S_IFDIR {
@@ -385,10 +403,14 @@ fn rename_no_replace(old_dir: &File, old: &str, new_dir: &File, new: &str) -> Re
         Ok(()) => {
             return unlinkat(old_dir.as_fd(), old, UnlinkatFlags::NoRemoveDir);
         }
-        Err(Errno::EPERM | Errno::EOPNOTSUPP | Errno::EMLINK) => {}
+        Err(Errno::EPERM | Errno::EOPNOTSUPP | Errno::EMLINK | Errno::EXDEV | Errno::ENOSYS) => {}
         Err(e) => return Err(e),
     }
-    match fstatat(new_dir.as_fd(), new, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+    match fstatat(
+        new_dir.as_fd(),
+        new,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) {
         Ok(_) => Err(Errno::EEXIST),
         Err(Errno::ENOENT) => nix::fcntl::renameat(old_dir.as_fd(), old, new_dir.as_fd(), new),
         Err(e) => Err(e),
@@ -452,8 +474,12 @@ mod tests {
             matches!(&err, DestError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists),
             "{err:?}"
         );
-        assert_eq!(std::fs::read(dest.path().join("a/taken")).unwrap(), b"user's");
-        dest.rename_new(&v(&["a", "b", "f"]), &v(&["a", "g"])).unwrap();
+        assert_eq!(
+            std::fs::read(dest.path().join("a/taken")).unwrap(),
+            b"user's"
+        );
+        dest.rename_new(&v(&["a", "b", "f"]), &v(&["a", "g"]))
+            .unwrap();
         assert_eq!(std::fs::read(dest.path().join("a/g")).unwrap(), b"hello");
         let err = dest.make_folders(&v(&["a", "g", "h"])).unwrap_err();
         assert!(matches!(err, DestError::NotAFolder { .. }), "{err:?}");
@@ -467,6 +493,10 @@ mod tests {
         assert_eq!(rules.name_max, 255);
         #[cfg(target_os = "linux")]
         assert_eq!(rules, NameRules::POSIX);
-        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "probes removed");
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            0,
+            "probes removed"
+        );
     }
 }

@@ -71,11 +71,14 @@ pub struct ShareHealth {
 /// unless one runs; `verify` waits for the one running, then checks again.
 #[derive(Default)]
 pub(crate) struct Health {
-    files: Mutex<HashMap<(ContentId, usize), Arc<tokio::sync::Mutex<()>>>>,
+    files: Mutex<HashMap<(ContentId, usize), FileLock>>,
 }
 
+/// Held while one file of a share is checked or repaired.
+type FileLock = Arc<tokio::sync::Mutex<()>>;
+
 impl Health {
-    fn lock_of(&self, key: (ContentId, usize)) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_of(&self, key: (ContentId, usize)) -> FileLock {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         files.retain(|_, lock| Arc::strong_count(lock) > 1);
         files.entry(key).or_default().clone()
@@ -216,7 +219,14 @@ pub(crate) fn check_file(content: &Content, file: usize) -> Option<FileHealth> {
             let changed = content
                 .stamp(file)
                 .is_some_and(|was| Stamp::of(&path) != Some(was));
-            (bad, if changed { Damage::Changed } else { Damage::Corrupt })
+            (
+                bad,
+                if changed {
+                    Damage::Changed
+                } else {
+                    Damage::Corrupt
+                },
+            )
         }
     };
     if bad.is_empty() {

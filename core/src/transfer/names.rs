@@ -76,7 +76,13 @@ pub(crate) fn map_share(manifest: &Manifest, rules: &NameRules) -> LocalNames {
     // One order for files and folders alike, so the mapping depends on the manifest alone.
     let mut all: Vec<(&RelPath, bool, usize)> = (manifest.files().iter().enumerate())
         .map(|(i, f)| (&f.path, true, i))
-        .chain(manifest.dirs().iter().enumerate().map(|(i, d)| (d, false, i)))
+        .chain(
+            manifest
+                .dirs()
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d, false, i)),
+        )
         .collect();
     all.sort_by(|a, b| a.0.cmp(b.0));
     let mut files = vec![Vec::new(); manifest.files().len()];
@@ -367,11 +373,7 @@ mod tests {
         want.push(suffixed(second, 1, 255));
         want.sort();
         assert_eq!(got, want);
-        let case = names
-            .changes
-            .iter()
-            .find(|c| c.path == "img.jpg")
-            .unwrap();
+        let case = names.changes.iter().find(|c| c.path == "img.jpg").unwrap();
         assert!(case.reason.contains("cannot tell it from \"IMG.JPG\""));
         // The folder changed once for all its files.
         assert_eq!(

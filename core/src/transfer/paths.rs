@@ -341,8 +341,17 @@ mod tests {
     fn names_another_platform_forbids_are_shared_as_they_are() {
         // Each receiver maps what its destination cannot hold (names.rs); none is refused here.
         for name in [
-            "what?.txt", "a\\b", "..\\..\\c", "C:", "c:evil", "CON", "nul.tar.gz", "trailing.",
-            "trailing ", "tab\there", "a<b>c|d*e\"f",
+            "what?.txt",
+            "a\\b",
+            "..\\..\\c",
+            "C:",
+            "c:evil",
+            "CON",
+            "nul.tar.gz",
+            "trailing.",
+            "trailing ",
+            "tab\there",
+            "a<b>c|d*e\"f",
         ] {
             assert_eq!(validate(&["dir", name]), Ok(()), "{name:?}");
         }

@@ -18,8 +18,8 @@ use tokio::time::Instant;
 
 use super::Notice;
 use super::bitfield::Bitfield;
-use super::health;
 use super::capability::ShareTag;
+use super::health;
 use super::library::Content;
 use super::service::Shared;
 use super::shares::Opened;

@@ -414,7 +414,9 @@ impl Coordinator<'_> {
             providers.iter().all(|p| gone(&p.peer)) && !fetching
         };
         if hopeless || now.duration_since(since) >= RECONNECT_FOR {
-            return Step::End(Err(DownloadError::NoGoodCopy(self.describe_unheld(&unheld))));
+            return Step::End(Err(DownloadError::NoGoodCopy(
+                self.describe_unheld(&unheld),
+            )));
         }
         if now.duration_since(dialled) >= STUCK_REDIAL {
             self.stuck = Some((since, now));

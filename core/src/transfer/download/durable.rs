@@ -28,13 +28,16 @@ pub(super) struct Finished {
     pub(super) recheck: bool,
 }
 
+/// A file a batch wrote to: its index, where it is, and its handle while the batch keeps one.
+pub(super) type Touched = (usize, Vec<String>, Option<Arc<File>>);
+
 /// What becomes durable together: the chunks, and the files they were written to (with their
 /// open handle while the batch holds few files; a batch of many is flushed without them).
 #[derive(Default)]
 pub(super) struct Batch {
     pub(super) chunks: Vec<u64>,
     pub(super) bytes: u64,
-    pub(super) files: Vec<(usize, Vec<String>, Option<Arc<File>>)>,
+    pub(super) files: Vec<Touched>,
     pub(super) finished: Vec<Finished>,
 }
 
@@ -172,18 +175,14 @@ const SYNCFS_FILES: usize = 4;
 /// Flushes written files to disk. A batch of many small files (a photo roll) is flushed with one
 /// `syncfs` of the destination's file system on Linux and Android, about twice as fast as a sync
 /// per file; elsewhere each file is synced, reopened when its handle was let go.
-fn sync_files(
-    dest: &Dest,
-    files: &[(usize, Vec<String>, Option<Arc<File>>)],
-) -> Result<(), DownloadError> {
+fn sync_files(dest: &Dest, files: &[Touched]) -> Result<(), DownloadError> {
     let io = |rel: &[String]| {
         let path = dest.join(rel);
         move |source| DownloadError::Io { path, source }
     };
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if files.len() >= SYNCFS_FILES {
-        return nix::unistd::syncfs(dest.root())
-            .map_err(|e| io(&[])(std::io::Error::from(e)));
+        return nix::unistd::syncfs(dest.root()).map_err(|e| io(&[])(std::io::Error::from(e)));
     }
     for (_, rel, file) in files {
         match file {
@@ -229,4 +228,3 @@ pub(super) enum SyncTo {
         thread: std::thread::JoinHandle<bool>,
     },
 }
-

@@ -30,8 +30,8 @@ use tokio::sync::watch;
 
 pub use handle::{Control, PeerBytes, Progress, Status, TransferControls, TransferHandle};
 pub(crate) use providers::fetch_manifest;
-pub(crate) use repair::repair;
 pub(crate) use registry::Downloads;
+pub(crate) use repair::repair;
 
 use super::dest::{Dest, DestError};
 use super::library::Content;
@@ -226,7 +226,9 @@ async fn run(
         let stamps = state::save_share(&s.store, &content_id, &plan.final_paths())?;
         content.set_stamps(stamps);
     }
-    Ok(DownloadReport::of(content_id, &plan, &manifest, report, started))
+    Ok(DownloadReport::of(
+        content_id, &plan, &manifest, report, started,
+    ))
 }
 
 impl DownloadReport {
