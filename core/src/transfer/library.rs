@@ -249,3 +249,32 @@ impl Library {
         self.contents.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::manifest::{FileEntry, MIN_CHUNK_SIZE};
+    use crate::transfer::{RelPath, tree};
+
+    #[test]
+    fn a_damaged_chunk_is_not_servable_until_it_is_repaired() {
+        let mut files = vec![FileEntry {
+            path: RelPath::new(&["f"]).unwrap(),
+            size: 3 * u64::from(MIN_CHUNK_SIZE),
+            hash: [0; 32],
+        }];
+        let hashes = vec![[7; 32]; 3];
+        tree::fill_file_hashes(MIN_CHUNK_SIZE, &mut files, &hashes);
+        let m = Manifest::new(MIN_CHUNK_SIZE, files, Vec::new(), hashes).unwrap();
+        let encoded = m.encode();
+        let c = Content::complete(Arc::new(m), Arc::new(encoded), vec!["/f".into()]);
+        assert_eq!(c.lose(&[1, 1]), [1]);
+        assert!(!c.has(1) && c.has(0) && !c.is_complete());
+        assert!(c.is_lost(1));
+        assert_eq!(c.lost_of(0), [1]);
+        let (complete, bits) = c.availability();
+        assert!(!complete && bits.get(0) && !bits.get(1));
+        c.add(&[1]);
+        assert!(c.is_complete() && !c.is_lost(1));
+    }
+}

@@ -378,4 +378,22 @@ mod tests {
         s.settle(1);
         assert!(s.nothing_due());
     }
+
+    #[test]
+    fn a_seeder_that_lacks_a_chunk_is_asked_for_the_others_and_someone_else_for_it() {
+        let m = manifest(4);
+        let mut s = Sched::new(0..4, 4, 0);
+        let (damaged, honest) = (PeerId::random(), PeerId::random());
+        s.join(damaged, true, Vec::new());
+        assert_eq!(s.next_run(&damaged, &m), Some((0, 4)));
+        // Its copy of chunk 1 does not verify: it answers Missing.
+        s.lacks(&damaged, 1);
+        assert_eq!(s.damaged.get(&damaged), Some(&1));
+        assert!(!s.holds_all(&damaged));
+        assert_eq!(s.unheld(), [1], "nobody else holds it");
+        assert_eq!(s.next_run(&damaged, &m), None, "it is not asked again");
+        s.join(honest, true, Vec::new());
+        assert!(s.unheld().is_empty());
+        assert_eq!(s.next_run(&honest, &m), Some((1, 1)));
+    }
 }
