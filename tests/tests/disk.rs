@@ -440,3 +440,26 @@ async fn with_no_good_copy_anywhere_the_download_fails_clearly_within_a_minute()
         n.stop().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_share_fetched_into_one_folder_by_two_nodes_at_once_lands_once() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let file = dirs[3].path().join("a.bin");
+    random_file(&file, 16 * MIB, 12);
+    let sender = node(dirs[0].path(), "sender").await;
+    let (r1, r2) = (node(dirs[1].path(), "r1").await, node(dirs[2].path(), "r2").await);
+    let ticket = sender.share(vec![file.clone()]).await.unwrap();
+    let out = dirs[3].path().join("out");
+    let (a, b) = tokio::join!(get(&r1, &ticket, &out), get(&r2, &ticket, &out));
+    let (a, b) = (a.expect("r1"), b.expect("r2"));
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["a.bin"], "one copy, no leftover .part");
+    assert_eq!(hash(&out.join("a.bin")), hash(&file));
+    assert!(a.renamed.is_empty() && b.renamed.is_empty());
+    for n in [&sender, &r1, &r2] {
+        n.stop().await.unwrap();
+    }
+}

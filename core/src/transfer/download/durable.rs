@@ -16,10 +16,10 @@ use super::plan::{FilePlan, same_file};
 use super::registry::Claims;
 use super::sink::{Feedback, QUEUED_CHUNKS, REFETCH_BOUND};
 use crate::store::Store;
-use crate::transfer::dest::{Dest, DestError};
+use crate::transfer::dest::{Dest, DestError, Entry};
 use crate::transfer::library::Content;
 use crate::transfer::names::{NameChange, suffixed};
-use crate::transfer::{Manifest, state};
+use crate::transfer::{FileEntry, Manifest, state};
 
 /// A file whose chunks are all written, to rename into place once they are durable.
 pub(super) struct Finished {
@@ -119,7 +119,7 @@ impl Syncer {
         let at = if done.plan.in_place() {
             done.plan.final_rel.clone()
         } else {
-            self.rename_into_place(&done.plan)?
+            self.rename_into_place(&done.plan, entry)?
         };
         self.content.relocate(done.file, self.dest.join(&at));
         Ok(())
@@ -127,7 +127,11 @@ impl Syncer {
 
     /// Renames a `.part` to its final name, never over another file: a name taken since the
     /// plan (by another program, another node) moves on to the next free `name (n)`.
-    fn rename_into_place(&self, plan: &FilePlan) -> Result<Vec<String>, DownloadError> {
+    fn rename_into_place(
+        &self,
+        plan: &FilePlan,
+        entry: &FileEntry,
+    ) -> Result<Vec<String>, DownloadError> {
         let Some((name, parent)) = plan.final_rel.split_last() else {
             return Err(DownloadError::Exists {
                 path: self.dest.join(&plan.final_rel),
@@ -159,7 +163,17 @@ impl Syncer {
                     return Ok(to);
                 }
                 Err(DestError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    // The same file, put there by another download of this share: kept.
+                    let same = matches!(self.dest.entry(&to)?,
+                        Entry::File { size, links: 1 } if size == entry.size)
+                        && same_file(&self.dest, &to, entry.size, &entry.hash)?;
+                    if same {
+                        self.dest.remove(&plan.part_rel)?;
+                        return Ok(to);
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
