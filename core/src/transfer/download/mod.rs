@@ -1,13 +1,16 @@
 //! Downloading a share: fetch and check the manifest, plan what is missing, pull chunks pipelined
 //! from every peer that holds some (the ticket's providers, connected peers, and those found
-//! through the swarm), verify each chunk before it is written to a `.part` file, record written
-//! chunks in SQLite in durable batches, and rename each file into place once it verifies whole.
+//! through the swarm), verify each chunk before it is written to this download's own `.part`
+//! file (never through a link: `dest.rs`), record written chunks in SQLite in durable batches,
+//! and rename each file into place, never over another file, once it verifies whole.
 //!
 //! The parts: [`handle`] (what the app holds: controls and a status watch), `registry` (ids, one
-//! run per share and destination, the node's stop), `providers` (dialling the ticket's
-//! providers, the manifest), `plan` (what is on disk and what is missing), `coordinator` (which
-//! peers work for the download), `worker` (one peer's pipelined stream), `schedule` (which chunk
-//! next), `sink` (verify, write, report progress) and `durable` (sync, record, rename).
+//! run per share and destination, the names claimed, the node's stop), `providers` (dialling the
+//! ticket's providers, the manifest), `plan` (where each file goes, what is on disk and what is
+//! missing), `coordinator` (which peers work for the download, and when no good copy is left),
+//! `worker` (one peer's pipelined stream), `schedule` (which chunk next), `sink` (verify, write,
+//! report progress), `durable` (sync, record, rename) and `repair` (a downloaded share's damaged
+//! chunks fetched again, in place).
 
 mod coordinator;
 mod durable;
