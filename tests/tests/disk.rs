@@ -447,7 +447,10 @@ async fn one_share_fetched_into_one_folder_by_two_nodes_at_once_lands_once() {
     let file = dirs[3].path().join("a.bin");
     random_file(&file, 16 * MIB, 12);
     let sender = node(dirs[0].path(), "sender").await;
-    let (r1, r2) = (node(dirs[1].path(), "r1").await, node(dirs[2].path(), "r2").await);
+    let (r1, r2) = (
+        node(dirs[1].path(), "r1").await,
+        node(dirs[2].path(), "r2").await,
+    );
     let ticket = sender.share(vec![file.clone()]).await.unwrap();
     let out = dirs[3].path().join("out");
     let (a, b) = tokio::join!(get(&r1, &ticket, &out), get(&r2, &ticket, &out));
