@@ -120,6 +120,19 @@ impl From<DownloadError> for MeshdropError {
             DownloadError::NoProvider(reason) | DownloadError::ProvidersFailed(reason) => {
                 Self::PeerUnreachable { reason }
             }
+            DownloadError::NoGoodCopy(_) => Self::PeerUnreachable {
+                reason: e.to_string(),
+            },
+            DownloadError::Dest(ref d) => Self::Io {
+                path: match d {
+                    meshdrop_core::transfer::dest::DestError::Link { path }
+                    | meshdrop_core::transfer::dest::DestError::NotAFolder { path }
+                    | meshdrop_core::transfer::dest::DestError::Io { path, .. } => {
+                        path.display().to_string()
+                    }
+                },
+                reason: e.to_string(),
+            },
             DownloadError::Manifest(_) => Self::InvalidTicket {
                 reason: e.to_string(),
             },

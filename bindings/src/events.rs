@@ -129,6 +129,40 @@ pub enum NodeEvent {
         /// The share's content id.
         content: String,
     },
+    /// A served file no longer matches its share: these chunks are no longer served (and are
+    /// fetched again from peers when `repairing`).
+    ShareDamaged {
+        /// The share's content id.
+        content: String,
+        /// The file's path in the share.
+        file: String,
+        /// Where it is on disk.
+        path: String,
+        /// How many chunks no longer verify.
+        chunks: u64,
+        /// `changed` (edited since it was shared), `corrupt` (damaged on disk) or `missing`.
+        damage: String,
+        /// Whether they are fetched again from peers.
+        repairing: bool,
+    },
+    /// A damaged file was fetched again from peers and verifies whole.
+    ShareRepaired {
+        /// The share's content id.
+        content: String,
+        /// The file's path in the share.
+        file: String,
+        /// How many chunks were fetched again.
+        chunks: u64,
+    },
+    /// A damaged file could not be repaired.
+    ShareRepairFailed {
+        /// The share's content id.
+        content: String,
+        /// The file's path in the share.
+        file: String,
+        /// Why.
+        error: String,
+    },
     /// A download finished: every selected file verified and in place.
     TransferFinished {
         /// The transfer.
@@ -306,6 +340,39 @@ impl NodeEvent {
             },
             Event::ShareDistributed { content } => Self::ShareDistributed {
                 content: content.to_string(),
+            },
+            Event::ShareDamaged {
+                content,
+                file,
+                path,
+                chunks,
+                damage,
+                repairing,
+            } => Self::ShareDamaged {
+                content: content.to_string(),
+                file,
+                path: path.display().to_string(),
+                chunks: chunks.len() as u64,
+                damage: crate::types::damage_name(damage),
+                repairing,
+            },
+            Event::ShareRepaired {
+                content,
+                file,
+                chunks,
+            } => Self::ShareRepaired {
+                content: content.to_string(),
+                file,
+                chunks: chunks.len() as u64,
+            },
+            Event::ShareRepairFailed {
+                content,
+                file,
+                error,
+            } => Self::ShareRepairFailed {
+                content: content.to_string(),
+                file,
+                error,
             },
             Event::TransferFinished {
                 transfer,

@@ -13,7 +13,8 @@ use crate::ops::Ops;
 use crate::runtime::runtime;
 use crate::transfer::Transfer;
 use crate::types::{
-    NodeConfig, PeerInfo, PendingOffer, SendOutcome, UploadLimits, parse, parse_all, strings,
+    NodeConfig, PeerInfo, PendingOffer, SendOutcome, ShareCheck, UploadLimits, parse, parse_all,
+    strings,
 };
 
 /// A running node. Call [`Node::shutdown`] before the host exits.
@@ -103,6 +104,18 @@ impl Node {
         let core = self.core.clone();
         let ticket = self.ops.run(async move { Ok(core.share(paths).await?) });
         Ok(ticket.await?.to_string())
+    }
+
+    /// Checks the files of the share `id` (every share when `None`) against its manifest,
+    /// reading every byte; what no longer verifies is no longer served, and a share that came
+    /// from others is repaired from peers. Returns what each share held.
+    #[uniffi::method(default(id = None))]
+    pub async fn verify(&self, id: Option<String>) -> Result<Vec<ShareCheck>, MeshdropError> {
+        let core = self.core.clone();
+        let checked = self
+            .ops
+            .run(async move { Ok(core.verify(id.as_deref()).await?) });
+        Ok(checked.await?.into_iter().map(Into::into).collect())
     }
 
     /// Starts downloading a ticket's share into `dest` (all files, or the indexes in `files`).

@@ -150,6 +150,20 @@ pub struct DownloadReport {
     pub skipped: u64,
     /// Wall time in seconds.
     pub secs: f64,
+    /// Files saved under another name than the share's (a name the destination cannot hold,
+    /// or taken by another file).
+    pub renamed: Vec<RenamedFile>,
+}
+
+/// A file of a share saved under another name.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct RenamedFile {
+    /// Its path in the share.
+    pub path: String,
+    /// Where it was saved, relative to the destination.
+    pub saved_as: String,
+    /// Why.
+    pub reason: String,
 }
 
 impl From<CoreReport> for DownloadReport {
@@ -162,6 +176,84 @@ impl From<CoreReport> for DownloadReport {
             resumed: r.resumed,
             skipped: r.skipped,
             secs: r.secs,
+            renamed: r
+                .renamed
+                .into_iter()
+                .map(|c| RenamedFile {
+                    path: c.path,
+                    saved_as: c.saved_as,
+                    reason: c.reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What `verify` found in one share.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct ShareCheck {
+    /// The share's short id.
+    pub id: String,
+    /// The share's content id.
+    pub content: String,
+    /// Its top-level names.
+    pub name: String,
+    /// Files checked.
+    pub files: u64,
+    /// Bytes read and verified.
+    pub bytes: u64,
+    /// The files that did not verify.
+    pub damaged: Vec<DamagedFile>,
+}
+
+/// A served file that did not verify, and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct DamagedFile {
+    /// Its path in the share.
+    pub file: String,
+    /// Where it is on disk.
+    pub path: String,
+    /// How many chunks did not verify.
+    pub chunks: u64,
+    /// `changed` (edited since it was shared), `corrupt` (damaged on disk) or `missing`.
+    pub damage: String,
+    /// Whether it was fetched again from peers.
+    pub repaired: bool,
+    /// Why it was not.
+    pub error: Option<String>,
+}
+
+/// The name of a kind of damage, as events and results say it.
+pub(crate) fn damage_name(d: meshdrop_core::transfer::Damage) -> String {
+    use meshdrop_core::transfer::Damage;
+    match d {
+        Damage::Changed => "changed",
+        Damage::Corrupt => "corrupt",
+        Damage::Missing => "missing",
+    }
+    .to_string()
+}
+
+impl From<meshdrop_core::transfer::ShareHealth> for ShareCheck {
+    fn from(s: meshdrop_core::transfer::ShareHealth) -> Self {
+        Self {
+            id: s.id,
+            content: s.content.to_string(),
+            name: s.name,
+            files: s.files as u64,
+            bytes: s.bytes,
+            damaged: s
+                .damaged
+                .into_iter()
+                .map(|f| DamagedFile {
+                    file: f.file,
+                    path: f.path.display().to_string(),
+                    chunks: f.chunks.len() as u64,
+                    damage: damage_name(f.damage),
+                    repaired: f.repaired,
+                    error: f.error,
+                })
+                .collect(),
         }
     }
 }

@@ -46,6 +46,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Shares => crate::shares::list(&cli, data_dir, out).await,
         Command::Unshare { id } => crate::shares::unshare(&cli, data_dir, out, id).await,
+        Command::Verify { share } => {
+            crate::shares::verify(&cli, data_dir, out, share.as_deref()).await
+        }
         Command::Visibility { set } => visibility(data_dir, out, set.map(Into::into)).await,
         Command::Demo { nodes } => crate::demo::run(*nodes, out).await,
         Command::Relay(opts) => crate::relay::run(data_dir, out, &cli.bind, opts).await,

@@ -146,6 +146,13 @@ enum Command {
         /// The share's id.
         id: String,
     },
+    /// Check what this device serves against each share's manifest (every byte read); a file
+    /// that no longer verifies is no longer served and, when the share came from others, is
+    /// fetched again from peers. Fails when a file stays damaged.
+    Verify {
+        /// The share's id (`meshdrop shares` lists them); every share when omitted.
+        share: Option<String>,
+    },
     /// Show, or change, who may offer files to the running node (until changed again).
     Visibility {
         /// The new visibility.

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use indicatif::HumanBytes;
+use meshdrop_core::transfer::{Damage, ShareHealth};
 use meshdrop_core::{DownloadReport, Event, PeerInfo, Ticket};
 use serde::Serialize;
 use serde_json::json;
@@ -76,6 +77,9 @@ impl Output {
             // Listed one by one: a new kind of event is a compile error here, not silence.
             ev @ (Event::TransferProgress { .. }
             | Event::ShareDistributed { .. }
+            | Event::ShareDamaged { .. }
+            | Event::ShareRepaired { .. }
+            | Event::ShareRepairFailed { .. }
             | Event::TransferFinished { .. }
             | Event::TransferFailed { .. }
             | Event::OfferReceived { .. }
@@ -105,6 +109,40 @@ impl Output {
             ),
             Event::ShareDistributed { content } => println!(
                 "share {content}: every chunk uploaded at least once; the others can finish without this device"
+            ),
+            Event::ShareDamaged {
+                content,
+                file,
+                chunks,
+                damage,
+                repairing,
+                ..
+            } => println!(
+                "share {content}: {}; not served{}",
+                damaged_line(file, chunks.len(), *damage),
+                if *repairing {
+                    " until fetched again from peers (repairing)"
+                } else {
+                    ""
+                }
+            ),
+            Event::ShareRepaired {
+                content,
+                file,
+                chunks,
+            } => println!(
+                "share {content}: {} repaired from peers ({} chunks fetched again); it verifies whole",
+                clean(file),
+                chunks.len()
+            ),
+            Event::ShareRepairFailed {
+                content,
+                file,
+                error,
+            } => println!(
+                "share {content}: {} could not be repaired: {}",
+                clean(file),
+                clean(error)
             ),
             Event::TransferFinished {
                 transfer, bytes, ..
@@ -249,6 +287,53 @@ impl Output {
                 HumanBytes(report.rejected)
             );
         }
+        for r in &report.renamed {
+            println!(
+                "saved {} as {} ({})",
+                clean(&r.path),
+                clean(&r.saved_as),
+                clean(&r.reason)
+            );
+        }
+        for note in &report.notes {
+            println!("{}", clean(note));
+        }
+    }
+
+    /// Prints what `verify` found in each share.
+    pub fn verified(&self, shares: &[ShareHealth]) {
+        for share in shares {
+            if self.json {
+                let mut v = json!(share);
+                v["event"] = json!("verified");
+                self.line(&v);
+                continue;
+            }
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            let state = match share.damaged.len() {
+                0 => "every file verifies".to_string(),
+                n => format!("{n} file{} damaged", plural(n)),
+            };
+            println!(
+                "{}  {}  {} file{}, {}: {state}",
+                share.id,
+                clean(&share.name),
+                share.files,
+                plural(share.files),
+                HumanBytes(share.bytes)
+            );
+            for f in &share.damaged {
+                let outcome = match (&f.error, f.repaired) {
+                    (_, true) => "repaired from peers".to_string(),
+                    (Some(e), false) => format!("not repaired: {}", clean(e)),
+                    (None, false) => "not repaired".to_string(),
+                };
+                println!(
+                    "  {}: {outcome}",
+                    damaged_line(&f.file, f.chunks.len(), f.damage)
+                );
+            }
+        }
     }
 
     /// Says that this device serves a share, with a ticket naming it: until Ctrl-C, or on in the
@@ -269,4 +354,19 @@ impl Output {
     pub fn raw(&self, value: &serde_json::Value) {
         self.line(value);
     }
+}
+
+/// "Trip/a.bin changed since it was shared: 32 chunks do not verify".
+pub fn damaged_line(file: &str, chunks: usize, damage: Damage) -> String {
+    let what = match damage {
+        Damage::Changed => "changed since it was shared",
+        Damage::Corrupt => "no longer holds what was shared (damaged on disk)",
+        Damage::Missing => "is gone or unreadable",
+    };
+    let verb = if chunks == 1 {
+        "chunk does"
+    } else {
+        "chunks do"
+    };
+    format!("{} {what}: {chunks} {verb} not verify", clean(file))
 }

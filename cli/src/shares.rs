@@ -1,6 +1,6 @@
 //! `shares`: what this device serves (each ticket's key, what it opens, how much it served);
-//! `unshare ID`: stop serving one at once. Through the running node, or a node started for the
-//! command.
+//! `unshare ID`: stop serving one at once; `verify [ID]`: check what it serves against its
+//! manifest and repair from peers. Through the running node, or a node started for the command.
 
 use std::path::Path;
 
@@ -52,6 +52,34 @@ pub async fn unshare(cli: &Cli, data_dir: &Path, out: Output, id: &str) -> Resul
             "stopped serving {} ({}): its ticket opens nothing here any more",
             gone.id,
             clean(&gone.name)
+        );
+    }
+    Ok(())
+}
+
+/// `verify [ID]`: every file read and checked; a damaged file of a share that came from others
+/// is fetched again from peers. Fails (after printing) when a file stays damaged.
+pub async fn verify(cli: &Cli, data_dir: &Path, out: Output, id: Option<&str>) -> Result<()> {
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let checked = backend.verify(id).await;
+    backend.close().await?;
+    let checked = checked?;
+    out.verified(&checked);
+    if checked.is_empty() && !out.json {
+        println!("this device serves nothing");
+    }
+    let left: Vec<&str> = checked
+        .iter()
+        .flat_map(|s| &s.damaged)
+        .filter(|f| !f.repaired)
+        .map(|f| f.file.as_str())
+        .collect();
+    if !left.is_empty() {
+        anyhow::bail!(
+            "{} file{} still damaged: {}",
+            left.len(),
+            if left.len() == 1 { " is" } else { "s are" },
+            clean(&left.join(", "))
         );
     }
     Ok(())

@@ -470,3 +470,65 @@ fn a_malformed_control_line_gets_an_error_and_the_server_answers_the_next_client
     let id = once(node_dir.path(), &["id"]);
     assert_eq!(event(&id, "id")["peer"], node.peer.as_str());
 }
+
+/// Flips `len` bytes of `path` at `at`: an edit after the download.
+fn flip(path: &Path, at: u64, len: usize) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut bytes = vec![0; len];
+    f.read_exact_at(&mut bytes, at).unwrap();
+    bytes.iter_mut().for_each(|b| *b = !*b);
+    f.write_all_at(&bytes, at).unwrap();
+}
+
+#[test]
+fn verify_repairs_a_damaged_download_through_the_running_node_or_a_node_of_its_own() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let file = dirs[2].path().join("trip.mp4");
+    random_file(&file, 4 * MIB, 5);
+    let (sharer, ticket) = standalone_share(dirs[0].path(), &file, &[]);
+    let b = dirs[1].path();
+    let out = dirs[3].path();
+    once(b, &["get", &ticket, "--out", out.to_str().unwrap()]);
+    let copy = out.join("trip.mp4");
+
+    // No node runs on B's data dir: `verify` starts one, finds the edit and repairs it.
+    flip(&copy, 300_000, 1000);
+    let (status, lines, stderr) = Proc::spawn(b, &["verify"]).finish();
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    println!("{}", text.join("\n"));
+    assert!(status.success(), "{stderr}");
+    let said = text.join("\n");
+    assert!(
+        said.contains("trip.mp4 changed since it was shared")
+            && said.contains("repaired from peers"),
+        "{said}"
+    );
+    assert_eq!(hash_of(&copy), hash_of(&file), "repaired");
+
+    // Next to a running node: through its socket, and the node tells what it found and did.
+    let node = running(b, &[]);
+    flip(&copy, 2 * MIB + 5, 10);
+    let lines = once(b, &["verify"]);
+    let verified = event(&lines, "verified");
+    assert_eq!(verified["damaged"][0]["repaired"], true, "{verified}");
+    assert_eq!(verified["damaged"][0]["damage"], "changed", "{verified}");
+    let damaged = node.proc.wait_for("share_damaged");
+    assert_eq!(damaged["file"], "trip.mp4", "{damaged}");
+    node.proc.wait_for("share_repaired");
+    assert_eq!(hash_of(&copy), hash_of(&file), "repaired");
+    common::stop(node.proc);
+
+    // Its own share, edited: reported, never undone, and the command fails saying so.
+    common::stop(sharer);
+    flip(&file, 0, 1);
+    let (status, lines, stderr) = Proc::spawn(dirs[0].path(), &["verify"]).finish();
+    println!("{lines:?}\n{stderr}");
+    common::assert_one_line_error(&status, &stderr, "1 file is still damaged: trip.mp4");
+    let said: String = lines.iter().map(|l| l.to_string()).collect();
+    assert!(said.contains("share the file again"), "{said}");
+}

@@ -9,6 +9,7 @@ use libp2p::multiaddr::Protocol;
 
 use crate::messaging::{CarryQuota, InboxQuota, MessagingConfig};
 use crate::transfer::limits::TransferLimits;
+use crate::transfer::names::NameRules;
 use crate::transfer::{TransferConfig, Visibility};
 
 /// Configuration of a [`crate::Node`].
@@ -48,6 +49,9 @@ pub struct NodeConfig {
     pub visibility: Visibility,
     /// How long a message's attached files are served unless pinned (default: 7 days).
     pub attachment_ttl: Duration,
+    /// What names download destinations hold; `None` (the default): probed on each destination
+    /// (a shared-storage app may know better, and tests play other platforms with it).
+    pub name_rules: Option<NameRules>,
     /// Serve corrupt chunks (a test's malicious provider; see [`NodeConfig::with_corrupt_chunks`]).
     corrupt_chunks: bool,
     /// Ignore pokes (a test's lost pokes; see [`NodeConfig::with_dropped_pokes`]).
@@ -86,6 +90,7 @@ impl NodeConfig {
             relays: Vec::new(),
             visibility: Visibility::Contacts,
             attachment_ttl: Duration::from_secs(7 * 24 * 3600),
+            name_rules: None,
             corrupt_chunks: false,
             drop_pokes: false,
         }
@@ -134,6 +139,7 @@ impl NodeConfig {
             limits: self.limits,
             progress_interval: self.progress_interval,
             visibility: self.visibility,
+            name_rules: self.name_rules,
             corrupt_chunks: self.corrupt_chunks,
         }
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::net::Transport;
 pub use crate::transfer::download::PeerBytes;
-use crate::transfer::{ContentId, OfferedFile};
+use crate::transfer::{ContentId, Damage, OfferedFile};
 
 /// Whether the device can be dialled from outside its network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +146,42 @@ pub enum Event {
     ShareDistributed {
         /// The share.
         content: ContentId,
+    },
+    /// A file this node serves no longer matches its share (bit rot, an edit since it was
+    /// shared, a file gone): these chunks are no longer served; they are fetched again from
+    /// peers when the share came from others (`repairing`).
+    ShareDamaged {
+        /// The share.
+        content: ContentId,
+        /// The file's path in the share.
+        file: String,
+        /// Where it is on disk.
+        path: std::path::PathBuf,
+        /// The chunks that no longer verify.
+        chunks: Vec<u64>,
+        /// Why: `changed` (edited since it was shared), `corrupt` (the disk's damage) or
+        /// `missing` (gone or unreadable).
+        damage: Damage,
+        /// Whether they are being fetched again from peers.
+        repairing: bool,
+    },
+    /// A damaged file was fetched again from peers and verifies whole: it is served again.
+    ShareRepaired {
+        /// The share.
+        content: ContentId,
+        /// The file's path in the share.
+        file: String,
+        /// The chunks fetched again.
+        chunks: Vec<u64>,
+    },
+    /// A damaged file could not be repaired (no peer had a good copy, say).
+    ShareRepairFailed {
+        /// The share.
+        content: ContentId,
+        /// The file's path in the share.
+        file: String,
+        /// Why.
+        error: String,
     },
     /// A download finished: every selected file verified and in place.
     TransferFinished {

@@ -123,6 +123,12 @@ const MIGRATIONS: &[&str] = &[
         served  INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX share_keys_content ON share_keys (content);",
+    // 8: what lands on disk. Each download's random token names its `.part` files, so no other
+    // download (nor a user's file) is ever taken for one; each served file's size and change time
+    // when it was shared, so a file edited since is told from one the disk damaged.
+    "ALTER TABLE downloads ADD COLUMN token TEXT NOT NULL DEFAULT '';
+    ALTER TABLE shares ADD COLUMN size INTEGER;
+    ALTER TABLE shares ADD COLUMN mtime_ns INTEGER;",
 ];
 
 /// A peer the store remembers.

@@ -49,6 +49,24 @@ pub fn random_file(path: &std::path::Path, len: usize, seed: u64) {
     std::fs::write(path, data).expect("test file written");
 }
 
+/// The `.part` files a download left in `dir` for files named `name`
+/// (`.<name>.<token>.meshdrop-part`); none when `dir` does not exist.
+pub fn part_files(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".meshdrop-part"))
+        })
+        .collect()
+}
+
 /// How long [`wait_for`] waits for an event.
 pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 

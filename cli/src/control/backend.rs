@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use meshdrop_core::identity::verification_code;
-use meshdrop_core::transfer::{ShareInfo, Visibility};
+use meshdrop_core::transfer::{ShareHealth, ShareInfo, Visibility};
 use meshdrop_core::{
     Contact, DataDir, Error, Message, MessageId, Node, NodeConfig, PeerId, PeerInfo, Recipient,
     Room, Ticket,
@@ -194,6 +194,15 @@ impl Backend {
         expect!(
             self.request(Request::Unshare { id }).await?,
             Response::Unshared
+        )
+    }
+
+    /// Checks the share `id` (every share when `None`) and repairs what came from others.
+    pub async fn verify(&mut self, id: Option<&str>) -> Result<Vec<ShareHealth>> {
+        let id = id.map(str::to_string);
+        expect!(
+            self.request(Request::Verify { id }).await?,
+            Response::Verified
         )
     }
 

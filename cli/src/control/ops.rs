@@ -59,6 +59,7 @@ pub async fn execute(node: &Node, req: Request, updates: &Updates) -> Result<Res
         }
         Request::Shares => Response::Shares(node.shares()?),
         Request::Unshare { id } => Response::Unshared(node.unshare(&id)?),
+        Request::Verify { id } => Response::Verified(node.verify(id.as_deref()).await?),
         Request::Visibility { set } => {
             if let Some(v) = set {
                 node.set_visibility(v, None);

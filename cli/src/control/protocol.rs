@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use meshdrop_core::transfer::offer::SendOutcome;
-use meshdrop_core::transfer::{ShareInfo, Visibility};
+use meshdrop_core::transfer::{ShareHealth, ShareInfo, Visibility};
 use meshdrop_core::{
     Contact, DownloadReport, Event, Message, MessageId, PeerId, PeerInfo, Recipient, Room, Ticket,
 };
@@ -57,6 +57,13 @@ pub enum Request {
     Unshare {
         /// Its id, as `shares` lists it.
         id: String,
+    },
+    /// Check a share's files (every share's when `id` is none) against its manifest, and repair
+    /// what came from others.
+    Verify {
+        /// Its id, as `shares` lists it.
+        #[serde(default)]
+        id: Option<String>,
     },
     /// Who may offer files: asked, or changed (with no end) when `set` is given.
     Visibility {
@@ -185,6 +192,8 @@ pub enum Response {
     Shares(Vec<ShareInfo>),
     /// For [`Request::Unshare`]: what is no longer served.
     Unshared(ShareInfo),
+    /// For [`Request::Verify`]: what each share held.
+    Verified(Vec<ShareHealth>),
     /// For [`Request::Visibility`]: who may offer files now.
     Visibility(Visibility),
     /// For [`Request::Messages`].
@@ -298,6 +307,10 @@ mod tests {
             },
             Request::Unshare {
                 id: "0a1b2c3d".into(),
+            },
+            Request::Verify { id: None },
+            Request::Verify {
+                id: Some("0a1b".into()),
             },
         ] {
             assert_eq!(round_trip(&req), req);

@@ -42,13 +42,37 @@ impl Proc {
         stdin: bool,
         env: &[(&str, &Path)],
     ) -> Proc {
-        let mut child = Command::new(BIN)
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied())
             .arg("--data-dir")
             .arg(data_dir)
             .args(flags)
             .args(args)
-            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() });
+        Self::run(cmd)
+    }
+
+    /// [`Proc::spawn`] in a process that may hold at most `nofile` open files (`ulimit -n`).
+    pub fn spawn_limited(data_dir: &Path, args: &[&str], nofile: u64) -> Proc {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir")
+            .arg(data_dir)
+            .args(["--bind", "127.0.0.1", "--no-mdns"])
+            .args(args)
+            .stdin(Stdio::null());
+        // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                use nix::sys::resource::{Resource, setrlimit};
+                setrlimit(Resource::RLIMIT_NOFILE, nofile, nofile).map_err(std::io::Error::from)
+            });
+        }
+        Self::run(cmd)
+    }
+
+    fn run(mut cmd: Command) -> Proc {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -208,6 +208,7 @@ pub fn start(
         events: events_tx,
         relays: relays::Relays::new(relays),
         pending: HashMap::new(),
+        waiting: HashMap::new(),
         conns: Default::default(),
         upgrade_dials: Default::default(),
     };

@@ -102,6 +102,8 @@ pub(super) struct Driver {
     pub(super) relays: Relays,
     /// Dials whose caller waits for the outcome.
     pub(super) pending: HashMap<ConnectionId, DialReply>,
+    /// Callers of a dial to a peer that was being dialled already: they hear that dial's outcome.
+    pub(super) waiting: HashMap<PeerId, Vec<DialReply>>,
     pub(super) conns: Connections,
     /// Dials to peers reached only through a relay: hole punching (or a plain direct attempt).
     pub(super) upgrade_dials: HashSet<ConnectionId>,
@@ -173,6 +175,15 @@ impl Driver {
                 self.pending.insert(id, reply);
             }
             (Ok(()), None) => {}
+            // Being dialled already (two downloads from one sender at once): the caller hears
+            // how that dial ends.
+            (Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)), Some(reply))
+                if peer.is_some_and(|p| !self.swarm.is_connected(&p)) =>
+            {
+                if let Some(peer) = peer {
+                    self.waiting.entry(peer).or_default().push(reply);
+                }
+            }
             (Err(e), reply) => {
                 // Already connected counts as success for the caller.
                 let connected = peer.filter(|p| self.swarm.is_connected(p));
@@ -266,6 +277,9 @@ impl Driver {
         if let Some(reply) = self.pending.remove(&id) {
             let _ = reply.send(Ok(peer));
         }
+        for reply in self.waiting.remove(&peer).unwrap_or_default() {
+            let _ = reply.send(Ok(peer));
+        }
         for id in &superseded {
             self.swarm.close_connection(*id);
         }
@@ -299,7 +313,11 @@ impl Driver {
     }
 
     fn on_dial_error(&mut self, peer: Option<PeerId>, id: ConnectionId, error: String) -> NetEvent {
-        if let Some(reply) = self.pending.remove(&id) {
+        let waiting = peer
+            .filter(|p| !self.swarm.is_connected(p))
+            .and_then(|p| self.waiting.remove(&p))
+            .unwrap_or_default();
+        for reply in self.pending.remove(&id).into_iter().chain(waiting) {
             let _ = reply.send(Err(Error::Unreachable {
                 reason: error.clone(),
             }));

@@ -75,6 +75,39 @@ impl Bus {
                 return;
             }
             N::ShareDistributed { content } => Event::ShareDistributed { content },
+            N::ShareDamaged {
+                content,
+                file,
+                path,
+                chunks,
+                damage,
+                repairing,
+            } => Event::ShareDamaged {
+                content,
+                file,
+                path,
+                chunks,
+                damage,
+                repairing,
+            },
+            N::ShareRepaired {
+                content,
+                file,
+                chunks,
+            } => Event::ShareRepaired {
+                content,
+                file,
+                chunks,
+            },
+            N::ShareRepairFailed {
+                content,
+                file,
+                error,
+            } => Event::ShareRepairFailed {
+                content,
+                file,
+                error,
+            },
             N::OfferReceived {
                 offer,
                 peer,

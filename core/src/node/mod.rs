@@ -33,8 +33,8 @@ use crate::store::Store;
 use crate::transfer::limits::TransferLimits;
 use crate::transfer::offer::{Decision, PendingOffer, SendOutcome};
 use crate::transfer::{
-    ContentId, DownloadSpec, Provider, ShareError, ShareInfo, ShareKey, ShareKind, Ticket,
-    TransferHandle, Transfers, Visibility,
+    ContentId, DownloadSpec, Provider, ShareError, ShareHealth, ShareInfo, ShareKey, ShareKind,
+    Ticket, TransferHandle, Transfers, Visibility,
 };
 use addrs::is_wildcard;
 use bus::Bus;
@@ -177,6 +177,14 @@ impl Node {
     /// What this device serves: each share (a key), what it holds, and how much it served.
     pub fn shares(&self) -> Result<Vec<ShareInfo>> {
         self.inner.transfers.shares()
+    }
+
+    /// Checks the files of share `id` (its short id, as [`Node::shares`] lists it; every share
+    /// when `None`) against its manifest, reading every byte. What no longer verifies is no
+    /// longer served and is reported (`share_damaged`); a share that came from others is repaired
+    /// from the peers holding its key (`share_repaired`). Returns what each share held.
+    pub async fn verify(&self, id: Option<&str>) -> Result<Vec<ShareHealth>> {
+        self.inner.transfers.verify(id).await
     }
 
     /// Who may offer files to this device from now on; `for_` bounds it (then back to contacts),

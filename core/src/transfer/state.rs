@@ -79,19 +79,58 @@ pub fn manifest(store: &Store, content: &ContentId) -> Result<Option<Vec<u8>>> {
     })
 }
 
-/// Records where each file of a share is read from.
-pub fn save_share(store: &Store, content: &ContentId, sources: &[PathBuf]) -> Result<()> {
+/// Records where each file of a share is read from, with each file's size and change time now
+/// (to tell later whether it was edited). Returns those stamps.
+pub fn save_share(
+    store: &Store,
+    content: &ContentId,
+    sources: &[PathBuf],
+) -> Result<Vec<Option<Stamp>>> {
+    let stamps: Vec<Option<Stamp>> = sources.iter().map(|p| Stamp::of(p)).collect();
     store.with(|c| {
         let tx = c.transaction()?;
         tx.execute("DELETE FROM shares WHERE content = ?1", [&content.0[..]])?;
-        for (i, path) in sources.iter().enumerate() {
+        for (i, (path, stamp)) in sources.iter().zip(&stamps).enumerate() {
             tx.execute(
-                "INSERT INTO shares (content, file, path) VALUES (?1, ?2, ?3)",
-                params![&content.0[..], i as i64, path.to_string_lossy()],
+                "INSERT INTO shares (content, file, path, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    &content.0[..],
+                    i as i64,
+                    path.to_string_lossy(),
+                    stamp.map(|s| secs(s.size)),
+                    stamp.map(|s| s.mtime_ns),
+                ],
             )?;
         }
         tx.commit()
-    })
+    })?;
+    Ok(stamps)
+}
+
+/// A file's size and last change time (nanoseconds since the epoch), to tell whether it was
+/// edited since it was shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// Its size.
+    pub size: u64,
+    /// When it was last written.
+    pub mtime_ns: i64,
+}
+
+impl Stamp {
+    /// The stamp of the file at `path` now (links not followed).
+    pub fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        let mtime_ns = meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec());
+        Some(Stamp {
+            size: meta.len(),
+            mtime_ns,
+        })
+    }
 }
 
 /// A share as stored.
@@ -102,6 +141,8 @@ pub struct StoredShare {
     pub manifest: Vec<u8>,
     /// Where each file is read from.
     pub sources: Vec<PathBuf>,
+    /// Each file's size and change time when it was shared.
+    pub stamps: Vec<Option<Stamp>>,
 }
 
 /// Every share this node serves.
@@ -119,15 +160,27 @@ pub fn shares(store: &Store) -> Result<Vec<StoredShare>> {
             let Ok(bytes) = <[u8; 32]>::try_from(id.as_slice()) else {
                 continue;
             };
-            let mut stmt = c.prepare("SELECT path FROM shares WHERE content = ?1 ORDER BY file")?;
-            let paths = stmt
-                .query_map([&id], |r| r.get::<_, String>(0))?
-                .map(|p| p.map(PathBuf::from))
+            let mut stmt = c.prepare(
+                "SELECT path, size, mtime_ns FROM shares WHERE content = ?1 ORDER BY file",
+            )?;
+            let rows: Vec<(String, Option<i64>, Option<i64>)> = stmt
+                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
+            let stamps = rows
+                .iter()
+                .map(|(_, size, mtime)| match (size, mtime) {
+                    (Some(size), Some(mtime_ns)) => Some(Stamp {
+                        size: unsigned(*size),
+                        mtime_ns: *mtime_ns,
+                    }),
+                    _ => None,
+                })
+                .collect();
             out.push(StoredShare {
                 content: ContentId(bytes),
                 manifest,
-                sources: paths,
+                sources: rows.into_iter().map(|(p, _, _)| PathBuf::from(p)).collect(),
+                stamps,
             });
         }
         Ok(out)
@@ -224,33 +277,89 @@ fn unsigned(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// A download's row: its id, and the random token that names its `.part` files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadRow {
+    /// Its id.
+    pub id: i64,
+    /// Its token (16 hex digits), made when the download was first recorded.
+    pub token: String,
+}
+
 /// Records that the download of `ticket` into `dest` runs (created when new, `active` again
-/// otherwise) and how to restart it: the ticket and the files picked (`None`: all). Returns its id.
+/// otherwise) and how to restart it: the ticket and the files picked (`None`: all).
 pub fn start_download(
     store: &Store,
     ticket: &Ticket,
     dest: &Path,
     files: Option<&[usize]>,
-) -> Result<i64> {
+) -> Result<DownloadRow> {
     let files = files.map(|f| serde_json::to_string(f).unwrap_or_default());
     let (content, dest) = (&ticket.content.0[..], dest.to_string_lossy());
+    let fresh = new_token();
     store.with(|c| {
         let tx = c.transaction()?;
         tx.execute(
             "INSERT OR IGNORE INTO downloads (content, dest, state) VALUES (?1, ?2, ?3)",
             params![content, dest, DownloadState::Active],
         )?;
-        let id: i64 = tx.query_row(
-            "SELECT id FROM downloads WHERE content = ?1 AND dest = ?2",
+        let (id, token): (i64, String) = tx.query_row(
+            "SELECT id, token FROM downloads WHERE content = ?1 AND dest = ?2",
             params![content, dest],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
+        let token = if token.is_empty() { fresh } else { token };
         tx.execute(
-            "UPDATE downloads SET state = ?2, ticket = ?3, files = ?4 WHERE id = ?1",
-            params![id, DownloadState::Active, ticket.to_string(), files],
+            "UPDATE downloads SET state = ?2, ticket = ?3, files = ?4, token = ?5 WHERE id = ?1",
+            params![id, DownloadState::Active, ticket.to_string(), files, token],
         )?;
         tx.commit()?;
-        Ok(id)
+        Ok(DownloadRow { id, token })
+    })
+}
+
+/// A new random token for a download's `.part` names.
+fn new_token() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness the token still differs per download and time.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        bytes = nanos.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A finished download of a share: where it went and its ticket (what a repair needs).
+pub struct FinishedDownload {
+    /// Its row.
+    pub row: DownloadRow,
+    /// Its destination.
+    pub dest: PathBuf,
+    /// Its ticket, as text.
+    pub ticket: String,
+}
+
+/// The finished downloads of `content`.
+pub fn finished_downloads(store: &Store, content: &ContentId) -> Result<Vec<FinishedDownload>> {
+    store.with(|c| {
+        let mut stmt = c.prepare(
+            "SELECT id, token, dest, ticket FROM downloads
+             WHERE content = ?1 AND state = ?2 AND ticket != ''",
+        )?;
+        stmt.query_map(params![&content.0[..], DownloadState::Done], |r| {
+            Ok(FinishedDownload {
+                row: DownloadRow {
+                    id: r.get(0)?,
+                    token: r.get(1)?,
+                },
+                dest: PathBuf::from(r.get::<_, String>(2)?),
+                ticket: r.get(3)?,
+            })
+        })?
+        .collect()
     })
 }
 
@@ -360,8 +469,10 @@ mod tests {
             }],
         );
         let dest = dir.path().join("out");
-        let id = start_download(&store, &ticket, &dest, Some(&[1, 3])).unwrap();
-        assert_eq!(start_download(&store, &ticket, &dest, None).unwrap(), id);
+        let row = start_download(&store, &ticket, &dest, Some(&[1, 3])).unwrap();
+        assert_eq!(row.token.len(), 16);
+        assert_eq!(start_download(&store, &ticket, &dest, None).unwrap(), row);
+        let id = row.id;
         let found = interrupted_downloads(&store).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(
@@ -371,6 +482,8 @@ mod tests {
         assert_eq!(found[0].files, None, "the latest pick counts");
         set_download_state(&store, id, DownloadState::Done).unwrap();
         assert!(interrupted_downloads(&store).unwrap().is_empty());
+        let done = finished_downloads(&store, &content).unwrap();
+        assert_eq!((done.len(), &done[0].row, &done[0].dest), (1, &row, &dest));
         let stored: DownloadState = store
             .with(|c| {
                 c.query_row("SELECT state FROM downloads WHERE id = ?1", [id], |r| {

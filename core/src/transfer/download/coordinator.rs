@@ -32,6 +32,12 @@ const FIRST_RECONNECT: Duration = Duration::from_secs(1);
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(16);
 /// A download whose providers are all gone waits this long for one to come back, then fails.
 const RECONNECT_FOR: Duration = Duration::from_secs(300);
+/// A download whose missing chunks no peer holds (every copy it reached is damaged there) waits
+/// this long for a peer to gain them (a seeder repairing its copy, a peer arriving), then fails
+/// when every provider's copy is damaged.
+const STUCK_FOR: Duration = Duration::from_secs(5);
+/// While stuck for another reason, providers not asked now are dialled again this often.
+const STUCK_REDIAL: Duration = Duration::from_secs(10);
 
 /// What a worker task returns: its peer and how it ended.
 type WorkerEnd = (PeerId, Result<Ended, PeerError>);
@@ -77,6 +83,7 @@ pub(super) async fn fetch(
         deferred: HashSet::new(),
         upgraded: HashSet::new(),
         reconnect: None,
+        stuck: None,
     };
     let inputs = Inputs {
         feedback: fb_rx,
@@ -141,6 +148,9 @@ struct Coordinator<'a> {
     /// worker fails with the relayed connection and starts again at once, on the direct one.
     upgraded: HashSet<PeerId>,
     reconnect: Option<Reconnect>,
+    /// Since when no peer holds some missing chunks while nothing else is due, and when the
+    /// providers were last dialled for them.
+    stuck: Option<(Instant, Instant)>,
 }
 
 impl Coordinator<'_> {
@@ -227,7 +237,10 @@ impl Coordinator<'_> {
                 }
                 arrival = inputs.arrivals.recv() => self.on_arrival(arrival),
                 change = inputs.changes.recv() => self.on_change(change),
-                _ = prefer_direct.tick() => self.on_prefer_direct(),
+                _ = prefer_direct.tick() => match self.on_prefer_direct() {
+                    Step::On => self.on_stuck().await,
+                    end => end,
+                },
                 () = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } },
                     if retry_at.is_some() => self.on_reconnect_due().await,
                 changed = inputs.stopping.changed() => match changed {
@@ -370,6 +383,86 @@ impl Coordinator<'_> {
             }
         }
         Step::On
+    }
+
+    /// When no peer holds some missing chunks and nothing else is due: after [`STUCK_FOR`], the
+    /// download fails if every provider's copy is damaged (or it was dropped) and no peer still
+    /// fetching could gain them; otherwise providers not asked now are dialled again, for up to
+    /// [`RECONNECT_FOR`].
+    async fn on_stuck(&mut self) -> Step {
+        let (unheld, idle) = {
+            let sched = self.sched();
+            (sched.unheld(), sched.nothing_due())
+        };
+        if unheld.is_empty() || !idle || self.workers.is_empty() {
+            self.stuck = None;
+            return Step::On;
+        }
+        let now = Instant::now();
+        let (since, dialled) = *self.stuck.get_or_insert((now, now));
+        if now.duration_since(since) < STUCK_FOR {
+            return Step::On;
+        }
+        let hopeless = {
+            let sched = self.sched();
+            let providers = &self.job.ticket.providers;
+            let gone = |p: &PeerId| sched.banned.contains_key(p) || sched.damaged.contains_key(p);
+            let fetching = self
+                .running
+                .keys()
+                .any(|p| !sched.holds_all(p) && !sched.damaged.contains_key(p));
+            providers.iter().all(|p| gone(&p.peer)) && !fetching
+        };
+        if hopeless || now.duration_since(since) >= RECONNECT_FOR {
+            return Step::End(Err(DownloadError::NoGoodCopy(
+                self.describe_unheld(&unheld),
+            )));
+        }
+        if now.duration_since(dialled) >= STUCK_REDIAL {
+            self.stuck = Some((since, now));
+            for peer in providers::connect(&self.s, self.job.ticket).await {
+                self.spawn_if_usable(peer, Vec::new());
+            }
+        }
+        Step::On
+    }
+
+    /// "32 chunks (8.0 MiB) of Trip/a.bin: <peer>: its copy is damaged (32 chunks); …".
+    fn describe_unheld(&self, unheld: &[u64]) -> String {
+        let manifest = self.job.manifest;
+        let bytes: u64 = unheld
+            .iter()
+            .filter_map(|i| manifest.chunk(*i))
+            .map(|c| u64::from(c.len))
+            .sum();
+        let mut files: Vec<usize> = unheld
+            .iter()
+            .filter_map(|i| manifest.chunk(*i).map(|c| c.file))
+            .collect();
+        files.dedup();
+        let names: Vec<&str> = files
+            .iter()
+            .take(3)
+            .filter_map(|f| manifest.files().get(*f).map(|e| e.path.as_str()))
+            .collect();
+        let more = match files.len().saturating_sub(3) {
+            0 => String::new(),
+            n => format!(" and {n} more files"),
+        };
+        let sched = self.sched();
+        let mut why: Vec<String> = sched
+            .damaged
+            .iter()
+            .map(|(p, n)| format!("{p}: its copy is damaged ({n} chunks missing)"))
+            .collect();
+        why.extend(self.failures.iter().cloned());
+        format!(
+            "{} chunks ({:.1} MiB) of {}{more}: {}",
+            unheld.len(),
+            bytes as f64 / (1024.0 * 1024.0),
+            names.join(", "),
+            why.join("; ")
+        )
     }
 
     /// Dials the ticket's providers again while every one is gone; gives up after

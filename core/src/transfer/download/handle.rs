@@ -201,6 +201,8 @@ mod tests {
             rejected: 0,
             peers: Vec::new(),
             secs: 0.1,
+            renamed: Vec::new(),
+            notes: Vec::new(),
         };
         assert_eq!(
             ended(&Status::Running(running.clone()), &Ok(report.clone())),

@@ -1,24 +1,28 @@
 //! Downloading a share: fetch and check the manifest, plan what is missing, pull chunks pipelined
 //! from every peer that holds some (the ticket's providers, connected peers, and those found
-//! through the swarm), verify each chunk before it is written to a `.part` file, record written
-//! chunks in SQLite in durable batches, and rename each file into place once it verifies whole.
+//! through the swarm), verify each chunk before it is written to this download's own `.part`
+//! file (never through a link: `dest.rs`), record written chunks in SQLite in durable batches,
+//! and rename each file into place, never over another file, once it verifies whole.
 //!
 //! The parts: [`handle`] (what the app holds: controls and a status watch), `registry` (ids, one
-//! run per share and destination, the node's stop), `providers` (dialling the ticket's
-//! providers, the manifest), `plan` (what is on disk and what is missing), `coordinator` (which
-//! peers work for the download), `worker` (one peer's pipelined stream), `schedule` (which chunk
-//! next) and `sink` (verify, write, make durable, report progress).
+//! run per share and destination, the names claimed, the node's stop), `providers` (dialling the
+//! ticket's providers, the manifest), `plan` (where each file goes, what is on disk and what is
+//! missing), `coordinator` (which peers work for the download, and when no good copy is left),
+//! `worker` (one peer's pipelined stream), `schedule` (which chunk next), `sink` (verify, write,
+//! report progress), `durable` (sync, record, rename) and `repair` (a downloaded share's damaged
+//! chunks fetched again, in place).
 
 mod coordinator;
+mod durable;
 pub mod handle;
 mod plan;
 mod providers;
 mod registry;
+mod repair;
 mod schedule;
 mod sink;
 mod worker;
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,12 +34,16 @@ use tokio::sync::watch;
 pub use handle::{Control, PeerBytes, Progress, Status, TransferControls, TransferHandle};
 pub(crate) use providers::fetch_manifest;
 pub(crate) use registry::Downloads;
+pub(crate) use repair::repair;
 
+use super::dest::{Dest, DestError};
 use super::library::Content;
+use super::names::NameChange;
 use super::service::Shared;
 use super::shares::{KeyRecord, ShareKind};
 use super::{ContentId, Manifest, ManifestError, PathError, Ticket, state};
-use plan::Plan;
+use plan::{Plan, PlanInput};
+use registry::ClaimGuard;
 use sink::SinkReport;
 
 /// Why a download failed.
@@ -60,14 +68,20 @@ pub enum DownloadError {
         /// Bytes free.
         available: u64,
     },
-    /// A different file is already where a shared file would go.
+    /// Every name a shared file could go under is taken.
     #[error(
-        "{path} already exists and differs from the shared file: move it away or pick another destination"
+        "{path} and every `name (n)` after it are taken by other files: move them away or pick another destination"
     )]
     Exists {
         /// The existing file.
         path: PathBuf,
     },
+    /// A path under the destination cannot be written safely (a link, a file for a folder).
+    #[error(transparent)]
+    Dest(#[from] DestError),
+    /// Some chunks are held by no peer as they should be: every copy reachable is damaged.
+    #[error("no peer has a good copy of {0}")]
+    NoGoodCopy(String),
     /// Reading or writing the destination failed (a full disk among others); partial data is kept.
     #[error("{path}: {source}")]
     Io {
@@ -127,6 +141,13 @@ pub struct DownloadReport {
     pub peers: Vec<PeerBytes>,
     /// Wall time.
     pub secs: f64,
+    /// Files of the share saved under another name (a name the destination cannot hold, or
+    /// taken by another file).
+    #[serde(default)]
+    pub renamed: Vec<NameChange>,
+    /// What the download found and mended on the way (a link planted where it writes).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// One run of a download, as its coordinator and writer see it: the share, the plan, the
@@ -151,29 +172,29 @@ async fn run(
     let content_id = spec.ticket.content;
     let providers = providers::connect(&s, &spec.ticket).await;
     let (manifest, encoded) = providers::manifest(&s, &providers, &spec.ticket).await?;
-    fs::create_dir_all(&spec.dest).map_err(io_err(&spec.dest))?;
-    let dest = spec.dest.canonicalize().map_err(io_err(&spec.dest))?;
+    let dest = Arc::new(Dest::open(&spec.dest)?);
     // One run at a time per share and destination: a second one (a node that resumed it at
     // start, and the user asking again) waits, then finds the files in place.
-    let slot = s.downloads.slot(content_id, &dest);
+    let slot = s.downloads.slot(content_id, dest.path());
     let _running = slot.lock().await;
-    let dl = state::start_download(&s.store, &spec.ticket, &dest, spec.files.as_deref())?;
-    let plan = Plan::make(&s.store, dl, &manifest, &dest, spec.files.as_deref())?;
-    plan.check_space(&manifest, &dest)?;
-    plan.prepare(&manifest)?;
-    let content = match s.library.get(&content_id) {
-        Some(c) => c,
-        None => {
-            let c = Arc::new(Content::partial(
-                manifest.clone(),
-                encoded,
-                plan.locations.clone(),
-            ));
-            c.add(&plan.done);
-            s.library.insert(c.clone());
-            c
-        }
+    let row = state::start_download(&s.store, &spec.ticket, dest.path(), spec.files.as_deref())?;
+    let claims = s.downloads.claims();
+    let _claimed = ClaimGuard {
+        claims: claims.clone(),
+        owner: row.id,
     };
+    let input = PlanInput {
+        manifest: &manifest,
+        row: &row,
+        dest: &dest,
+        rules: s.config.name_rules.unwrap_or_else(|| dest.name_rules()),
+        selection: spec.files.as_deref(),
+        claims: &claims,
+    };
+    let plan = Plan::make(&s.store, input)?;
+    plan.check_space(&manifest)?;
+    plan.prepare(&manifest)?;
+    let content = served_while_fetched(&s, content_id, &manifest, encoded, &plan);
     // Seed to the ticket's other holders while downloading, and after.
     s.add_key(KeyRecord {
         key: spec.ticket.key,
@@ -190,7 +211,7 @@ async fn run(
             manifest: &manifest,
             plan: &plan,
             content: &content,
-            dl,
+            dl: row.id,
             ticket: &spec.ticket,
             status: &status,
         };
@@ -199,25 +220,67 @@ async fn run(
     tracing::debug!(ok = fetched.is_ok(), "fetched");
     let report = match fetched {
         Ok(report) => report,
-        Err(e) => return Err(record_failure(&s, dl, &plan, &control, e)),
+        Err(e) => return Err(record_failure(&s, row.id, &plan, &control, e)),
     };
     content.set_complete();
-    state::set_download_state(&s.store, dl, state::DownloadState::Done)?;
+    state::set_download_state(&s.store, row.id, state::DownloadState::Done)?;
     if spec.files.is_none() {
         // Every file is in place: served from there after a restart too.
-        state::save_share(&s.store, &content_id, &plan.final_paths())?;
+        let stamps = state::save_share(&s.store, &content_id, &plan.final_paths())?;
+        content.set_stamps(stamps);
     }
-    Ok(DownloadReport {
-        content: content_id,
-        files: plan.files.len(),
-        bytes: plan.selected_bytes(&manifest),
-        fetched: report.fetched,
-        resumed: plan.resumed,
-        skipped: plan.skipped,
-        rejected: report.rejected,
-        peers: report.peers,
-        secs: started.elapsed().as_secs_f64(),
-    })
+    Ok(DownloadReport::of(
+        content_id, &plan, &manifest, report, started,
+    ))
+}
+
+impl DownloadReport {
+    /// What a run that planned `plan` and wrote `report` did.
+    fn of(
+        content: ContentId,
+        plan: &Plan,
+        manifest: &Manifest,
+        report: SinkReport,
+        started: Instant,
+    ) -> Self {
+        let mut renamed = plan.renamed.clone();
+        renamed.extend(report.renamed);
+        DownloadReport {
+            content,
+            files: plan.files.len(),
+            bytes: plan.selected_bytes(manifest),
+            fetched: report.fetched,
+            resumed: plan.resumed,
+            skipped: plan.skipped,
+            rejected: report.rejected,
+            peers: report.peers,
+            secs: started.elapsed().as_secs_f64(),
+            renamed,
+            notes: plan.notes.clone(),
+        }
+    }
+}
+
+/// The share as this node serves it while fetching: the library's when it has one, else a new
+/// partial one reading from where the plan puts each file.
+fn served_while_fetched(
+    s: &Shared,
+    id: ContentId,
+    manifest: &Arc<Manifest>,
+    encoded: Arc<Vec<u8>>,
+    plan: &Plan,
+) -> Arc<Content> {
+    if let Some(c) = s.library.get(&id) {
+        return c;
+    }
+    let c = Arc::new(Content::partial(
+        manifest.clone(),
+        encoded,
+        plan.locations.clone(),
+    ));
+    c.add(&plan.done);
+    s.library.insert(c.clone());
+    c
 }
 
 /// Records how a download ended early: removed (cancelled without keeping), left `active` (the

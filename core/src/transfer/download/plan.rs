@@ -1,29 +1,49 @@
-//! What a download finds on disk before it fetches: which selected files are already in place
-//! (identical), which `.part` files hold chunks recorded by an earlier run, and which chunks are
-//! missing; every path checked to stay inside the destination before anything is written.
+//! What a download finds on disk before it fetches, and where each file goes: the share's names
+//! mapped to what the destination holds (`names.rs`); a final name already taken by another file
+//! or claimed by a running download moves on to `a (1).bin`; each file's bytes go to a `.part` of
+//! this download alone (`.a.bin.<token>.meshdrop-part`), resumed only from the chunks this
+//! download recorded; everything reached through [`Dest`], which follows no link.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::{DownloadError, io_err};
 use crate::store::Store;
-use crate::transfer::{Manifest, join_safe, state};
+use crate::transfer::dest::{Dest, Entry};
+use crate::transfer::download::registry::Claims;
+use crate::transfer::names::{self, NameChange, NameRules, cut, suffixed};
+use crate::transfer::state::{self, DownloadRow};
+use crate::transfer::{FileEntry, Manifest};
 
-/// One selected file and where its bytes go.
+/// How far past the share's name a taken name looks for a free one (`a (1).bin` … ).
+const MAX_SUFFIX: u32 = 1000;
+/// What a `.part` name adds to the file's: `.` + `.` + token + `.meshdrop-part`.
+const PART_OVERHEAD: usize = 2 + 16 + 14;
+
+/// One selected file and where its bytes go (paths relative to the destination).
 #[derive(Clone, Debug)]
 pub(super) struct FilePlan {
     pub(super) index: usize,
-    pub(super) final_path: PathBuf,
-    pub(super) part_path: PathBuf,
+    pub(super) final_rel: Vec<String>,
+    /// Its `.part`; the final file itself when it is repaired in place.
+    pub(super) part_rel: Vec<String>,
     pub(super) done: bool,
+}
+
+impl FilePlan {
+    /// Whether the file is written where it lies (a repair), not renamed into place.
+    pub(super) fn in_place(&self) -> bool {
+        self.part_rel == self.final_rel
+    }
 }
 
 /// What is on disk, what is missing, where everything goes.
 pub(super) struct Plan {
+    pub(super) dest: Arc<Dest>,
     pub(super) files: Vec<FilePlan>,
-    dirs: Vec<PathBuf>,
+    dirs: Vec<Vec<String>>,
     /// Chunks still to fetch.
     pub(super) missing: Vec<u64>,
     /// Chunks already safely on disk (servable).
@@ -36,55 +56,181 @@ pub(super) struct Plan {
     pub(super) resumed: u64,
     /// Bytes of files already present and identical.
     pub(super) skipped: u64,
+    /// Names of the share saved under others.
+    pub(super) renamed: Vec<NameChange>,
+    /// What the plan found and mended (a link planted where a `.part` goes).
+    pub(super) notes: Vec<String>,
+    /// The longest name the destination holds.
+    pub(super) name_max: usize,
+}
+
+/// What a plan is made from besides the store: the share, this download, its destination.
+pub(super) struct PlanInput<'a> {
+    pub(super) manifest: &'a Manifest,
+    pub(super) row: &'a DownloadRow,
+    pub(super) dest: &'a Arc<Dest>,
+    pub(super) rules: NameRules,
+    pub(super) selection: Option<&'a [usize]>,
+    pub(super) claims: &'a Claims,
 }
 
 impl Plan {
-    /// Plans the download `dl` of `manifest` (the `selection`, or every file) into `dest`.
-    pub(super) fn make(
-        store: &Store,
-        dl: i64,
-        manifest: &Manifest,
-        dest: &Path,
-        selection: Option<&[usize]>,
-    ) -> Result<Self, DownloadError> {
-        // Every path is checked before anything is written.
-        let mut locations = Vec::with_capacity(manifest.files().len());
-        for f in manifest.files() {
-            locations.push(join_safe(dest, &f.path.to_vec())?);
-        }
-        let dirs = manifest
-            .dirs()
-            .iter()
-            .map(|d| join_safe(dest, &d.to_vec()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let recorded: BTreeSet<u64> = state::done_chunks(store, dl)?.into_iter().collect();
+    /// Plans the download `input.row` of `input.manifest` into `input.dest`.
+    pub(super) fn make(store: &Store, input: PlanInput<'_>) -> Result<Self, DownloadError> {
+        let PlanInput {
+            manifest,
+            row,
+            dest,
+            rules,
+            selection,
+            claims,
+        } = input;
+        let local = names::map_share(manifest, &rules);
+        let recorded: BTreeSet<u64> = state::done_chunks(store, row.id)?.into_iter().collect();
         let mut plan = Plan {
+            dest: dest.clone(),
             files: Vec::new(),
-            dirs,
+            dirs: local.dirs,
             missing: Vec::new(),
             done: Vec::new(),
             locations: Vec::new(),
-            all_final: locations.clone(),
+            all_final: Vec::new(),
             resumed: 0,
             skipped: 0,
+            renamed: local.changes,
+            notes: Vec::new(),
+            name_max: rules.name_max,
         };
         let mut stale = Vec::new();
-        for (index, final_path) in locations.into_iter().enumerate() {
-            let part_path = part_path_of(&final_path);
+        for (index, rel) in local.files.into_iter().enumerate() {
+            let part_rel = part_of(&rel, &row.token, rules.name_max);
             if selection.is_none_or(|s| s.contains(&index)) {
+                let entry = &manifest.files()[index];
+                let (final_rel, done) = plan.place(claims, row.id, &rel, entry, rules.name_max)?;
                 let file = FilePlan {
                     index,
-                    final_path,
-                    part_path,
-                    done: false,
+                    final_rel,
+                    part_rel,
+                    done,
                 };
                 plan.add_selected(manifest, file, &recorded, &mut stale)?;
             } else {
-                plan.locations.push(part_path);
+                plan.all_final.push(dest.join(&rel));
+                plan.locations.push(dest.join(&part_rel));
             }
         }
-        state::unrecord_chunks(store, dl, &stale)?;
+        state::unrecord_chunks(store, row.id, &stale)?;
         Ok(plan)
+    }
+
+    /// Plans one file repaired in place: `chunks` of file `index` at `rel` are fetched again and
+    /// written where they lie; the file is checked whole before it counts as healed.
+    pub(super) fn repair(
+        dest: Arc<Dest>,
+        name_max: usize,
+        manifest: &Manifest,
+        index: usize,
+        rel: Vec<String>,
+        chunks: Vec<u64>,
+    ) -> Self {
+        let location = dest.join(&rel);
+        let mut locations: Vec<PathBuf> = vec![PathBuf::new(); manifest.files().len()];
+        locations[index] = location;
+        Plan {
+            dest,
+            files: vec![FilePlan {
+                index,
+                final_rel: rel.clone(),
+                part_rel: rel,
+                done: false,
+            }],
+            dirs: Vec::new(),
+            done: manifest
+                .chunks_of(index)
+                .filter(|i| !chunks.contains(i))
+                .collect(),
+            missing: chunks,
+            all_final: locations.clone(),
+            locations,
+            resumed: 0,
+            skipped: 0,
+            renamed: Vec::new(),
+            notes: Vec::new(),
+            name_max,
+        }
+    }
+
+    /// The final name of a selected file: the share's (mapped) name, or, when another file
+    /// holds it or another running download claimed it, the first free `name (n)`. A name that
+    /// holds this very file already means it is done.
+    fn place(
+        &mut self,
+        claims: &Claims,
+        owner: i64,
+        rel: &[String],
+        entry: &FileEntry,
+        name_max: usize,
+    ) -> Result<(Vec<String>, bool), DownloadError> {
+        let Some((name, parent)) = rel.split_last() else {
+            return Err(DownloadError::Exists {
+                path: self.dest.join(rel),
+            });
+        };
+        let mut why = None;
+        for n in 0..=MAX_SUFFIX {
+            let mut candidate = parent.to_vec();
+            candidate.push(if n == 0 {
+                name.clone()
+            } else {
+                suffixed(name, n, name_max)
+            });
+            let path = self.dest.join(&candidate);
+            let found = self.dest.entry(&candidate)?;
+            let taken = match found {
+                Entry::Absent => None,
+                Entry::File { size, links: 1 } if size == entry.size => {
+                    if self.same_file(&candidate, entry)? {
+                        self.note_taken(rel, &candidate, why);
+                        return Ok((candidate, true));
+                    }
+                    Some("another file holds its name")
+                }
+                Entry::Link => Some("a link is in its place"),
+                Entry::Folder => Some("a folder holds its name"),
+                _ => Some("another file holds its name"),
+            };
+            match taken {
+                None if claims.claim(&path, owner) => {
+                    self.note_taken(rel, &candidate, why);
+                    return Ok((candidate, false));
+                }
+                None => why = why.or(Some("another download saves a file under its name")),
+                Some(reason) => why = why.or(Some(reason)),
+            }
+        }
+        Err(DownloadError::Exists {
+            path: self.dest.join(rel),
+        })
+    }
+
+    /// Reports that file `rel` goes to `placed` because its name was taken (`why`).
+    fn note_taken(&mut self, rel: &[String], placed: &[String], why: Option<&str>) {
+        let Some(why) = why.filter(|_| rel != placed) else {
+            return;
+        };
+        let saved_as = placed.join("/");
+        // A name the mapping changed already keeps its first reason and gets the final name.
+        let local = rel.join("/");
+        if let Some(change) = self.renamed.iter_mut().find(|c| c.saved_as == local) {
+            change.saved_as = saved_as;
+            change.reason = format!("{}; {why}", change.reason);
+            return;
+        }
+        self.renamed.push(NameChange {
+            path: local,
+            saved_as,
+            reason: why.to_string(),
+        });
     }
 
     /// Plans a selected file: in place already (identical), resumed from its `.part` (the
@@ -92,42 +238,60 @@ impl Plan {
     fn add_selected(
         &mut self,
         manifest: &Manifest,
-        mut file: FilePlan,
+        file: FilePlan,
         recorded: &BTreeSet<u64>,
         stale: &mut Vec<u64>,
     ) -> Result<(), DownloadError> {
         let f = &manifest.files()[file.index];
         let chunks = manifest.chunks_of(file.index);
-        if file.final_path.exists() {
-            if !same_file(&file.final_path, f.size, &f.hash).map_err(io_err(&file.final_path))? {
-                return Err(DownloadError::Exists {
-                    path: file.final_path,
-                });
-            }
-            file.done = true;
+        if file.done {
             self.skipped += f.size;
             self.done.extend(chunks);
-        } else if file.part_path.exists() {
-            for i in chunks {
-                if recorded.contains(&i) {
-                    self.done.push(i);
-                    self.resumed += manifest.chunk(i).map_or(0, |c| u64::from(c.len));
-                } else {
-                    self.missing.push(i);
+        } else {
+            match self.dest.entry(&file.part_rel)? {
+                Entry::File { links: 1, .. } => {
+                    for i in chunks {
+                        if recorded.contains(&i) {
+                            self.done.push(i);
+                            self.resumed += manifest.chunk(i).map_or(0, |c| u64::from(c.len));
+                        } else {
+                            self.missing.push(i);
+                        }
+                    }
+                }
+                Entry::Absent => {
+                    // Records without their data (the .part was removed): fetch again.
+                    stale.extend(chunks.clone().filter(|i| recorded.contains(i)));
+                    self.missing.extend(chunks);
+                }
+                _ => {
+                    // Not this download's file: a link (or another file's hard link) planted
+                    // where its `.part` goes. It is removed, never written through.
+                    let path = self.dest.join(&file.part_rel);
+                    tracing::warn!(path = %path.display(), "removing a link planted as a .part");
+                    self.dest.remove(&file.part_rel)?;
+                    self.notes.push(format!(
+                        "{} was not this download's file (a link): removed, its bytes fetched anew",
+                        path.display()
+                    ));
+                    stale.extend(chunks.clone().filter(|i| recorded.contains(i)));
+                    self.missing.extend(chunks);
                 }
             }
-        } else {
-            // Records without their data (the .part was removed): fetch again.
-            stale.extend(chunks.clone().filter(|i| recorded.contains(i)));
-            self.missing.extend(chunks);
         }
-        self.locations.push(if file.done {
-            file.final_path.clone()
+        self.all_final.push(self.dest.join(&file.final_rel));
+        self.locations.push(self.dest.join(if file.done {
+            &file.final_rel
         } else {
-            file.part_path.clone()
-        });
+            &file.part_rel
+        }));
         self.files.push(file);
         Ok(())
+    }
+
+    /// Whether the file at `rel` is this one (size and BLAKE3 hash), read without following links.
+    fn same_file(&self, rel: &[String], entry: &FileEntry) -> Result<bool, DownloadError> {
+        same_file(&self.dest, rel, entry.size, &entry.hash)
     }
 
     /// Where every file of the share is once in place.
@@ -144,17 +308,14 @@ impl Plan {
     }
 
     /// Fails when the destination lacks the space the missing chunks need.
-    pub(super) fn check_space(
-        &self,
-        manifest: &Manifest,
-        dest: &Path,
-    ) -> Result<(), DownloadError> {
+    pub(super) fn check_space(&self, manifest: &Manifest) -> Result<(), DownloadError> {
         let needed: u64 = self
             .missing
             .iter()
             .filter_map(|i| manifest.chunk(*i))
             .map(|c| u64::from(c.len))
             .sum();
+        let dest = self.dest.path();
         let available = fs4::available_space(dest).map_err(io_err(dest))?;
         if needed > available {
             return Err(DownloadError::NoSpace {
@@ -168,48 +329,87 @@ impl Plan {
 
     /// Creates folders and empty files; `.part` files are created by the writer on first use.
     pub(super) fn prepare(&self, manifest: &Manifest) -> Result<(), DownloadError> {
-        let mut made: BTreeSet<&Path> = BTreeSet::new();
+        let mut made: BTreeSet<&[String]> = BTreeSet::new();
         let parents = self
             .files
             .iter()
             .filter(|f| !f.done)
-            .filter_map(|f| f.final_path.parent());
-        for d in self.dirs.iter().map(PathBuf::as_path).chain(parents) {
+            .filter_map(|f| f.final_rel.split_last().map(|(_, p)| p));
+        for d in self.dirs.iter().map(Vec::as_slice).chain(parents) {
             if made.insert(d) {
-                fs::create_dir_all(d).map_err(io_err(d))?;
+                self.dest.make_folders(d)?;
             }
         }
         for f in self.files.iter().filter(|f| !f.done) {
             if manifest.files()[f.index].size == 0 {
-                File::create(&f.final_path).map_err(io_err(&f.final_path))?;
+                self.dest.create_new(&f.final_rel)?;
             }
         }
         Ok(())
     }
 
     pub(super) fn remove_parts(&self) {
-        for f in &self.files {
-            let _ = fs::remove_file(&f.part_path);
+        for f in self.files.iter().filter(|f| !f.in_place()) {
+            let _ = self.dest.remove(&f.part_rel);
         }
     }
 }
 
-/// Where the bytes of `final_path` are written until the file verifies: `<name>.part` beside it.
-fn part_path_of(final_path: &Path) -> PathBuf {
-    let mut name = final_path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".part");
-    final_path.with_file_name(name)
+/// Where the bytes of `rel` are written until the file verifies: `.<name>.<token>.meshdrop-part`
+/// beside it, the name cut (with a hash of it) when the whole would not fit `name_max`.
+fn part_of(rel: &[String], token: &str, name_max: usize) -> Vec<String> {
+    let mut part = rel.to_vec();
+    if let Some(name) = part.last_mut() {
+        let fits = name.len() + PART_OVERHEAD <= name_max;
+        let short = if fits {
+            name.clone()
+        } else {
+            let hash = blake3::hash(name.as_bytes()).to_hex();
+            let room = name_max.saturating_sub(PART_OVERHEAD + 9);
+            format!("{}~{}", cut(name, room), &hash[..8])
+        };
+        *name = format!(".{short}.{token}.meshdrop-part");
+    }
+    part
 }
 
-/// Whether the file at `path` has this size and BLAKE3 hash.
-pub(super) fn same_file(path: &Path, size: u64, hash: &[u8; 32]) -> io::Result<bool> {
-    if fs::metadata(path)?.len() != size {
-        return Ok(false);
+/// Whether the file at `rel` under `dest` has this size and BLAKE3 hash.
+pub(super) fn same_file(
+    dest: &Dest,
+    rel: &[String],
+    size: u64,
+    hash: &[u8; 32],
+) -> Result<bool, DownloadError> {
+    let path = dest.join(rel);
+    let file = dest.read(rel)?;
+    let read = |file: std::fs::File| -> io::Result<bool> {
+        if file.metadata()?.len() != size {
+            return Ok(false);
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(file)?;
+        Ok(hasher.finalize().as_bytes() == hash)
+    };
+    read(file).map_err(io_err(&path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_belong_to_one_download_and_fit_the_file_system() {
+        let rel = vec!["Trip".to_string(), "a.bin".to_string()];
+        let token = "0123456789abcdef";
+        assert_eq!(
+            part_of(&rel, token, 255),
+            ["Trip", ".a.bin.0123456789abcdef.meshdrop-part"]
+        );
+        let long = vec!["é".repeat(120)];
+        let part = part_of(&long, token, 255);
+        assert!(part[0].len() <= 255, "{}", part[0].len());
+        assert!(part[0].ends_with(".0123456789abcdef.meshdrop-part"));
+        let other = vec![format!("{}x", "é".repeat(119))];
+        assert_ne!(part_of(&other, token, 255), part, "cut names stay apart");
     }
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(File::open(path)?)?;
-    Ok(hasher.finalize().as_bytes() == hash)
 }

@@ -1,6 +1,7 @@
-//! The node's running downloads: their ids, one run at a time per share and destination, and the
-//! node's stop, which every download hears (it records what it wrote and ends, to resume at the
-//! next start).
+//! The node's running downloads: their ids, one run at a time per share and destination, the
+//! final names each run claimed (two downloads into one folder never pick the same name), and
+//! the node's stop, which every download hears (it records what it wrote and ends, to resume at
+//! the next start).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ type Slot = Arc<tokio::sync::Mutex<()>>;
 pub(crate) struct Downloads {
     next: AtomicU64,
     running: Mutex<HashMap<(ContentId, PathBuf), Slot>>,
+    claims: Arc<Claims>,
     stopping: watch::Sender<bool>,
 }
 
@@ -26,8 +28,41 @@ impl Default for Downloads {
         Self {
             next: AtomicU64::new(1),
             running: Mutex::default(),
+            claims: Arc::default(),
             stopping: watch::Sender::new(false),
         }
+    }
+}
+
+/// The final paths claimed by running downloads (by their id in the store).
+#[derive(Default)]
+pub(crate) struct Claims(Mutex<HashMap<PathBuf, i64>>);
+
+impl Claims {
+    /// Claims `path` for download `owner`: false when another running download holds it.
+    pub(crate) fn claim(&self, path: &std::path::Path, owner: i64) -> bool {
+        let mut claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *claims.entry(path.to_path_buf()).or_insert(owner) == owner
+    }
+
+    /// Gives back every path `owner` claimed.
+    pub(crate) fn release(&self, owner: i64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, o| *o != owner);
+    }
+}
+
+/// Gives back a run's claims when it ends, however it ends.
+pub(crate) struct ClaimGuard {
+    pub(crate) claims: Arc<Claims>,
+    pub(crate) owner: i64,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        self.claims.release(self.owner);
     }
 }
 
@@ -45,6 +80,11 @@ impl Downloads {
             .entry((content, dest.to_path_buf()))
             .or_default()
             .clone()
+    }
+
+    /// The names claimed by running downloads.
+    pub(crate) fn claims(&self) -> Arc<Claims> {
+        self.claims.clone()
     }
 
     /// Turns true when the node stops.

@@ -33,6 +33,8 @@ pub(super) struct Sched {
     /// Requested chunks and the peers they are due from (two or more only in the endgame).
     requested: HashMap<u64, Vec<PeerId>>,
     pub(super) banned: HashMap<PeerId, String>,
+    /// Peers that said they lack chunks they had said they hold: their copies are damaged.
+    pub(super) damaged: HashMap<PeerId, u64>,
     holders: HashMap<PeerId, Holding>,
     /// How many partial peers hold each chunk (complete peers hold all alike).
     partial_holders: Vec<u16>,
@@ -53,6 +55,7 @@ impl Sched {
             waiting: missing.into_iter().collect(),
             requested: HashMap::new(),
             banned: HashMap::new(),
+            damaged: HashMap::new(),
             holders: HashMap::new(),
             partial_holders: vec![0; usize::try_from(chunk_count).unwrap_or(0)],
             pivot,
@@ -99,16 +102,42 @@ impl Sched {
         }
     }
 
-    /// `peer` answered that it lacks chunk `index` after all: ask someone else.
+    /// `peer` answered that it lacks chunk `index` after all (its copy is damaged): ask
+    /// someone else. A peer that held the whole share holds all but that chunk from now on.
     pub(super) fn lacks(&mut self, peer: &PeerId, index: u64) {
-        let cleared = match self.holders.get_mut(peer) {
-            Some(Holding::Some(bits)) => bits.clear(index),
-            _ => false,
-        };
-        if cleared {
-            self.count_holder(index, false);
+        if let Some(holding) = self.holders.get_mut(peer)
+            && matches!(holding, Holding::All)
+        {
+            let mut bits = Bitfield::full(self.partial_holders.len() as u64);
+            bits.clear(index);
+            *holding = Holding::Some(bits);
+            let all: Vec<u64> = (0..self.partial_holders.len() as u64)
+                .filter(|i| *i != index)
+                .collect();
+            for i in all {
+                self.count_holder(i, true);
+            }
+            *self.damaged.entry(*peer).or_default() += 1;
+        } else {
+            let cleared = match self.holders.get_mut(peer) {
+                Some(Holding::Some(bits)) => bits.clear(index),
+                _ => false,
+            };
+            if cleared {
+                self.count_holder(index, false);
+                *self.damaged.entry(*peer).or_default() += 1;
+            }
         }
         self.unrequest(peer, index);
+    }
+
+    /// The waiting chunks that no peer of the download holds (none can be asked for them).
+    pub(super) fn unheld(&self) -> Vec<u64> {
+        self.waiting
+            .iter()
+            .copied()
+            .filter(|i| !self.holders.keys().any(|p| self.holds(p, *i)))
+            .collect()
     }
 
     /// `peer` is gone: what it held no longer counts and what was due from it waits again.
@@ -348,5 +377,23 @@ mod tests {
         assert!(!s.nothing_due());
         s.settle(1);
         assert!(s.nothing_due());
+    }
+
+    #[test]
+    fn a_seeder_that_lacks_a_chunk_is_asked_for_the_others_and_someone_else_for_it() {
+        let m = manifest(4);
+        let mut s = Sched::new(0..4, 4, 0);
+        let (damaged, honest) = (PeerId::random(), PeerId::random());
+        s.join(damaged, true, Vec::new());
+        assert_eq!(s.next_run(&damaged, &m), Some((0, 4)));
+        // Its copy of chunk 1 does not verify: it answers Missing.
+        s.lacks(&damaged, 1);
+        assert_eq!(s.damaged.get(&damaged), Some(&1));
+        assert!(!s.holds_all(&damaged));
+        assert_eq!(s.unheld(), [1], "nobody else holds it");
+        assert_eq!(s.next_run(&damaged, &m), None, "it is not asked again");
+        s.join(honest, true, Vec::new());
+        assert!(s.unheld().is_empty());
+        assert_eq!(s.next_run(&honest, &m), Some((1, 1)));
     }
 }

@@ -1,28 +1,27 @@
-//! The writer side of a download: verifies each chunk, writes it into its `.part` file, and makes
-//! progress durable in batches — the files are synced, their chunks recorded in SQLite, then the
-//! finished files renamed into place. Syncing runs on a thread of its own, so the disk flush
-//! overlaps with receiving and verifying; received chunks not yet recorded stay within
-//! [`REFETCH_BOUND`], which is all a crash can cost.
+//! The writer side of a download: verifies each chunk, writes it into its `.part` file (at most
+//! [`OPEN_FILES`] open at once) and hands what it wrote to `durable.rs` in batches; received
+//! chunks not yet recorded stay within [`REFETCH_BOUND`], which is all a crash can cost.
 
-use std::collections::{BTreeSet, HashMap};
-use std::fs::{self, File};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use tokio::sync::{mpsc, watch};
 
+use super::durable::{Batch, Finished, SyncTo, Syncer, start_syncer};
 use super::handle::{PeerBytes, Progress, Status};
-use super::plan::{FilePlan, Plan, same_file};
+use super::plan::{FilePlan, Plan};
 use super::schedule::Sched;
-use super::{DownloadError, Job, io_err};
-use crate::store::Store;
+use super::{DownloadError, Job};
+use crate::transfer::Manifest;
+use crate::transfer::dest::Dest;
 use crate::transfer::library::Content;
+use crate::transfer::names::NameChange;
 use crate::transfer::service::Shared;
-use crate::transfer::{Manifest, state};
 
 /// How the writer talks with the coordinator: feedback, the shared schedule, the buffer pool.
 pub(super) struct Links {
@@ -38,6 +37,9 @@ pub const REFETCH_BOUND: u64 = 4 * 1024 * 1024;
 pub(super) const QUEUED_CHUNKS: usize = 2;
 /// Chunk buffers kept for reuse.
 const POOL_BUFFERS: usize = 4;
+/// Files the writer keeps open at once (the least recently written is closed past this), so a
+/// share of many small files never runs out of descriptors.
+const OPEN_FILES: usize = 32;
 
 /// Buffers handed back by the writer for the next chunks, so a transfer does not allocate per chunk.
 #[derive(Clone, Default)]
@@ -76,6 +78,8 @@ pub(super) struct SinkReport {
     pub(super) fetched: u64,
     pub(super) rejected: u64,
     pub(super) peers: Vec<PeerBytes>,
+    /// Files whose final name was taken while they were fetched.
+    pub(super) renamed: Vec<NameChange>,
 }
 
 /// A chunk as received, on its way to verification and disk.
@@ -93,104 +97,6 @@ struct OpenFile {
     handle: Option<Arc<File>>,
     /// Some of its chunks were written by an earlier run: it is checked whole before the rename.
     resumed: bool,
-}
-
-/// A file whose chunks are all written, to rename into place once they are durable.
-struct Finished {
-    file: usize,
-    plan: FilePlan,
-    recheck: bool,
-}
-
-/// What becomes durable together.
-#[derive(Default)]
-struct Batch {
-    chunks: Vec<u64>,
-    bytes: u64,
-    files: Vec<(usize, PathBuf, Arc<File>)>,
-    finished: Vec<Finished>,
-}
-
-impl Batch {
-    fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.finished.is_empty()
-    }
-}
-
-/// Makes batches durable: sync, record, rename.
-struct Syncer {
-    store: Arc<Store>,
-    dl: i64,
-    manifest: Arc<Manifest>,
-    content: Arc<Content>,
-}
-
-impl Syncer {
-    fn sync(&self, batch: Batch) -> Result<(), DownloadError> {
-        sync_files(&batch.files)?;
-        state::record_chunks(&self.store, self.dl, &batch.chunks)?;
-        let mut dirs = BTreeSet::new();
-        for done in batch.finished {
-            if let Some(dir) = done.plan.final_path.parent() {
-                dirs.insert(dir.to_path_buf());
-            }
-            self.finish(done)?;
-        }
-        for dir in dirs {
-            let _ = File::open(&dir).and_then(|d| d.sync_all());
-        }
-        Ok(())
-    }
-
-    /// Renames a complete `.part` file into place. Its chunks verified on arrival and add up to
-    /// the file hash; one with chunks from an earlier run is read back and checked whole first.
-    fn finish(&self, done: Finished) -> Result<(), DownloadError> {
-        let entry = &self.manifest.files()[done.file];
-        if entry.size == 0 {
-            // Created in place by the plan: nothing to check or move.
-            self.content.relocate(done.file, done.plan.final_path);
-            return Ok(());
-        }
-        let part = &done.plan.part_path;
-        if done.recheck && !same_file(part, entry.size, &entry.hash).map_err(io_err(part))? {
-            let chunks: Vec<u64> = self.manifest.chunks_of(done.file).collect();
-            state::unrecord_chunks(&self.store, self.dl, &chunks)?;
-            return Err(DownloadError::Io {
-                path: part.clone(),
-                source: std::io::Error::other(
-                    "the file does not verify whole; its chunks will be fetched again",
-                ),
-            });
-        }
-        fs::rename(part, &done.plan.final_path).map_err(io_err(&done.plan.final_path))?;
-        self.content.relocate(done.file, done.plan.final_path);
-        Ok(())
-    }
-}
-
-/// A batch of this many files or more is flushed with one `syncfs` (Linux, Android).
-const SYNCFS_FILES: usize = 4;
-
-/// Flushes written files to disk. A batch of many small files (a photo roll) is flushed with one
-/// `syncfs` per filesystem on Linux and Android, about twice as fast as a sync per file.
-fn sync_files(files: &[(usize, PathBuf, Arc<File>)]) -> Result<(), DownloadError> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if files.len() >= SYNCFS_FILES {
-        use std::os::unix::fs::MetadataExt;
-        let mut synced = BTreeSet::new();
-        for (_, path, file) in files {
-            let dev = file.metadata().map_err(io_err(path))?.dev();
-            if synced.insert(dev) {
-                nix::unistd::syncfs(file.as_ref())
-                    .map_err(|e| io_err(path)(std::io::Error::from(e)))?;
-            }
-        }
-        return Ok(());
-    }
-    for (_, path, file) in files {
-        file.sync_data().map_err(io_err(path))?;
-    }
-    Ok(())
 }
 
 /// The selected files not yet in place, with the chunks each still misses, and the bytes of
@@ -216,42 +122,6 @@ fn open_files(plan: &Plan, manifest: &Manifest) -> (HashMap<usize, OpenFile>, u6
         open.insert(f.index, file);
     }
     (open, total_bytes)
-}
-
-/// The batch size and where batches go: with chunks of up to 1 MiB two batches are in flight
-/// (one syncing on a thread of its own, one filling) within [`REFETCH_BOUND`]; larger chunks are
-/// synced one at a time by the writer.
-fn start_syncer(
-    syncer: Syncer,
-    chunk_size: u32,
-    feedback: &mpsc::UnboundedSender<Feedback>,
-) -> (u64, SyncTo) {
-    let chunk = u64::from(chunk_size);
-    let pipelined = (REFETCH_BOUND - QUEUED_CHUNKS as u64 * chunk.min(REFETCH_BOUND)) / 2;
-    if pipelined < chunk {
-        return (chunk, SyncTo::Inline(syncer));
-    }
-    let (batches, rx) = sync_channel::<Batch>(0);
-    let fb = feedback.clone();
-    let thread = std::thread::spawn(move || {
-        for batch in rx {
-            if let Err(e) = syncer.sync(batch) {
-                let _ = fb.send(Feedback::Fatal(e));
-                return false;
-            }
-        }
-        true
-    });
-    (pipelined, SyncTo::Thread { batches, thread })
-}
-
-/// Where batches go: synced by the writer itself, or handed to the sync thread.
-enum SyncTo {
-    Inline(Syncer),
-    Thread {
-        batches: SyncSender<Batch>,
-        thread: std::thread::JoinHandle<bool>,
-    },
 }
 
 /// Why the writer stops early.
@@ -290,6 +160,11 @@ pub(super) struct Sink {
     per_peer: HashMap<PeerId, u64>,
     started: Instant,
     last_event: Option<Instant>,
+    dest: Arc<Dest>,
+    /// Files with an open handle, least recently opened first.
+    recent: VecDeque<usize>,
+    /// Where the syncer reports names taken while files were fetched.
+    renamed: Arc<Mutex<Vec<NameChange>>>,
 }
 
 impl Sink {
@@ -317,11 +192,16 @@ impl Sink {
                 .filter_map(|i| manifest.chunk(*i))
                 .map(|c| u64::from(c.len))
                 .sum::<u64>();
+        let renamed = Arc::new(Mutex::new(Vec::new()));
         let syncer = Syncer {
             store: s.store.clone(),
             dl,
             manifest: manifest.clone(),
             content: content.clone(),
+            dest: plan.dest.clone(),
+            claims: s.downloads.claims(),
+            name_max: plan.name_max,
+            renamed: renamed.clone(),
         };
         let (batch_limit, syncer) = start_syncer(syncer, manifest.chunk_size(), &feedback);
         Self {
@@ -343,6 +223,9 @@ impl Sink {
             per_peer: HashMap::new(),
             started: Instant::now(),
             last_event: None,
+            dest: plan.dest.clone(),
+            recent: VecDeque::new(),
+            renamed,
         }
     }
 
@@ -359,6 +242,8 @@ impl Sink {
             (Ok(true), Ok(()), true) => {
                 self.progress(true);
                 self.report.peers = self.peers();
+                self.report.renamed =
+                    std::mem::take(&mut *self.renamed.lock().unwrap_or_else(|p| p.into_inner()));
                 let report = std::mem::take(&mut self.report);
                 let _ = self.feedback.send(Feedback::Done(report));
             }
@@ -414,35 +299,21 @@ impl Sink {
             self.pool.give(data);
             return Ok(());
         }
+        let Some(handle) = self.handle_for(c.file)? else {
+            return Ok(());
+        };
         let Some(file) = self.open.get_mut(&c.file) else {
             return Ok(());
         };
-        let handle = match &file.handle {
-            Some(h) => h.clone(),
-            None => {
-                let path = &file.plan.part_path;
-                let size = self.manifest.files()[c.file].size;
-                let f = File::options()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(path)
-                    .map_err(io_err(path))?;
-                f.set_len(size).map_err(io_err(path))?;
-                let h = Arc::new(f);
-                file.handle = Some(h.clone());
-                h
-            }
-        };
         handle
             .write_all_at(&data, c.offset)
-            .map_err(io_err(&file.plan.part_path))?;
+            .map_err(|source| DownloadError::Io {
+                path: self.dest.join(&file.plan.part_rel),
+                source,
+            })?;
         file.left = file.left.saturating_sub(1);
         let finished = file.left == 0;
-        if !self.batch.files.iter().any(|(i, _, _)| *i == c.file) {
-            let path = file.plan.part_path.clone();
-            self.batch.files.push((c.file, path, handle));
-        }
+        self.batch.touch(c.file, &file.plan.part_rel, &handle);
         let len = data.len() as u64;
         self.pool.give(data);
         // Verified and written: served to the swarm at once, before it is durable here.
@@ -463,8 +334,47 @@ impl Sink {
         Ok(())
     }
 
+    /// The open handle of file `index`'s `.part` (created on first use, never through a link),
+    /// closing the least recently written file past [`OPEN_FILES`]; `None` when the file is not
+    /// one this run writes.
+    fn handle_for(&mut self, index: usize) -> Result<Option<Arc<File>>, Stop> {
+        let size = self.manifest.files().get(index).map_or(0, |f| f.size);
+        let Some(file) = self.open.get_mut(&index) else {
+            return Ok(None);
+        };
+        if let Some(h) = &file.handle {
+            return Ok(Some(h.clone()));
+        }
+        let rel = &file.plan.part_rel;
+        let opened = match self.dest.write_existing(rel) {
+            Err(crate::transfer::dest::DestError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && !file.plan.in_place() =>
+            {
+                self.dest.create_new(rel)
+            }
+            other => other,
+        };
+        let f = opened.map_err(DownloadError::from)?;
+        f.set_len(size).map_err(|source| DownloadError::Io {
+            path: self.dest.join(rel),
+            source,
+        })?;
+        let h = Arc::new(f);
+        file.handle = Some(h.clone());
+        self.recent.push_back(index);
+        while self.recent.len() > OPEN_FILES {
+            if let Some(old) = self.recent.pop_front()
+                && let Some(f) = self.open.get_mut(&old)
+            {
+                f.handle = None;
+            }
+        }
+        Ok(Some(h))
+    }
+
     /// Moves a file whose chunks are all written to the batch, to be renamed once durable.
     fn finished(&mut self, file: usize) {
+        self.recent.retain(|i| *i != file);
         if let Some(f) = self.open.remove(&file) {
             self.batch.finished.push(Finished {
                 file,
