@@ -7,7 +7,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 
-use crate::messaging::{CarryQuota, InboxQuota, MessagingConfig};
+use crate::messaging::{CarryQuota, InboxQuota, MessagingConfig, StorageBudget};
 use crate::transfer::limits::TransferLimits;
 use crate::transfer::{TransferConfig, Visibility};
 
@@ -38,6 +38,10 @@ pub struct NodeConfig {
     pub limits: TransferLimits,
     /// How many messages one author may make this node store for itself and its rooms.
     pub inbox: InboxQuota,
+    /// How much contacts and strangers may make this node store (messages for it, room
+    /// messages, carried envelopes and receipts): strangers 16 MiB and 5,000 envelopes together,
+    /// contacts 64 MiB and 20,000; a full class loses its oldest items first.
+    pub storage: StorageBudget,
     /// How often the node pulls from every connected peer without being poked: a backstop for
     /// pokes lost while a peer was busy (peers in sync exchange two small frames). Zero: never.
     pub message_resync: Duration,
@@ -48,6 +52,9 @@ pub struct NodeConfig {
     pub visibility: Visibility,
     /// How long a message's attached files are served unless pinned (default: 7 days).
     pub attachment_ttl: Duration,
+    /// The largest manifest an offer may have (default 1 MiB, about 20,000 files): what a
+    /// stranger can make this device fetch and decode before anyone said yes.
+    pub max_offer_manifest: usize,
     /// Serve corrupt chunks (a test's malicious provider; see [`NodeConfig::with_corrupt_chunks`]).
     corrupt_chunks: bool,
     /// Ignore pokes (a test's lost pokes; see [`NodeConfig::with_dropped_pokes`]).
@@ -82,10 +89,12 @@ impl NodeConfig {
             carry: Default::default(),
             limits: Default::default(),
             inbox: Default::default(),
+            storage: Default::default(),
             message_resync: Duration::from_secs(30),
             relays: Vec::new(),
             visibility: Visibility::Contacts,
             attachment_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_offer_manifest: crate::transfer::offer::MAX_OFFER_MANIFEST,
             corrupt_chunks: false,
             drop_pokes: false,
         }
@@ -134,6 +143,7 @@ impl NodeConfig {
             limits: self.limits,
             progress_interval: self.progress_interval,
             visibility: self.visibility,
+            max_offer_manifest: self.max_offer_manifest,
             corrupt_chunks: self.corrupt_chunks,
         }
     }
@@ -145,6 +155,7 @@ impl NodeConfig {
             ttl: self.message_ttl,
             carry: self.carry,
             inbox: self.inbox,
+            storage: self.storage,
             resync: self.message_resync,
             drop_pokes: self.drop_pokes,
         }

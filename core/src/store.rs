@@ -123,6 +123,16 @@ const MIGRATIONS: &[&str] = &[
         served  INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX share_keys_content ON share_keys (content);",
+    // 8: storage budgets. Every envelope stored counts against its author's class (0: written
+    // here, 1: a contact, 2: a stranger) for `cost` bytes; a full class loses its oldest first.
+    // Envelopes received before are counted by their author's class today.
+    "ALTER TABLE msg_envelopes ADD COLUMN class INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE msg_envelopes ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
+    UPDATE msg_envelopes SET
+        class = CASE WHEN author IN (SELECT peer_id FROM contacts) THEN 1 ELSE 2 END,
+        cost = length(raw) + 1024
+      WHERE source != '';
+    CREATE INDEX msg_envelopes_class ON msg_envelopes (class, seq, cost);",
 ];
 
 /// A peer the store remembers.

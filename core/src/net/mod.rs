@@ -11,6 +11,7 @@
 
 mod connections;
 pub mod framing;
+pub mod gate;
 mod paths;
 mod relays;
 mod swarm;

@@ -36,6 +36,8 @@ pub struct TransferConfig {
     pub progress_interval: Duration,
     /// Who may offer files at start.
     pub visibility: Visibility,
+    /// The largest manifest an offer may have (default [`offer::MAX_OFFER_MANIFEST`], 1 MiB).
+    pub max_offer_manifest: usize,
     /// Flip a bit in every chunk served: a corrupt provider, for tests.
     pub(crate) corrupt_chunks: bool,
 }
@@ -46,6 +48,7 @@ impl Default for TransferConfig {
             limits: TransferLimits::default(),
             progress_interval: Duration::from_millis(250),
             visibility: Visibility::Contacts,
+            max_offer_manifest: offer::MAX_OFFER_MANIFEST,
             corrupt_chunks: false,
         }
     }
@@ -169,6 +172,7 @@ impl Services {
     /// no key opens it.
     pub(crate) fn remove_key(&self, tag: &ShareTag) -> Result<Option<KeyRecord>> {
         state::forget_key(&self.store, tag)?;
+        self.holders.forget(tag);
         let Some(record) = self.shares.remove(tag) else {
             return Ok(None);
         };
