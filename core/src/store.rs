@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "meshdrop.db";
 const LOCK_FILE: &str = "node.lock";
+/// Devices remembered besides contacts; the ones seen least recently are forgotten beyond it.
+pub const MAX_REMEMBERED_PEERS: usize = 2000;
 /// The longest name a device may claim for itself that is kept, in bytes (longer names are cut).
 pub const MAX_CLAIMED_NAME: usize = 100;
 
@@ -252,23 +254,33 @@ impl Store {
         } else {
             serde_json::to_string(addrs).ok()
         };
-        self.conn()
-            .execute(
-                "INSERT INTO peers (peer_id, name, addrs, last_seen, first_seen)
-                 VALUES (?1, ?2, COALESCE(?3, '[]'), ?4, ?4)
-                 ON CONFLICT (peer_id) DO UPDATE SET
-                    name = CASE WHEN excluded.name = '' THEN peers.name ELSE excluded.name END,
-                    addrs = COALESCE(?3, peers.addrs),
-                    last_seen = excluded.last_seen",
-                params![
-                    peer.to_base58(),
-                    cut(name, MAX_CLAIMED_NAME),
-                    addrs_json,
-                    now_secs() as i64
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO peers (peer_id, name, addrs, last_seen, first_seen)
+             VALUES (?1, ?2, COALESCE(?3, '[]'), ?4, ?4)
+             ON CONFLICT (peer_id) DO UPDATE SET
+                name = CASE WHEN excluded.name = '' THEN peers.name ELSE excluded.name END,
+                addrs = COALESCE(?3, peers.addrs),
+                last_seen = excluded.last_seen",
+            params![
+                peer.to_base58(),
+                cut(name, MAX_CLAIMED_NAME),
+                addrs_json,
+                now_secs() as i64
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        // The oldest non-contacts beyond the bound are forgotten: a stranger minting identities
+        // cannot grow the table without end.
+        conn.execute(
+            "DELETE FROM peers WHERE peer_id IN (
+                SELECT peer_id FROM peers
+                WHERE peer_id NOT IN (SELECT peer_id FROM contacts)
+                ORDER BY last_seen DESC LIMIT -1 OFFSET ?1)",
+            [MAX_REMEMBERED_PEERS as i64],
+        )
+        .map(drop)
+        .map_err(|e| self.err(e))
     }
 
     /// Peers seen at or after `since` (unix seconds), most recent first.

@@ -11,6 +11,7 @@
 
 mod coordinator;
 pub mod handle;
+mod pex;
 mod plan;
 mod providers;
 mod registry;
