@@ -132,7 +132,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE msg_envelopes ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
     UPDATE msg_envelopes SET
         class = CASE WHEN author IN (SELECT peer_id FROM contacts) THEN 1 ELSE 2 END,
-        cost = length(raw) + 1024
+        cost = length(raw) + 1536
       WHERE source != '';
     CREATE INDEX msg_envelopes_class ON msg_envelopes (class, seq, cost);",
 ];
@@ -194,6 +194,12 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        // The write-ahead log is folded back every 1 MiB and cut back to 1 MiB: what the data
+        // dir holds stays close to what the tables hold (the storage budgets bound those).
+        conn.pragma_update(None, "wal_autocheckpoint", 256)
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_size_limit", 1 << 20)
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;

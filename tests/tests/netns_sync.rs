@@ -51,7 +51,8 @@ fn is_event(v: &serde_json::Value, event: &str, id: &str) -> bool {
 fn run_line(lab: &Lab, run: usize) -> Result<Duration> {
     let dirs = (TempDir::new()?, TempDir::new()?, TempDir::new()?);
     let label = |who: &str| format!("{who}{run}");
-    let mut id = MeshdropProcess::spawn_raw(None, dirs.2.path(), &label("c-id"), &["--json", "id"])?;
+    let mut id =
+        MeshdropProcess::spawn_raw(None, dirs.2.path(), &label("c-id"), &["--json", "id"])?;
     let carol = id.wait_for(|v| v["event"] == "id", STEP)?["peer"]
         .as_str()
         .context("id without peer")?
@@ -100,8 +101,8 @@ fn run_line(lab: &Lab, run: usize) -> Result<Duration> {
 }
 
 #[test]
-fn a_receipt_carried_for_a_device_that_was_off_reaches_it_within_5_s_in_50_of_50_runs()
--> Result<()> {
+fn a_receipt_carried_for_a_device_that_was_off_reaches_it_within_5_s_in_50_of_50_runs() -> Result<()>
+{
     let started = Instant::now();
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
@@ -117,7 +118,9 @@ fn a_receipt_carried_for_a_device_that_was_off_reaches_it_within_5_s_in_50_of_50
         .collect();
     let mut times = Vec::new();
     for w in workers {
-        let got = w.join().map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+        let got = w
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
         times.extend(got);
     }
     times.sort();

