@@ -205,3 +205,176 @@ async fn twenty_strangers_flooding_a_device_fill_only_their_budget_and_a_contact
     println!("strangers' messages kept: {kept} of {}", IDENTITIES * EACH);
     assert!(kept < IDENTITIES * EACH);
 }
+
+/// The offer protocol's messages, spoken by hand (the same order as the node's).
+#[derive(Debug, Serialize, Deserialize)]
+enum OfferMsg {
+    Offer { ticket: String, name: String },
+    Accepted { files: u32 },
+    Declined { reason: String },
+    Progress { done: u64, total: u64 },
+    Finished { bytes: u64 },
+    Failed { error: String },
+}
+
+/// A manifest of about 1 MiB encoded (many empty files), what a device takes at most.
+fn large_manifest() -> Vec<u8> {
+    let empty = *blake3::hash(b"").as_bytes();
+    let files = (0..18_000)
+        .map(|i| meshdrop_core::transfer::FileEntry {
+            path: meshdrop_core::transfer::RelPath::new(&["holiday", &format!("IMG_{i:06}.jpg")])
+                .unwrap(),
+            size: 0,
+            hash: empty,
+        })
+        .collect();
+    let encoded = Manifest::new(256 * 1024, files, Vec::new(), Vec::new())
+        .unwrap()
+        .encode();
+    assert!(encoded.len() <= 1 << 20, "{} bytes", encoded.len());
+    encoded
+}
+
+/// A raw peer serving `manifest` under `key` on the blob protocol, to anyone proving the key.
+async fn manifest_server(key: ShareKey, manifest: std::sync::Arc<Vec<u8>>) -> RawPeer {
+    let handler: meshdrop_tests::raw::Handler =
+        std::sync::Arc::new(move |local, peer, mut stream| {
+            let manifest = manifest.clone();
+            Box::pin(async move {
+                let Some(Request::Hello { .. }) = receive::<Request>(&mut stream).await else {
+                    return;
+                };
+                let hello = Response::Hello {
+                    proof: key.proof(&local, &peer),
+                    complete: true,
+                    have: Vec::new(),
+                    peers: Vec::new(),
+                };
+                send(&mut stream, &hello).await;
+                if let Some(Request::Manifest) = receive::<Request>(&mut stream).await {
+                    let len = manifest.len() as u32;
+                    send(&mut stream, &Response::Manifest { len }).await;
+                    let _ = stream.write_all(&manifest).await;
+                    let _ = stream.close().await;
+                }
+            })
+        });
+    RawPeer::start_with(&[], vec![(wire::PROTOCOL, handler)]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_offers_with_large_manifests_at_once_keep_the_device_small_and_answering() {
+    meshdrop_tests::init_test_logging();
+    const SENDERS: usize = 10;
+    const EACH: usize = 4;
+    let dirs = tempfile::tempdir().unwrap();
+    let dev_dir = dirs.path().join("device");
+    // Visible to everyone, asking on a terminal nobody answers: offers stay pending.
+    let all = [
+        "--name",
+        "device",
+        "--json",
+        "--bind",
+        "127.0.0.1",
+        "--no-mdns",
+        "--visible",
+        "everyone",
+        "run",
+        "--accept",
+        "ask",
+    ];
+    let mut dev =
+        MeshdropProcess::spawn_raw_stdin(None, &dev_dir, "device", &all, true).expect("device");
+    let listening = dev.wait_for(|v| v["event"] == "listening", STEP).unwrap();
+    let peer: PeerId = listening["peer"].as_str().unwrap().parse().unwrap();
+    let tcp = listening["addrs"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .filter_map(|a| a.as_str())
+                .find(|a| a.contains("/tcp/"))
+        })
+        .unwrap()
+        .to_string();
+    let addr: Multiaddr = tcp.parse().unwrap();
+
+    let manifest = std::sync::Arc::new(large_manifest());
+    let content = ContentId::of(&manifest);
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let key = ShareKey::generate().unwrap();
+        let raw = manifest_server(key, manifest.clone()).await;
+        assert_eq!(raw.connect(&addr).await, peer);
+        let ticket = Ticket::new(
+            content,
+            key,
+            vec![Provider {
+                peer: raw.peer_id(),
+                addrs: vec![raw.addr.clone()],
+            }],
+        );
+        senders.push((raw, ticket));
+    }
+    // Idle: up, with its neighbours connected.
+    let idle = memory_kb(dev.pid(), "VmRSS:");
+    let idle_peak = memory_kb(dev.pid(), "VmHWM:");
+    let started = Instant::now();
+    let mut offers = Vec::new();
+    for (raw, ticket) in &senders {
+        for i in 0..EACH {
+            let offer = OfferMsg::Offer {
+                ticket: ticket.to_string(),
+                name: format!("stranger {i}"),
+            };
+            // A connection can give way to another one as it settles: try again on the next.
+            let mut tries = 0;
+            let stream = loop {
+                let mut stream = raw
+                    .open(peer, meshdrop_core::transfer::offer::PROTOCOL)
+                    .await;
+                let sent = meshdrop_core::net::framing::write_msg(&mut stream, &offer).await;
+                if sent.is_ok() && stream.flush().await.is_ok() {
+                    break stream;
+                }
+                tries += 1;
+                assert!(tries < 5, "cannot offer: {sent:?}");
+                raw.connect(&addr).await;
+            };
+            offers.push(stream);
+        }
+    }
+    // The device answers at once all it will not keep, and keeps the rest waiting.
+    let slowest = command(&dev_dir, &["peers"]);
+    let mut declined = 0;
+    for stream in offers.iter_mut() {
+        let answer = tokio::time::timeout(Duration::from_secs(3), async {
+            let mut buf = Vec::new();
+            meshdrop_core::net::framing::read_msg::<_, OfferMsg>(stream, &mut buf).await
+        })
+        .await;
+        if let Ok(Ok(Some(OfferMsg::Declined { reason }))) = answer {
+            assert!(reason.contains("too many offers"), "{reason}");
+            declined += 1;
+        }
+    }
+    let pending = dev
+        .events()
+        .iter()
+        .filter(|e| e.value["event"] == "offer_received")
+        .count();
+    let peak = memory_kb(dev.pid(), "VmHWM:");
+    let slowest = slowest.max(command(&dev_dir, &["peers"]));
+    println!(
+        "{} offers: {declined} declined at once, {pending} shown; RSS idle {idle} kB (peak so \
+         far {idle_peak} kB), peak {peak} kB; `peers` slowest {slowest:?}; {:?}",
+        SENDERS * EACH,
+        started.elapsed()
+    );
+    assert_eq!(declined, SENDERS * EACH - 4, "all but the strangers' four");
+    assert!(
+        peak <= 2 * idle,
+        "peak RSS {peak} kB over twice the idle {idle} kB"
+    );
+    assert!(slowest < Duration::from_secs(1), "peers took {slowest:?}");
+    dev.terminate(STEP).unwrap();
+}

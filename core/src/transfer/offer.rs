@@ -377,7 +377,7 @@ async fn session(peer: PeerId, mut stream: Stream, s: &Shared) -> Result<(), Wir
             addrs: Vec::new(),
         }],
     );
-    let manifest = match offered_manifest(s, peer, &ticket).await {
+    let listing = match offered_manifest(s, peer, &ticket).await {
         Ok(m) => m,
         Err(reason) => return write_within(&mut stream, &decline(reason), IO_TIMEOUT).await,
     };
@@ -386,7 +386,8 @@ async fn session(peer: PeerId, mut stream: Stream, s: &Shared) -> Result<(), Wir
         name,
         contact,
     };
-    let decision = ask(s, &offer, &manifest).await;
+    let file_count = listing.files.len();
+    let decision = ask(s, &offer, listing).await;
     drop(slot);
     let (dest, files, add_contact) = match decision {
         Decision::Decline => {
@@ -402,7 +403,7 @@ async fn session(peer: PeerId, mut stream: Stream, s: &Shared) -> Result<(), Wir
     {
         tracing::warn!(error = %e, "cannot add the sender as a contact");
     }
-    let count = files.as_ref().map_or(manifest.files().len(), Vec::len);
+    let count = files.as_ref().map_or(file_count, Vec::len);
     let files_accepted = u32::try_from(count).unwrap_or(u32::MAX);
     let accepted = Msg::Accepted {
         files: files_accepted,
@@ -453,58 +454,80 @@ fn hidden_top_level(manifest: &Manifest) -> Option<String> {
         .map(|top| format!("the offer holds a hidden top-level name ({top:?}): not accepted"))
 }
 
-/// The offered share's manifest, checked against the ticket; why not as the reason to decline.
+/// What an offer holds, as shown to the app.
+struct Listing {
+    files: Vec<OfferedFile>,
+    total: u64,
+}
+
+impl Listing {
+    fn of(manifest: &Manifest) -> Self {
+        let files = manifest
+            .files()
+            .iter()
+            .map(|f| OfferedFile {
+                path: f.path.as_str().to_string(),
+                size: f.size,
+            })
+            .collect();
+        Self {
+            files,
+            total: manifest.total_size(),
+        }
+    }
+}
+
+/// The offered share's manifest, checked against the ticket, as its listing (the manifest itself
+/// is not kept while the offer waits: an accepted offer fetches it again); why not as the
+/// reason to decline.
 async fn offered_manifest(
     s: &Shared,
     peer: PeerId,
     ticket: &Ticket,
-) -> std::result::Result<Manifest, String> {
+) -> std::result::Result<Listing, String> {
     let most = s.config.max_offer_manifest;
     let bytes = download::fetch_manifest(s, &[peer], ticket, most)
         .await
         .map_err(|e| format!("cannot read the offer: {e}"))?;
     let content = ticket.content;
     // Decoding checks every hash: off the async workers.
-    let manifest = tokio::task::spawn_blocking(move || Manifest::decode_verified(&bytes, &content))
-        .await
-        .map_err(|_| "the node is stopping".to_string())?
-        .map_err(|e| format!("bad manifest: {e}"))?;
-    match hidden_top_level(&manifest) {
-        Some(why) => Err(why),
-        None => Ok(manifest),
-    }
+    tokio::task::spawn_blocking(move || {
+        let manifest = Manifest::decode_verified(&bytes, &content)
+            .map_err(|e| format!("bad manifest: {e}"))?;
+        drop(bytes);
+        match hidden_top_level(&manifest) {
+            Some(why) => Err(why),
+            None => Ok(Listing::of(&manifest)),
+        }
+    })
+    .await
+    .map_err(|_| "the node is stopping".to_string())?
 }
 
 /// Shows the offer to the app and waits for its decision (declined after [`ANSWER_TIMEOUT`]).
-async fn ask(s: &Shared, offer: &Offered, manifest: &Manifest) -> Decision {
+async fn ask(s: &Shared, offer: &Offered, listing: Listing) -> Decision {
     let peer = offer.peer;
-    let files: Vec<OfferedFile> = manifest
-        .files()
-        .iter()
-        .map(|f| OfferedFile {
-            path: f.path.as_str().to_string(),
-            size: f.size,
-        })
-        .collect();
+    let code = identity::verification_code(&s.net.local_peer_id(), &peer);
+    let shown = listing.files.clone();
     let waiting = PendingOffer {
         offer: 0,
         peer,
         name: offer.name.clone(),
         contact: offer.contact.clone(),
-        verification_code: identity::verification_code(&s.net.local_peer_id(), &peer),
-        total: manifest.total_size(),
-        files: files.clone(),
+        verification_code: code.clone(),
+        total: listing.total,
+        files: listing.files,
         expires_in_secs: ANSWER_TIMEOUT.as_secs(),
     };
-    let (id, decision) = s.offers.register(waiting.clone());
+    let (id, decision) = s.offers.register(waiting);
     s.report.send(Notice::OfferReceived {
         offer: id,
         peer,
-        name: waiting.name,
-        contact: waiting.contact,
-        verification_code: waiting.verification_code,
-        total: waiting.total,
-        files,
+        name: offer.name.clone(),
+        contact: offer.contact.clone(),
+        verification_code: code,
+        total: listing.total,
+        files: shown,
     });
     match tokio::time::timeout(ANSWER_TIMEOUT, decision).await {
         Ok(Ok(d)) => d,
