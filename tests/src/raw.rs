@@ -182,6 +182,11 @@ impl RawPeer {
             .expect("a node opened the streams")
     }
 
+    /// A handle to open streams with, for floods that handle their own errors.
+    pub fn control(&self) -> libp2p_stream::Control {
+        self.control.clone()
+    }
+
     /// This peer's id.
     pub fn peer_id(&self) -> PeerId {
         self.key.public().to_peer_id()

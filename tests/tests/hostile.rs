@@ -378,3 +378,170 @@ async fn forty_offers_with_large_manifests_at_once_keep_the_device_small_and_ans
     assert!(slowest < Duration::from_secs(1), "peers took {slowest:?}");
     dev.terminate(STEP).unwrap();
 }
+
+/// The message protocol's frames, spoken by hand (the same order as the node's).
+#[derive(Debug, Serialize, Deserialize)]
+enum SyncFrame {
+    Pull { since: u64, rooms: Vec<[u8; 32]> },
+    Poke,
+    Envelope { hops: u8, raw: Vec<u8> },
+    Done { upto: u64 },
+    Taken { ids: Vec<[u8; 32]> },
+    Poked,
+}
+
+/// Junk frame `i` of a protocol: garbage, an oversize length, or a well-formed frame that makes
+/// no sense there.
+fn junk<T: Serialize>(i: usize, sensible: &T) -> Vec<u8> {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut noise = |n: usize| {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect::<Vec<u8>>()
+    };
+    match i % 3 {
+        0 => {
+            let body = noise(1 + i % 200);
+            let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+            frame.extend(body);
+            frame
+        }
+        1 => {
+            let mut frame = u32::MAX.to_le_bytes().to_vec();
+            frame.extend(noise(16));
+            frame
+        }
+        _ => {
+            let body = postcard::to_stdvec(sensible).unwrap();
+            let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+            frame.extend(body);
+            frame
+        }
+    }
+}
+
+/// Writes `total` junk frames of `protocol` to `to`, over as many streams as it takes (the node
+/// ends a stream at the first frame it cannot use); returns how many went out.
+async fn flood<T: Serialize>(
+    raw: &RawPeer,
+    to: PeerId,
+    protocol: libp2p::StreamProtocol,
+    total: usize,
+    sensible: impl Fn(usize) -> T,
+) -> usize {
+    let mut sent = 0;
+    let mut i = 0;
+    while sent < total && i < total * 4 {
+        let mut control = raw.control();
+        let Ok(Ok(mut stream)) =
+            tokio::time::timeout(Duration::from_secs(5), control.open_stream(to, protocol.clone()))
+                .await
+        else {
+            i += 1;
+            continue;
+        };
+        for _ in 0..100 {
+            let frame = junk(i, &sensible(i));
+            i += 1;
+            match tokio::time::timeout(Duration::from_secs(5), stream.write_all(&frame)).await {
+                Ok(Ok(())) => sent += 1,
+                _ => break,
+            }
+        }
+        let _ = stream.close().await;
+    }
+    sent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_junk_frames_of_each_kind_store_nothing_and_the_node_answers() {
+    const JUNK: usize = 10_000;
+    let dirs = tempfile::tempdir().unwrap();
+    let bob = node(&dirs.path().join("bob"), "bob").await;
+    bob.set_visibility(meshdrop_core::transfer::Visibility::Everyone, None);
+    // The raw peer also answers bob's pulls with junk envelopes.
+    let answered = std::sync::Arc::new(tokio::sync::Notify::new());
+    let told = answered.clone();
+    let answer_pulls: meshdrop_tests::raw::Handler =
+        std::sync::Arc::new(move |_, _, mut stream| {
+            let told = told.clone();
+            Box::pin(async move {
+                if let Some(SyncFrame::Pull { .. }) = receive::<SyncFrame>(&mut stream).await {
+                    for i in 0..JUNK {
+                        let raw = junk(i, &i).split_off(4);
+                        let frame = SyncFrame::Envelope { hops: 3, raw };
+                        if meshdrop_core::net::framing::write_msg(&mut stream, &frame)
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let _ = meshdrop_core::net::framing::write_msg(
+                        &mut stream,
+                        &SyncFrame::Done { upto: JUNK as u64 },
+                    )
+                    .await;
+                    let _ = stream.close().await;
+                    told.notify_one();
+                }
+            })
+        });
+    let eve = RawPeer::start_with(
+        &[],
+        vec![(meshdrop_core::messaging::sync::PROTOCOL, answer_pulls)],
+    )
+    .await;
+    let b = eve.connect(&bob.listen_addrs()[0]).await;
+    // Bob pulls from every peer that connects: eve answers with junk envelopes.
+    tokio::time::timeout(STEP, answered.notified())
+        .await
+        .expect("bob pulled from eve");
+    let started = Instant::now();
+    let blob = flood(&eve, b, wire::PROTOCOL, JUNK, |i| Request::Hello {
+        tag: [i as u8; 32],
+        proof: [7; 32],
+    })
+    .await;
+    let offers = flood(&eve, b, meshdrop_core::transfer::offer::PROTOCOL, JUNK, |i| {
+        OfferMsg::Offer {
+            ticket: format!("meshdrop2junk{i}"),
+            name: "eve".into(),
+        }
+    })
+    .await;
+    let sync = flood(&eve, b, meshdrop_core::messaging::sync::PROTOCOL, JUNK, |i| {
+        SyncFrame::Envelope {
+            hops: 1,
+            raw: vec![i as u8; 64],
+        }
+    })
+    .await;
+    println!("junk frames sent: blob {blob}, offer {offers}, sync {sync} in {:?}", started.elapsed());
+    assert!(blob >= JUNK && offers >= JUNK && sync >= JUNK);
+
+    // Responsive: the peer list within a second, and a friend's message goes through.
+    let asked = Instant::now();
+    bob.peers().await.unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+    let stats = bob.message_stats().unwrap();
+    assert_eq!(stats.envelopes, 0, "nothing stored: {stats:?}");
+    assert!(bob.pending_offers().is_empty());
+    assert!(!dirs.path().join("bob/received").exists());
+    let alice = node(&dirs.path().join("alice"), "alice").await;
+    let mut events = alice.events();
+    let hi = alice.send_message(bob.peer_id(), "hello after the junk").unwrap();
+    alice.connect(bob.listen_addrs()[0].clone()).await.unwrap();
+    meshdrop_tests::wait_for(&mut events, "delivered", |e| {
+        matches!(e, meshdrop_core::Event::MessageStateChanged { id, state: MessageState::Delivered } if *id == hi)
+            .then_some(())
+    })
+    .await;
+    alice.stop().await.unwrap();
+    bob.stop().await.unwrap();
+}
