@@ -60,6 +60,17 @@ impl RawPeer {
         listen_protocols: &[StreamProtocol],
         serve: Vec<(StreamProtocol, Handler)>,
     ) -> Self {
+        let loopback = "/ip4/127.0.0.1/tcp/0".parse().expect("listen address");
+        Self::start_on(loopback, listen_protocols, serve).await
+    }
+
+    /// Like [`RawPeer::start_with`], listening on `listen` (inside a lab's namespace, its
+    /// address there).
+    pub async fn start_on(
+        listen: Multiaddr,
+        listen_protocols: &[StreamProtocol],
+        serve: Vec<(StreamProtocol, Handler)>,
+    ) -> Self {
         let key = Keypair::generate_ed25519();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
             .with_tokio()
@@ -113,9 +124,7 @@ impl RawPeer {
                 }
             });
         }
-        swarm
-            .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("listen address"))
-            .expect("listen");
+        swarm.listen_on(listen).expect("listen");
         let addr = loop {
             if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
                 break address;

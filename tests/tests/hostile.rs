@@ -438,9 +438,11 @@ async fn flood<T: Serialize>(
     let mut i = 0;
     while sent < total && i < total * 4 {
         let mut control = raw.control();
-        let Ok(Ok(mut stream)) =
-            tokio::time::timeout(Duration::from_secs(5), control.open_stream(to, protocol.clone()))
-                .await
+        let Ok(Ok(mut stream)) = tokio::time::timeout(
+            Duration::from_secs(5),
+            control.open_stream(to, protocol.clone()),
+        )
+        .await
         else {
             i += 1;
             continue;
@@ -508,34 +510,51 @@ async fn ten_thousand_junk_frames_of_each_kind_store_nothing_and_the_node_answer
         proof: [7; 32],
     })
     .await;
-    let offers = flood(&eve, b, meshdrop_core::transfer::offer::PROTOCOL, JUNK, |i| {
-        OfferMsg::Offer {
+    let offers = flood(
+        &eve,
+        b,
+        meshdrop_core::transfer::offer::PROTOCOL,
+        JUNK,
+        |i| OfferMsg::Offer {
             ticket: format!("meshdrop2junk{i}"),
             name: "eve".into(),
-        }
-    })
+        },
+    )
     .await;
-    let sync = flood(&eve, b, meshdrop_core::messaging::sync::PROTOCOL, JUNK, |i| {
-        SyncFrame::Envelope {
+    let sync = flood(
+        &eve,
+        b,
+        meshdrop_core::messaging::sync::PROTOCOL,
+        JUNK,
+        |i| SyncFrame::Envelope {
             hops: 1,
             raw: vec![i as u8; 64],
-        }
-    })
+        },
+    )
     .await;
-    println!("junk frames sent: blob {blob}, offer {offers}, sync {sync} in {:?}", started.elapsed());
+    println!(
+        "junk frames sent: blob {blob}, offer {offers}, sync {sync} in {:?}",
+        started.elapsed()
+    );
     assert!(blob >= JUNK && offers >= JUNK && sync >= JUNK);
 
     // Responsive: the peer list within a second, and a friend's message goes through.
     let asked = Instant::now();
     bob.peers().await.unwrap();
-    assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
     let stats = bob.message_stats().unwrap();
     assert_eq!(stats.envelopes, 0, "nothing stored: {stats:?}");
     assert!(bob.pending_offers().is_empty());
     assert!(!dirs.path().join("bob/received").exists());
     let alice = node(&dirs.path().join("alice"), "alice").await;
     let mut events = alice.events();
-    let hi = alice.send_message(bob.peer_id(), "hello after the junk").unwrap();
+    let hi = alice
+        .send_message(bob.peer_id(), "hello after the junk")
+        .unwrap();
     alice.connect(bob.listen_addrs()[0].clone()).await.unwrap();
     meshdrop_tests::wait_for(&mut events, "delivered", |e| {
         matches!(e, meshdrop_core::Event::MessageStateChanged { id, state: MessageState::Delivered } if *id == hi)
