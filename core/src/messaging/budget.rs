@@ -98,13 +98,11 @@ pub fn make_room(
     if cost > budget.bytes || budget.envelopes == 0 {
         return Ok(false);
     }
-    let (count, bytes): (i64, i64) = tx.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(cost), 0) FROM msg_envelopes WHERE class = ?1",
-        [class as i64],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let (mut count, mut bytes) = (count.max(0) as u64, bytes.max(0) as u64);
-    while count + 1 > u64::from(budget.envelopes) || bytes + cost > budget.bytes {
+    let (mut count, mut bytes) = used(tx, class)?;
+    let fits = |count: u64, bytes: u64| {
+        count < u64::from(budget.envelopes) && bytes.saturating_add(cost) <= budget.bytes
+    };
+    while !fits(count, bytes) {
         let oldest: Vec<(i64, Vec<u8>, i64)> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT seq, id, cost FROM msg_envelopes WHERE class = ?1 ORDER BY seq LIMIT 64",
@@ -116,12 +114,12 @@ pub fn make_room(
             return Ok(false);
         }
         for (seq, id, freed) in oldest {
-            if count + 1 <= u64::from(budget.envelopes) && bytes + cost <= budget.bytes {
+            if fits(count, bytes) {
                 break;
             }
             evict(tx, seq, &id)?;
             count = count.saturating_sub(1);
-            bytes = bytes.saturating_sub(freed.max(0) as u64);
+            bytes = bytes.saturating_sub(u64::try_from(freed).unwrap_or(0));
         }
     }
     Ok(true)
