@@ -42,8 +42,9 @@ pub struct NodeConfig {
     /// messages, carried envelopes and receipts): strangers 16 MiB and 5,000 envelopes together,
     /// contacts 64 MiB and 20,000; a full class loses its oldest items first.
     pub storage: StorageBudget,
-    /// How often the node pulls from every connected peer without being poked: a backstop for
-    /// pokes lost while a peer was busy (peers in sync exchange two small frames). Zero: never.
+    /// How often the node pulls from every connected peer without being poked: a backstop (failed
+    /// pulls and pokes are tried again at once with backoff; peers in sync exchange three small
+    /// frames). Zero: never.
     pub message_resync: Duration,
     /// Relays to hold a slot on, so devices on other networks reach this one through them (each
     /// address ends in `/p2p/<relay peer id>`, as `meshdrop relay` prints it). Empty: LAN only.
