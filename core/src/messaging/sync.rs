@@ -9,11 +9,12 @@
 //!
 //! Nothing waits for the next round: a pull or a poke that fails (the peer dropped the stream
 //! because its inbound queue was full, a connection closed as it was reported) is tried again
-//! with a backoff of 25 ms doubling to 1 s for as long as the peer stays connected. Every node
-//! also pulls from each connected peer at a low rate ([`super::MessagingConfig::resync`]) as
-//! a backstop. A peer has [`FIRST_FRAME`] to send the first frame of a stream it opens, and
-//! every frame is read and written within [`IO_TIMEOUT`]; at most [`SESSIONS_PER_PEER`]
-//! inbound sessions of one peer and [`SESSIONS`] in all are served at once.
+//! with a backoff of 25 ms doubling to 1 s while the peer stays connected (up to
+//! [`MAX_TRIES`] times in a row). Every node also pulls from each connected peer at a low rate
+//! ([`super::MessagingConfig::resync`]) as a backstop. A peer has [`FIRST_FRAME`] to send the
+//! first frame of a stream it opens, and every frame is read and written within [`IO_TIMEOUT`];
+//! at most [`SESSIONS_PER_PEER`] inbound sessions of one peer and [`SESSIONS`] in all are served
+//! at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,6 +53,8 @@ pub const SESSIONS: usize = 64;
 const FIRST_BACKOFF: Duration = Duration::from_millis(25);
 /// The longest wait between tries of a failed pull or poke.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Tries in a row of a failing pull or poke (about 35 s) before it waits for the next change.
+const MAX_TRIES: u32 = 40;
 
 /// Frames on a message stream.
 #[derive(Debug, Serialize, Deserialize)]
@@ -271,6 +274,12 @@ impl Due {
             Err(e) => {
                 self.failures = self.failures.saturating_add(1);
                 tracing::debug!(%peer, error = %e, attempt = self.failures, "message {what} failed");
+                if self.failures > MAX_TRIES {
+                    // A peer that never answers is not hammered: the next change or the
+                    // periodic pull tries again.
+                    self.failures = 0;
+                    return None;
+                }
                 // Staggered by peer, so that two sides do not collide again.
                 let stagger = u64::from(peer.to_bytes().last().copied().unwrap_or(0) % 16);
                 let doubled = FIRST_BACKOFF.saturating_mul(1 << self.failures.min(10));
