@@ -233,10 +233,17 @@ async fn run(
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     out.event(&ev);
-                    if let Some(offer) = crate::prompt::Offer::of(&ev)
-                        && let Err(e) = answerer.answer(&node, out, &offer).await
-                    {
-                        tracing::warn!(error = %e, "cannot answer the offer");
+                    if let Some(offer) = crate::prompt::Offer::of(&ev) {
+                        // A prompt nobody answers never keeps the node from stopping.
+                        tokio::select! {
+                            answered = answerer.answer(&node, out, &offer) => {
+                                if let Err(e) = answered {
+                                    tracing::warn!(error = %e, "cannot answer the offer");
+                                }
+                            }
+                            _ = tokio::signal::ctrl_c() => break,
+                            _ = term.recv() => break,
+                        }
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

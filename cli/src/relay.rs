@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use meshdrop_core::Multiaddr;
-use meshdrop_core::relay::{Relay, RelayConfig, RelayEvent, RelayLimits};
+use meshdrop_core::relay::{DeviceBudget, Relay, RelayConfig, RelayEvent, RelayLimits};
 use serde_json::json;
 
 use crate::output::Output;
@@ -39,6 +39,13 @@ pub struct RelayOpts {
     /// Bytes one circuit may carry, e.g. 16GiB.
     #[arg(long, default_value = "16GiB", value_parser = crate::commands::parse_rate)]
     max_circuit_bytes: u64,
+    /// Bytes one device may move through the relay per window, all its circuits and both
+    /// directions together, e.g. 64GiB; beyond, it is cut off until the window ends.
+    #[arg(long, default_value = "64GiB", value_parser = crate::commands::parse_rate)]
+    max_device_bytes: u64,
+    /// The window of the per-device byte budget, in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    device_window_secs: u64,
     /// Answer AutoNAT probes of devices at private IPs (a relay on a LAN or in a lab).
     #[arg(long)]
     allow_private: bool,
@@ -53,6 +60,10 @@ impl RelayOpts {
             max_circuits_per_peer: self.max_circuits_per_device,
             max_circuit_duration: Duration::from_secs(self.max_circuit_secs),
             max_circuit_bytes: self.max_circuit_bytes,
+            device: DeviceBudget {
+                bytes: self.max_device_bytes,
+                window: Duration::from_secs(self.device_window_secs),
+            },
             ..Default::default()
         }
     }
@@ -123,13 +134,16 @@ pub async fn run(data_dir: &Path, out: Output, bind: &[IpAddr], args: &RelayOpts
 
 fn describe(l: &RelayLimits) -> String {
     format!(
-        "{} reservations ({} per device), {} circuits ({} per device), each up to {} and {}",
+        "{} reservations ({} per device), {} circuits ({} per device), each up to {} and {}; \
+         {} per device every {}",
         l.max_reservations,
         l.max_reservations_per_peer,
         l.max_circuits,
         l.max_circuits_per_peer,
         indicatif::HumanDuration(l.max_circuit_duration),
-        indicatif::HumanBytes(l.max_circuit_bytes)
+        indicatif::HumanBytes(l.max_circuit_bytes),
+        indicatif::HumanBytes(l.device.bytes),
+        indicatif::HumanDuration(l.device.window)
     )
 }
 
@@ -153,5 +167,8 @@ fn print_event(out: Output, ev: &RelayEvent) {
             println!("refused circuit {src} -> {dst}: {reason}")
         }
         RelayEvent::CircuitClosed { src, dst } => println!("circuit closed {src} -> {dst}"),
+        RelayEvent::DeviceOverBudget { peer } => {
+            println!("cut off {peer}: it spent its byte budget")
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 
-use crate::messaging::{CarryQuota, InboxQuota, MessagingConfig};
+use crate::messaging::{CarryQuota, InboxQuota, MessagingConfig, StorageBudget};
 use crate::transfer::limits::TransferLimits;
 use crate::transfer::names::NameRules;
 use crate::transfer::{TransferConfig, Visibility};
@@ -39,8 +39,13 @@ pub struct NodeConfig {
     pub limits: TransferLimits,
     /// How many messages one author may make this node store for itself and its rooms.
     pub inbox: InboxQuota,
-    /// How often the node pulls from every connected peer without being poked: a backstop for
-    /// pokes lost while a peer was busy (peers in sync exchange two small frames). Zero: never.
+    /// How much contacts and strangers may make this node store (messages for it, room
+    /// messages, carried envelopes and receipts): strangers 16 MiB and 5,000 envelopes together,
+    /// contacts 64 MiB and 20,000; a full class loses its oldest items first.
+    pub storage: StorageBudget,
+    /// How often the node pulls from every connected peer without being poked: a backstop (failed
+    /// pulls and pokes are tried again at once with backoff; peers in sync exchange three small
+    /// frames). Zero: never.
     pub message_resync: Duration,
     /// Relays to hold a slot on, so devices on other networks reach this one through them (each
     /// address ends in `/p2p/<relay peer id>`, as `meshdrop relay` prints it). Empty: LAN only.
@@ -52,6 +57,9 @@ pub struct NodeConfig {
     /// What names download destinations hold; `None` (the default): probed on each destination
     /// (a shared-storage app may know better, and tests play other platforms with it).
     pub name_rules: Option<NameRules>,
+    /// The largest manifest an offer may have (default 1 MiB, about 20,000 files): what a
+    /// stranger can make this device fetch and decode before anyone said yes.
+    pub max_offer_manifest: usize,
     /// Serve corrupt chunks (a test's malicious provider; see [`NodeConfig::with_corrupt_chunks`]).
     corrupt_chunks: bool,
     /// Ignore pokes (a test's lost pokes; see [`NodeConfig::with_dropped_pokes`]).
@@ -86,11 +94,13 @@ impl NodeConfig {
             carry: Default::default(),
             limits: Default::default(),
             inbox: Default::default(),
+            storage: Default::default(),
             message_resync: Duration::from_secs(30),
             relays: Vec::new(),
             visibility: Visibility::Contacts,
             attachment_ttl: Duration::from_secs(7 * 24 * 3600),
             name_rules: None,
+            max_offer_manifest: crate::transfer::offer::MAX_OFFER_MANIFEST,
             corrupt_chunks: false,
             drop_pokes: false,
         }
@@ -140,6 +150,7 @@ impl NodeConfig {
             progress_interval: self.progress_interval,
             visibility: self.visibility,
             name_rules: self.name_rules,
+            max_offer_manifest: self.max_offer_manifest,
             corrupt_chunks: self.corrupt_chunks,
         }
     }
@@ -151,6 +162,7 @@ impl NodeConfig {
             ttl: self.message_ttl,
             carry: self.carry,
             inbox: self.inbox,
+            storage: self.storage,
             resync: self.message_resync,
             drop_pokes: self.drop_pokes,
         }

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "meshdrop.db";
 const LOCK_FILE: &str = "node.lock";
+/// Devices remembered besides contacts; the ones seen least recently are forgotten beyond it.
+pub const MAX_REMEMBERED_PEERS: usize = 2000;
 /// The longest name a device may claim for itself that is kept, in bytes (longer names are cut).
 pub const MAX_CLAIMED_NAME: usize = 100;
 
@@ -129,6 +131,16 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE downloads ADD COLUMN token TEXT NOT NULL DEFAULT '';
     ALTER TABLE shares ADD COLUMN size INTEGER;
     ALTER TABLE shares ADD COLUMN mtime_ns INTEGER;",
+    // 9: storage budgets. Every envelope stored counts against its author's class (0: written
+    // here, 1: a contact, 2: a stranger) for `cost` bytes; a full class loses its oldest first.
+    // Envelopes received before are counted by their author's class today.
+    "ALTER TABLE msg_envelopes ADD COLUMN class INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE msg_envelopes ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
+    UPDATE msg_envelopes SET
+        class = CASE WHEN author IN (SELECT peer_id FROM contacts) THEN 1 ELSE 2 END,
+        cost = length(raw) + 1536
+      WHERE source != '';
+    CREATE INDEX msg_envelopes_class ON msg_envelopes (class, seq, cost);",
 ];
 
 /// A peer the store remembers.
@@ -189,6 +201,12 @@ impl Store {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
+        // The write-ahead log is folded back every 1 MiB and cut back to 1 MiB: what the data
+        // dir holds stays close to what the tables hold (the storage budgets bound those).
+        conn.pragma_update(None, "wal_autocheckpoint", 256)
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_size_limit", 1 << 20)
+            .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -248,23 +266,33 @@ impl Store {
         } else {
             serde_json::to_string(addrs).ok()
         };
-        self.conn()
-            .execute(
-                "INSERT INTO peers (peer_id, name, addrs, last_seen, first_seen)
-                 VALUES (?1, ?2, COALESCE(?3, '[]'), ?4, ?4)
-                 ON CONFLICT (peer_id) DO UPDATE SET
-                    name = CASE WHEN excluded.name = '' THEN peers.name ELSE excluded.name END,
-                    addrs = COALESCE(?3, peers.addrs),
-                    last_seen = excluded.last_seen",
-                params![
-                    peer.to_base58(),
-                    cut(name, MAX_CLAIMED_NAME),
-                    addrs_json,
-                    now_secs() as i64
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO peers (peer_id, name, addrs, last_seen, first_seen)
+             VALUES (?1, ?2, COALESCE(?3, '[]'), ?4, ?4)
+             ON CONFLICT (peer_id) DO UPDATE SET
+                name = CASE WHEN excluded.name = '' THEN peers.name ELSE excluded.name END,
+                addrs = COALESCE(?3, peers.addrs),
+                last_seen = excluded.last_seen",
+            params![
+                peer.to_base58(),
+                cut(name, MAX_CLAIMED_NAME),
+                addrs_json,
+                now_secs() as i64
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        // The oldest non-contacts beyond the bound are forgotten: a stranger minting identities
+        // cannot grow the table without end.
+        conn.execute(
+            "DELETE FROM peers WHERE peer_id IN (
+                SELECT peer_id FROM peers
+                WHERE peer_id NOT IN (SELECT peer_id FROM contacts)
+                ORDER BY last_seen DESC LIMIT -1 OFFSET ?1)",
+            [MAX_REMEMBERED_PEERS as i64],
+        )
+        .map(drop)
+        .map_err(|e| self.err(e))
     }
 
     /// Peers seen at or after `since` (unix seconds), most recent first.

@@ -81,6 +81,21 @@ impl Host {
         cmd
     }
 
+    /// Runs `f` on a thread of its own inside this host's namespace (every socket it opens is
+    /// the host's), for in-process peers that must live on the lab's network.
+    pub fn thread<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> std::thread::JoinHandle<Result<R>> {
+        let path = format!("/var/run/netns/{}", self.ns);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("entering {path}"))?;
+            Ok(f())
+        })
+    }
+
     /// Runs `program args...` in the namespace to completion; fails with its stderr if it exits non-zero.
     pub fn run(&self, program: &str, args: &[&str]) -> Result<Output> {
         let mut cmd = self.exec(program);

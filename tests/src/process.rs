@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -46,12 +46,25 @@ pub struct JsonProcess {
     reader: Option<JoinHandle<()>>,
     stderr_log: PathBuf,
     exit: Option<ExitStatus>,
+    /// Kept open (never written) when the child should wait on its standard input.
+    _stdin: Option<ChildStdin>,
 }
 
 impl JsonProcess {
     /// Spawns `cmd` with stdout captured as JSON lines (also copied to `<log_dir>/<label>.stdout.jsonl`)
     /// and stderr written to `<log_dir>/<label>.stderr.log`.
-    pub fn spawn(mut cmd: Command, label: &str, log_dir: &Path) -> Result<Self> {
+    pub fn spawn(cmd: Command, label: &str, log_dir: &Path) -> Result<Self> {
+        Self::spawn_stdin(cmd, label, log_dir, false)
+    }
+
+    /// Like [`JsonProcess::spawn`]; with `open_stdin`, the child's standard input is a pipe kept
+    /// open and never written (a prompt that is never answered).
+    pub fn spawn_stdin(
+        mut cmd: Command,
+        label: &str,
+        log_dir: &Path,
+        open_stdin: bool,
+    ) -> Result<Self> {
         std::fs::create_dir_all(log_dir)
             .with_context(|| format!("creating log dir {}", log_dir.display()))?;
         let stderr_log = log_dir.join(format!("{label}.stderr.log"));
@@ -59,8 +72,13 @@ impl JsonProcess {
         let stderr_file = File::create(&stderr_log)
             .with_context(|| format!("creating {}", stderr_log.display()))?;
         let shown = format!("{cmd:?}");
+        let stdin = if open_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr_file))
             .spawn()
@@ -69,6 +87,7 @@ impl JsonProcess {
             .stdout
             .take()
             .context("child stdout was not captured")?;
+        let kept_stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel();
         let mut copy = File::create(&stdout_copy).ok();
         let reader = std::thread::Builder::new()
@@ -101,6 +120,7 @@ impl JsonProcess {
             reader: Some(reader),
             stderr_log,
             exit: None,
+            _stdin: kept_stdin,
         })
     }
 
@@ -396,6 +416,18 @@ impl MeshdropProcess {
         label: &str,
         args: &[&str],
     ) -> Result<Self> {
+        Self::spawn_raw_stdin(host, data_dir, label, args, false)
+    }
+
+    /// Like [`MeshdropProcess::spawn_raw`]; with `open_stdin`, standard input stays open and
+    /// unanswered (`run --accept ask` then keeps every offer pending).
+    pub fn spawn_raw_stdin(
+        host: Option<&Host>,
+        data_dir: &Path,
+        label: &str,
+        args: &[&str],
+        open_stdin: bool,
+    ) -> Result<Self> {
         let bin = meshdrop_bin()?;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -408,7 +440,7 @@ impl MeshdropProcess {
             // Enough in the stderr log to diagnose a failed scenario; override with RUST_LOG.
             cmd.env("RUST_LOG", "meshdrop=debug,meshdrop_core=debug");
         }
-        let proc = JsonProcess::spawn(cmd, label, data_dir)?;
+        let proc = JsonProcess::spawn_stdin(cmd, label, data_dir, open_stdin)?;
         Ok(Self {
             proc,
             name: label.to_owned(),

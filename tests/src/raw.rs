@@ -20,6 +20,11 @@ pub const RAW_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Dial = (Multiaddr, oneshot::Sender<Result<PeerId, String>>);
 
+/// What a raw peer does with a stream a node opens to it: given the raw peer's own id, the
+/// node's id and the stream.
+pub type Handler =
+    Arc<dyn Fn(PeerId, PeerId, Stream) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
 /// Ping (a node hangs up on a peer that does not answer its pings) and hand-driven streams.
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -46,6 +51,26 @@ impl RawPeer {
     /// Starts a peer listening on 127.0.0.1 that accepts (and records) streams of
     /// `listen_protocols`.
     pub async fn start(listen_protocols: &[StreamProtocol]) -> Self {
+        Self::start_with(listen_protocols, Vec::new()).await
+    }
+
+    /// Like [`RawPeer::start`], and answers streams of the protocols of `serve` with their
+    /// handlers (a hand-made provider, say).
+    pub async fn start_with(
+        listen_protocols: &[StreamProtocol],
+        serve: Vec<(StreamProtocol, Handler)>,
+    ) -> Self {
+        let loopback = "/ip4/127.0.0.1/tcp/0".parse().expect("listen address");
+        Self::start_on(loopback, listen_protocols, serve).await
+    }
+
+    /// Like [`RawPeer::start_with`], listening on `listen` (inside a lab's namespace, its
+    /// address there).
+    pub async fn start_on(
+        listen: Multiaddr,
+        listen_protocols: &[StreamProtocol],
+        serve: Vec<(StreamProtocol, Handler)>,
+    ) -> Self {
         let key = Keypair::generate_ed25519();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
             .with_tokio()
@@ -90,9 +115,16 @@ impl RawPeer {
                 }
             });
         }
-        swarm
-            .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("listen address"))
-            .expect("listen");
+        let local = key.public().to_peer_id();
+        for (protocol, handler) in serve {
+            let mut incoming = control.accept(protocol).expect("accept");
+            tokio::spawn(async move {
+                while let Some((peer, stream)) = incoming.next().await {
+                    tokio::spawn(handler(local, peer, stream));
+                }
+            });
+        }
+        swarm.listen_on(listen).expect("listen");
         let addr = loop {
             if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
                 break address;
@@ -157,6 +189,11 @@ impl RawPeer {
         tokio::time::timeout(RAW_TIMEOUT * 3, wait)
             .await
             .expect("a node opened the streams")
+    }
+
+    /// A handle to open streams with, for floods that handle their own errors.
+    pub fn control(&self) -> libp2p_stream::Control {
+        self.control.clone()
     }
 
     /// This peer's id.

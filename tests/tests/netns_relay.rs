@@ -434,3 +434,47 @@ fn autonat_tells_a_device_behind_a_nat_from_one_on_the_public_network() -> Resul
     relay.terminate(STEP)?;
     Ok(())
 }
+
+#[test]
+fn a_device_that_spends_its_byte_budget_on_a_relay_is_cut_off() -> Result<()> {
+    // Symmetric NATs: every byte of the download would cross the relay.
+    let lab = NatLab::new(NatKind::Symmetric)?;
+    lab.set_relay_rate(RELAY_RATE)?;
+    let relay_dir = TempDir::new()?;
+    let budget = ["--max-device-bytes", "8MiB", "--device-window-secs", "3600"];
+    let (mut relay, relay_addr) = start_relay(&lab, relay_dir.path(), &budget)?;
+    let dirs = [TempDir::new()?, TempDir::new()?];
+    let file = dirs[0].path().join("trip.mp4");
+    meshdrop_tests::random_file(&file, SIZE, 9);
+    let file_arg = file.to_string_lossy().into_owned();
+    let mut alice = spawn_on(
+        lab.home(0),
+        dirs[0].path(),
+        "alice-share",
+        &relay_addr,
+        &["share", &file_arg],
+    )?;
+    let ticket = alice.wait_for(|v| v["event"] == "ticket", STEP)?["ticket"]
+        .as_str()
+        .context("ticket event without ticket")?
+        .to_string();
+    let before = lab.relay_rx_bytes()?;
+    let out = dirs[1].path().join("downloads");
+    let mut bob =
+        MeshdropProcess::spawn_get(lab.home(1), dirs[1].path(), "bob-get", &ticket, &out, &[])?;
+    let cut = relay.wait_for(|v| v["event"] == "device_over_budget", STEP)?;
+    let carried = (lab.relay_rx_bytes()? - before) as f64 / MIB;
+    eprintln!("the relay cut off {} after {carried:.1} MiB", cut["peer"]);
+    bob.kill9()?;
+    alice.terminate(STEP)?;
+    relay.terminate(STEP)?;
+    assert!(
+        carried < 24.0,
+        "the relay carried {carried:.1} MiB with a budget of 8 MiB a device"
+    );
+    assert!(
+        std::fs::metadata(out.join("trip.mp4")).is_err(),
+        "the whole download went through"
+    );
+    Ok(())
+}

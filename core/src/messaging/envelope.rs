@@ -176,6 +176,12 @@ impl Envelope {
         })
     }
 
+    /// The id of an encoded envelope, without checking it (`None` when it does not decode).
+    pub fn id_in(raw: &[u8]) -> Option<MessageId> {
+        let wire: Wire = postcard::from_bytes(raw).ok()?;
+        Some(id_of(&wire.signed))
+    }
+
     /// The encoded envelope, as stored and sent.
     pub fn raw(&self) -> &[u8] {
         &self.raw

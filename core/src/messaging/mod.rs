@@ -4,8 +4,10 @@
 //!
 //! The parts: [`envelope`] (the signed unit and its checks), [`crypto`] (encryption to a peer id
 //! or a room key), [`hlc`] (the clock), [`room`] (room invites), [`state`] (the tables),
+//! [`budget`] (what contacts and strangers may make this device store),
 //! [`service`] (what the node does with messages) and [`sync`] (the `/meshdrop/msg/1` protocol).
 
+pub mod budget;
 pub mod crypto;
 pub mod envelope;
 pub mod hlc;
@@ -22,6 +24,7 @@ use libp2p::PeerId;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use budget::{Budget, StorageBudget};
 pub use room::Room;
 
 use crate::transfer::Ticket;
@@ -272,6 +275,8 @@ pub struct MessagingConfig {
     pub carry: CarryQuota,
     /// How many messages one author may make this node store for itself and its rooms.
     pub inbox: InboxQuota,
+    /// How much contacts and strangers may make this node store.
+    pub storage: StorageBudget,
     /// How often the node pulls from every connected peer without being poked (zero: never).
     pub resync: Duration,
     /// Ignore every poke received, as when the inbound stream slot was full (tests only).
@@ -285,6 +290,7 @@ impl Default for MessagingConfig {
             ttl: Duration::from_secs(7 * 24 * 3600),
             carry: CarryQuota::default(),
             inbox: InboxQuota::default(),
+            storage: StorageBudget::default(),
             resync: Duration::from_secs(30),
             drop_pokes: false,
         }

@@ -12,6 +12,7 @@ use libp2p::identity::Keypair;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::budget::{Class, StorageBudget};
 use super::crypto::{self, OpeningKey, RoomKey};
 use super::envelope::{Envelope, MAX_HOPS};
 use super::hlc::Clock;
@@ -103,6 +104,7 @@ pub struct Messenger {
     ttl_ms: u64,
     quota: CarryQuota,
     inbox: InboxQuota,
+    budget: StorageBudget,
     rooms: Mutex<HashMap<RoomId, (String, RoomKey)>>,
     /// Envelopes handed to peers since start.
     sent: AtomicU64,
@@ -154,6 +156,7 @@ impl Messenger {
             ttl_ms: u64::try_from(config.ttl.as_millis()).unwrap_or(u64::MAX),
             quota: config.carry,
             inbox: config.inbox,
+            budget: config.storage,
             rooms: Mutex::new(rooms),
             sent: AtomicU64::new(0),
             changed: Notify::new(),
@@ -238,14 +241,9 @@ impl Messenger {
             time: env.time.ms,
             outgoing: true,
         };
-        let keep = Keep {
-            hops: MAX_HOPS,
-            carried: false,
-            source: None,
-        };
         let now = self.clock.physical_ms();
         state::write(&self.store, |tx| {
-            state::insert_envelope(tx, &env, &keep)?;
+            state::insert_envelope(tx, &env, &Keep::own(), None)?;
             state::insert_message(tx, &msg, env.time, env.expires_ms, now)
         })?;
         self.changed.notify_one();
@@ -290,30 +288,26 @@ impl Messenger {
         let Ok(plain) = crypto::open(&self.opening, &aad, &env.body) else {
             return Ok(Outcome::Rejected("cannot decrypt".into()));
         };
-        let keep = Keep {
+        // It travels no further: kept by its id alone (the text is in the message).
+        let mut keep = Keep {
             hops: 0,
             carried: false,
             source: Some(&from),
+            class: self.class_of(&env.author)?,
+            raw: false,
+            extra: 0,
         };
         match readable(&plain) {
             Ok(Readable::Message(text, attachment)) => {
                 if self.over_inbox_quota(&env.author)? {
                     return Ok(Outcome::Rejected("over the author's inbox quota".into()));
                 }
+                keep.extra = text.len();
                 let msg = received(&env, text, attachment);
                 if !self.store_readable(&env, &keep, msg)? {
                     return Ok(Outcome::Duplicate);
                 }
-                let receipt = self.write(Recipient::Peer(env.author), &Body::Receipt(env.id.0))?;
-                let keep = Keep {
-                    hops: MAX_HOPS,
-                    carried: false,
-                    source: None,
-                };
-                state::write(&self.store, |tx| {
-                    state::insert_envelope(tx, &receipt, &keep)
-                })?;
-                self.changed.notify_one();
+                self.write_receipt(&env, keep.class)?;
                 Ok(Outcome::Stored)
             }
             Ok(Readable::Receipt(id)) => {
@@ -324,7 +318,10 @@ impl Messenger {
                         "a receipt for nothing awaiting one".into(),
                     ));
                 }
-                state::write(&self.store, |tx| state::insert_envelope(tx, &env, &keep))?;
+                let limit = self.budget.of(keep.class);
+                state::write(&self.store, |tx| {
+                    state::insert_envelope(tx, &env, &keep, limit)
+                })?;
                 self.report.send(Notice::StateChanged {
                     id,
                     state: MessageState::Delivered,
@@ -333,6 +330,27 @@ impl Messenger {
             }
             Err(why) => Ok(Outcome::Rejected(why.into())),
         }
+    }
+
+    /// Writes the receipt for a message received; it counts against the author's class (a
+    /// stranger's flood cannot make this device store receipts without bound).
+    fn write_receipt(&self, env: &Envelope, class: Class) -> Result<()> {
+        let receipt = self.write(Recipient::Peer(env.author), &Body::Receipt(env.id.0))?;
+        let keep = Keep {
+            class,
+            ..Keep::own()
+        };
+        let limit = self.budget.of(class);
+        state::write(&self.store, |tx| {
+            state::insert_envelope(tx, &receipt, &keep, limit)
+        })?;
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// Whose budget what `author` makes this device store counts against.
+    fn class_of(&self, author: &PeerId) -> Result<Class> {
+        Ok(Class::of(contacts::name_of(&self.store, author)?.is_some()))
     }
 
     /// Whether `author` already made this device store its inbox quota of messages this hour.
@@ -368,6 +386,9 @@ impl Messenger {
             hops,
             carried: false,
             source: Some(&from),
+            class: self.class_of(&env.author)?,
+            raw: true,
+            extra: msg.text.len(),
         };
         if !self.store_readable(&env, &keep, msg)? {
             return Ok(Outcome::Duplicate);
@@ -380,8 +401,9 @@ impl Messenger {
     /// known). `false` when already there.
     fn store_readable(&self, env: &Envelope, keep: &Keep<'_>, mut msg: Message) -> Result<bool> {
         let now = self.clock.physical_ms();
+        let limit = self.budget.of(keep.class);
         let new = state::write(&self.store, |tx| {
-            let new = state::insert_envelope(tx, env, keep)?;
+            let new = state::insert_envelope(tx, env, keep, limit)?;
             if new {
                 state::insert_message(tx, &msg, env.time, env.expires_ms, now)?;
             }
@@ -407,8 +429,14 @@ impl Messenger {
             hops: hops - 1,
             carried: true,
             source: Some(&from),
+            class: self.class_of(&env.author)?,
+            raw: true,
+            extra: 0,
         };
-        if !state::write(&self.store, |tx| state::insert_envelope(tx, &env, &keep))? {
+        let limit = self.budget.of(keep.class);
+        if !state::write(&self.store, |tx| {
+            state::insert_envelope(tx, &env, &keep, limit)
+        })? {
             return Ok(Outcome::Duplicate);
         }
         self.changed.notify_one();
@@ -550,6 +578,10 @@ mod tests {
     }
 
     fn device_with(quota: CarryQuota, inbox: InboxQuota) -> Device {
+        device_budget(quota, inbox, StorageBudget::default())
+    }
+
+    fn device_budget(quota: CarryQuota, inbox: InboxQuota, storage: StorageBudget) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let (tx, notices) = std::sync::mpsc::channel();
@@ -559,6 +591,7 @@ mod tests {
         let config = MessagingConfig {
             carry: quota,
             inbox,
+            storage,
             ..MessagingConfig::default()
         };
         let messenger = Messenger::new(
@@ -833,5 +866,62 @@ mod tests {
             alice.messenger.messages().unwrap()[0].state,
             MessageState::Delivered
         );
+    }
+
+    #[test]
+    fn a_flood_of_strangers_evicts_the_oldest_strangers_and_never_a_contact() {
+        let budget = crate::messaging::Budget {
+            bytes: 1 << 20,
+            envelopes: 10,
+        };
+        let bob = device_budget(
+            CarryQuota::default(),
+            InboxQuota::default(),
+            StorageBudget {
+                strangers: budget,
+                contacts: budget,
+            },
+        );
+        let b = bob.messenger.local();
+        let friend = device(CarryQuota::default());
+        let f = friend.messenger.local();
+        contacts::add(bob.messenger.store(), &f, "friend", contacts::Via::Code).unwrap();
+        friend
+            .messenger
+            .send(Recipient::Peer(b), "from a friend", None)
+            .unwrap();
+        let (hops, raw) = handover(&friend.messenger, &b).remove(0);
+        assert_eq!(bob.messenger.accept(f, hops, &raw), Outcome::Stored);
+        // Twelve strangers write two messages each: each stored with its receipt, so the
+        // strangers' ten envelopes hold the last five messages.
+        for n in 0..12 {
+            let stranger = device(CarryQuota::default());
+            let s = stranger.messenger.local();
+            for i in 0..2 {
+                stranger
+                    .messenger
+                    .send(Recipient::Peer(b), &format!("spam {n}.{i}"), None)
+                    .unwrap();
+            }
+            for (hops, raw) in handover(&stranger.messenger, &b) {
+                assert_eq!(bob.messenger.accept(s, hops, &raw), Outcome::Stored);
+            }
+        }
+        let texts: Vec<String> = bob
+            .messenger
+            .messages()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert!(texts.contains(&"from a friend".to_string()), "{texts:?}");
+        assert!(texts.contains(&"spam 11.1".to_string()), "{texts:?}");
+        assert!(!texts.contains(&"spam 0.0".to_string()), "{texts:?}");
+        assert_eq!(texts.len(), 1 + 5, "{texts:?}");
+        let store = bob.messenger.store();
+        let strangers = store
+            .with(|c| super::super::budget::used(c, Class::Stranger))
+            .unwrap();
+        assert_eq!(strangers.0, 10);
     }
 }

@@ -5,6 +5,7 @@
 use libp2p::PeerId;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::budget::{self, Budget, Class};
 use super::crypto::RoomKey;
 use super::envelope::Envelope;
 use super::hlc::Timestamp;
@@ -21,17 +22,60 @@ pub struct Keep<'a> {
     pub carried: bool,
     /// The peer it came from; `None` when written here.
     pub source: Option<&'a PeerId>,
+    /// Whose storage budget it counts against.
+    pub class: Class,
+    /// Whether its bytes are kept: an envelope that travels no further (a message or a receipt
+    /// for this device) is kept by its id alone, to recognise copies.
+    pub raw: bool,
+    /// The bytes it is counted for beyond its envelope (the message text it carries).
+    pub extra: usize,
 }
 
-/// Stores an envelope; `false` when one with the same id is already there.
+impl Keep<'_> {
+    /// What this device writes itself: travels, not counted.
+    pub fn own() -> Keep<'static> {
+        Keep {
+            hops: super::envelope::MAX_HOPS,
+            carried: false,
+            source: None,
+            class: Class::Own,
+            raw: true,
+            extra: 0,
+        }
+    }
+
+    /// The bytes the envelope `env` is counted for, kept this way.
+    pub fn cost(&self, env: &Envelope) -> u64 {
+        let raw = if self.raw { env.raw().len() } else { 0 };
+        budget::cost(raw + self.extra)
+    }
+}
+
+/// Stores an envelope within its class's budget (evicting the class's oldest when full);
+/// `false` when one with the same id is already there or it cannot fit.
 pub fn insert_envelope(
     tx: &Transaction<'_>,
     env: &Envelope,
     keep: &Keep<'_>,
+    limit: Option<Budget>,
 ) -> rusqlite::Result<bool> {
+    let cost = keep.cost(env);
+    let exists = tx
+        .query_row(
+            "SELECT 1 FROM msg_envelopes WHERE id = ?1",
+            [&env.id.0[..]],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if exists || !budget::make_room(tx, keep.class, cost, limit)? {
+        return Ok(false);
+    }
+    let raw: &[u8] = if keep.raw { env.raw() } else { &[] };
     let n = tx.execute(
-        "INSERT OR IGNORE INTO msg_envelopes (id, author, recipient, expires, hops, carried, source, raw)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR IGNORE INTO msg_envelopes
+            (id, author, recipient, expires, hops, carried, source, raw, class, cost)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             &env.id.0[..],
             env.author.to_base58(),
@@ -40,7 +84,9 @@ pub fn insert_envelope(
             keep.hops,
             keep.carried,
             keep.source.map(|p| p.to_base58()).unwrap_or_default(),
-            env.raw(),
+            raw,
+            keep.class as i64,
+            ms(cost),
         ],
     )?;
     Ok(n == 1)
@@ -277,7 +323,7 @@ pub fn candidates(
         let mut stmt = c.prepare_cached(
             "SELECT seq, id, hops, recipient, author, raw, carried FROM msg_envelopes
              WHERE seq > ?1 AND seq <= ?2 AND expires > ?3 AND author != ?4 AND source != ?4
-               AND (recipient = ?4 OR hops > 0)
+               AND (recipient = ?4 OR hops > 0) AND length(raw) > 0
              ORDER BY seq LIMIT ?5",
         )?;
         let rows = stmt.query_map(

@@ -1,12 +1,24 @@
 //! Framing for every application protocol (transfers, offers, messages): a `u32` little-endian
 //! length, then the postcard encoding of one message. Bulk payloads that follow a header frame
 //! (chunks, manifests) travel as raw bytes, so they are never copied through the encoder.
+//!
+//! Every stream a peer opens must send its first frame within [`FIRST_FRAME`], and every read
+//! and write of a frame is bounded ([`read_within`], [`write_within`]): a peer that stalls a
+//! stream holds nothing for long.
+
+use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::{Deserialize, Serialize};
 
 /// The largest frame accepted: headers and messages are small; payloads are not framed.
 pub const MAX_FRAME: usize = 64 * 1024;
+
+/// How long a peer that opened a stream has to send its first frame.
+pub const FIRST_FRAME: Duration = Duration::from_secs(5);
+
+/// How long one frame may take to read once due, or to write.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A malformed or oversize frame, or the stream failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +35,9 @@ pub enum WireError {
     /// The peer does not speak the protocol (a relay, another app).
     #[error("the peer does not speak {0}")]
     Unsupported(String),
+    /// A read or write took longer than allowed.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
 }
 
 impl From<libp2p_stream::OpenStreamError> for WireError {
@@ -68,6 +83,28 @@ pub async fn read_msg<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
     buf.resize(len, 0);
     r.read_exact(buf).await?;
     decode(buf).map(Some)
+}
+
+/// Reads one frame within `within` (see [`read_msg`]).
+pub async fn read_within<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    within: Duration,
+) -> Result<Option<T>, WireError> {
+    tokio::time::timeout(within, read_msg(r, buf))
+        .await
+        .map_err(|_| WireError::Timeout("reading a frame"))?
+}
+
+/// Writes one frame within `within` (see [`write_msg`]).
+pub async fn write_within<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+    within: Duration,
+) -> Result<(), WireError> {
+    tokio::time::timeout(within, write_msg(w, msg))
+        .await
+        .map_err(|_| WireError::Timeout("writing a frame"))?
 }
 
 /// Decodes one frame body.

@@ -11,6 +11,7 @@
 
 mod connections;
 pub mod framing;
+pub mod gate;
 mod paths;
 mod relays;
 mod swarm;
@@ -26,7 +27,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use paths::Path;
-pub use transport::{Transport, is_relayed};
+pub use transport::{Transport, is_relayed, learned_dialable};
 
 use crate::error::{Error, Result};
 use paths::PathTable;
@@ -143,6 +144,8 @@ struct Shared {
     paths: PathTable,
     changes: broadcast::Sender<Change>,
     local: PeerId,
+    /// Whether every listen address is a loopback one.
+    loopback_only: bool,
 }
 
 /// The client of the swarm: cheap to clone, every method safe to call from any task.
@@ -201,6 +204,7 @@ pub fn start(
         paths: PathTable::default(),
         changes: broadcast::channel(1024).0,
         local,
+        loopback_only: loopback_only(listen),
     });
     let mut driver = swarm::Driver {
         swarm,
@@ -224,6 +228,17 @@ pub fn start(
             net,
         },
     })
+}
+
+/// Whether every address of `listen` is a loopback one.
+fn loopback_only(listen: &[Multiaddr]) -> bool {
+    use libp2p::multiaddr::Protocol;
+    !listen.is_empty()
+        && listen.iter().all(|a| match a.iter().next() {
+            Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+            Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+            _ => false,
+        })
 }
 
 /// Listens on every address that works; an error only when none does.
@@ -367,6 +382,11 @@ impl Net {
     /// The path to `peer` while it is connected: relayed or direct, hole punching, round trip.
     pub fn path(&self, peer: &PeerId) -> Option<Path> {
         self.shared.paths.path(peer)
+    }
+
+    /// Whether an address another peer named may be dialled ([`learned_dialable`]).
+    pub fn may_dial_learned(&self, addr: &Multiaddr) -> bool {
+        learned_dialable(addr, self.shared.loopback_only)
     }
 
     /// The addresses `peer` said it listens on (kept for a while after it disconnects).

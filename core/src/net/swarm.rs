@@ -10,7 +10,10 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, noise, ping, relay, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, autonat, connection_limits, dcutr, identify,
+    memory_connection_limits, noise, ping, relay, tcp, yamux,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::connections::Connections;
@@ -18,9 +21,22 @@ use super::relays::Relays;
 use super::{Change, NetEvent, PROTOCOL, Shared};
 use crate::error::{Error, Result};
 
+/// How many connections a node keeps: per peer (TCP and QUIC both ways, a relayed one and the
+/// direct one replacing it), being set up, and in all. A neighbourhood of phones needs far less;
+/// a peer opening connections without end is refused beyond these.
+pub const MAX_PER_PEER: u32 = 8;
+/// Connections being set up at once, each way.
+pub const MAX_PENDING: u32 = 64;
+/// Established connections, in all.
+pub const MAX_ESTABLISHED: u32 = 512;
+/// Above this much resident memory the node refuses new connections (what it has goes on).
+pub const MAX_MEMORY: usize = 512 << 20;
+
 /// The libp2p behaviours of a node.
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
+    limits: connection_limits::Behaviour,
+    memory: memory_connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     pub(super) stream: libp2p_stream::Behaviour,
@@ -64,6 +80,14 @@ pub(super) fn build(key: Keypair, agent: String) -> Result<Swarm<Behaviour>> {
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| transport(&e))?
         .with_behaviour(|key, relay| Behaviour {
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established_per_peer(Some(MAX_PER_PEER))
+                    .with_max_pending_incoming(Some(MAX_PENDING))
+                    .with_max_pending_outgoing(Some(MAX_PENDING))
+                    .with_max_established(Some(MAX_ESTABLISHED)),
+            ),
+            memory: memory_connection_limits::Behaviour::with_max_bytes(MAX_MEMORY),
             identify: identify::Behaviour::new(
                 identify::Config::new(PROTOCOL.to_string(), key.public())
                     .with_agent_version(agent)

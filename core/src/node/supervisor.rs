@@ -22,6 +22,10 @@ use crate::store::{self, Store};
 
 /// Redials of a dropped peer stop after this many attempts (about 8 minutes of backoff).
 const MAX_REDIALS: u32 = 10;
+/// Peers in the table at most; beyond, disconnected ones heard of least recently go first
+/// (peers this node does not redial before those it does). A stranger that leaves is forgotten
+/// at once unless discovery or the user named it.
+const MAX_PEERS: usize = 512;
 
 /// What the node asks of its supervisor.
 pub(super) enum Command {
@@ -46,6 +50,8 @@ struct PeerState {
     /// Redial this peer when it drops (found by discovery, added by hand or remembered).
     keep: bool,
     redial: Option<Redial>,
+    /// When the table last heard of it.
+    heard: Option<Instant>,
 }
 
 struct Redial {
@@ -94,7 +100,8 @@ impl Supervisor {
     pub(super) fn load_recent_peers(&mut self, since: u64) {
         match self.store.peers_since(since) {
             Ok(known) => {
-                for k in known.into_iter().filter(|k| !k.addrs.is_empty()) {
+                let with_addrs = known.into_iter().filter(|k| !k.addrs.is_empty());
+                for k in with_addrs.take(MAX_PEERS) {
                     let state = PeerState {
                         name: k.name,
                         addrs: k.addrs,
@@ -209,7 +216,7 @@ impl Supervisor {
                 reason: "that is this device's own peer id".into(),
             });
         }
-        let state = self.peers.entry(peer).or_default();
+        let state = self.entry(peer);
         state.keep = true;
         for a in addrs {
             if !state.addrs.contains(&a) {
@@ -219,6 +226,30 @@ impl Supervisor {
         let all = state.addrs.clone();
         self.record_seen(&peer, "", &all);
         Ok(all)
+    }
+
+    /// The entry of `peer`, created when missing, marked as heard of now; the table stays
+    /// within [`MAX_PEERS`].
+    fn entry(&mut self, peer: PeerId) -> &mut PeerState {
+        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS {
+            self.forget_one();
+        }
+        let state = self.peers.entry(peer).or_default();
+        state.heard = Some(Instant::now());
+        state
+    }
+
+    /// Forgets the disconnected peer heard of least recently, one not redialled first.
+    fn forget_one(&mut self) {
+        let victim = self
+            .peers
+            .iter()
+            .filter(|(_, s)| s.connections == 0)
+            .min_by_key(|(_, s)| (s.keep, s.heard))
+            .map(|(p, _)| *p);
+        if let Some(peer) = victim {
+            self.peers.remove(&peer);
+        }
     }
 
     fn net_event(&mut self, ev: NetEvent) {
@@ -284,7 +315,7 @@ impl Supervisor {
         first: bool,
         upgraded: bool,
     ) {
-        let state = self.peers.entry(peer).or_default();
+        let state = self.entry(peer);
         state.connections += 1;
         state.redial = None;
         let name = state.name.clone();
@@ -325,7 +356,11 @@ impl Supervisor {
                 attempt: 0,
             });
         }
-        let discovered = state.discovered;
+        let (discovered, keep) = (state.discovered, state.keep);
+        if !keep {
+            // A stranger that connected and left: nothing to redial, nothing to list.
+            self.peers.remove(&peer);
+        }
         self.bus.emit(Event::PeerDisconnected { peer });
         if discovered && let Some(d) = &self.discovery {
             d.verify(peer);
@@ -340,7 +375,7 @@ impl Supervisor {
         listen_addrs: Vec<Multiaddr>,
     ) {
         let (agent, name) = split_agent(agent);
-        let state = self.peers.entry(peer).or_default();
+        let state = self.entry(peer);
         if !name.is_empty() {
             state.name = name.clone();
         }
@@ -364,7 +399,7 @@ impl Supervisor {
     fn discovery_update(&mut self, update: Update) {
         match update {
             Update::Found(found) => {
-                let state = self.peers.entry(found.peer).or_default();
+                let state = self.entry(found.peer);
                 let new = !state.discovered;
                 state.discovered = true;
                 state.keep = true;

@@ -3,7 +3,8 @@
 //! downloads of that share hear about them at once and ask them too (a friend half-way through
 //! has chunks to give). Providers name these peers to each other (peer exchange), so a ticket
 //! that names only the original sender is enough to find the whole swarm.
-//! How to reach a peer is net's business ([`crate::net::Net::listen_addrs_of`]).
+//! How to reach a peer is net's business ([`crate::net::Net::listen_addrs_of`]). The table is
+//! bounded (64 peers per share, 256 shares) and forgets a share's peers when its key ends.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +18,8 @@ use super::wire::{MAX_PEX, PexPeer};
 
 /// Peers remembered per share for peer exchange.
 const PEERS_PER_SHARE: usize = 64;
+/// Shares whose peers are remembered; the one heard of least recently goes first beyond this.
+const SHARES: usize = 256;
 
 /// Who holds or fetches which share, shared by the node's serving sessions and downloads.
 pub struct Holders {
@@ -50,8 +53,23 @@ impl Holders {
             {
                 peers.remove(&oldest);
             }
+            if all.len() > SHARES {
+                let stale = all
+                    .iter()
+                    .filter(|(t, _)| **t != tag)
+                    .min_by_key(|(_, peers)| peers.values().max().copied())
+                    .map(|(t, _)| *t);
+                if let Some(stale) = stale {
+                    all.remove(&stale);
+                }
+            }
         }
         let _ = self.arrivals.send((tag, peer));
+    }
+
+    /// Forgets the peers of `tag` (a key this node no longer serves or fetches).
+    pub fn forget(&self, tag: &ShareTag) {
+        self.lock().remove(tag);
     }
 
     /// Every peer known to hold the key tagged `tag`.

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{AsyncWriteExt, StreamExt};
@@ -19,13 +19,30 @@ use super::{Manifest, Notice, Provider, Ticket};
 use crate::contacts;
 use crate::error::{Error, Result};
 use crate::identity;
-use crate::net::framing::{WireError, read_msg, write_msg};
+use crate::net::framing::{
+    FIRST_FRAME, IO_TIMEOUT, WireError, read_msg, read_within, write_within,
+};
+use crate::net::gate::Gate;
 
 /// The libp2p protocol name.
 pub const PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/meshdrop/offer/1");
 
 /// How long an offer waits for the receiver's answer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Offers from strangers fetched or waiting for an answer at once; more are declined at once.
+pub const MAX_STRANGER_OFFERS: usize = 4;
+/// Offers fetched or waiting for an answer at once, in all.
+pub const MAX_OFFERS: usize = 16;
+/// The largest manifest an offer may have unless the user allows more
+/// ([`super::TransferConfig::max_offer_manifest`]): what a stranger makes this device fetch and
+/// decode before anyone said yes.
+pub const MAX_OFFER_MANIFEST: usize = 1 << 20;
+/// Offer streams of one peer served at once, and in all.
+const OFFER_SESSIONS: (usize, usize) = (4, 32);
+/// How long a receiver's progress may take to come while it downloads (a download waits up to
+/// five minutes for its providers to come back).
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(360);
 
 /// Messages on an offer stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +146,24 @@ pub struct PendingOffer {
 pub struct Pending {
     next: AtomicU64,
     waiting: Mutex<HashMap<u64, Waiting>>,
+    /// Offers being fetched or waiting for an answer: (from strangers, in all).
+    open: Arc<Mutex<(usize, usize)>>,
+}
+
+/// An offer admitted among those pending; dropping it makes room.
+pub(crate) struct Slot {
+    stranger: bool,
+    open: Arc<Mutex<(usize, usize)>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.1 = open.1.saturating_sub(1);
+        if self.stranger {
+            open.0 = open.0.saturating_sub(1);
+        }
+    }
 }
 
 struct Waiting {
@@ -187,6 +222,23 @@ impl Pending {
     pub(crate) fn forget(&self, id: u64) {
         self.lock().remove(&id);
     }
+
+    /// Admits one more offer (from a stranger or not) while fewer than [`MAX_STRANGER_OFFERS`]
+    /// strangers' and [`MAX_OFFERS`] in all are open; `None` otherwise.
+    pub(crate) fn admit(&self, stranger: bool) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.1 >= MAX_OFFERS || (stranger && open.0 >= MAX_STRANGER_OFFERS) {
+            return None;
+        }
+        open.1 += 1;
+        if stranger {
+            open.0 += 1;
+        }
+        Some(Slot {
+            stranger,
+            open: self.open.clone(),
+        })
+    }
 }
 
 /// Opens an offer stream to `peer`, three tries: a connection can vanish just after it was
@@ -218,7 +270,7 @@ pub(crate) async fn send(
         ticket: ticket.to_string(),
         name: name.to_string(),
     };
-    write_msg(&mut stream, &offer)
+    write_within(&mut stream, &offer, IO_TIMEOUT)
         .await
         .map_err(|e| unreachable(&e))?;
     let mut buf = Vec::new();
@@ -247,7 +299,7 @@ pub(crate) async fn send(
         other => return Err(unreachable(&format!("unexpected answer {other:?}"))),
     }
     loop {
-        match read_msg::<_, Msg>(&mut stream, &mut buf)
+        match read_within::<_, Msg>(&mut stream, &mut buf, PROGRESS_TIMEOUT)
             .await
             .map_err(|e| unreachable(&e))?
         {
@@ -270,14 +322,20 @@ fn unreachable(e: &dyn std::fmt::Display) -> Error {
     }
 }
 
-/// Accepts offer streams until the node stops, one task per offer.
+/// Accepts offer streams until the node stops, one task per offer (a few per peer at once).
 pub(crate) async fn receive(mut incoming: libp2p_stream::IncomingStreams, s: Shared) {
+    let gate = Gate::new(OFFER_SESSIONS.0, OFFER_SESSIONS.1);
     while let Some((peer, stream)) = incoming.next().await {
+        let Some(pass) = gate.enter(peer) else {
+            tracing::debug!(%peer, "too many offer streams: dropped");
+            continue;
+        };
         let s = s.clone();
         tokio::spawn(async move {
             if let Err(e) = session(peer, stream, &s).await {
                 tracing::debug!(%peer, error = %e, "offer session ended");
             }
+            drop(pass);
         });
     }
 }
@@ -287,7 +345,8 @@ pub(crate) async fn receive(mut incoming: libp2p_stream::IncomingStreams, s: Sha
 /// progress told to the sender.
 async fn session(peer: PeerId, mut stream: Stream, s: &Shared) -> Result<(), WireError> {
     let mut buf = Vec::new();
-    let Some(Msg::Offer { ticket, name }) = read_msg(&mut stream, &mut buf).await? else {
+    let first = read_within(&mut stream, &mut buf, FIRST_FRAME).await?;
+    let Some(Msg::Offer { ticket, name }) = first else {
         return Ok(());
     };
     let decline = |reason: String| Msg::Declined { reason };
@@ -298,10 +357,16 @@ async fn session(peer: PeerId, mut stream: Stream, s: &Shared) -> Result<(), Wir
             name,
             reason: reason.clone(),
         });
-        return write_msg(&mut stream, &decline(reason)).await;
+        return write_within(&mut stream, &decline(reason), IO_TIMEOUT).await;
     }
     let Ok(ticket) = ticket.parse::<Ticket>() else {
-        return write_msg(&mut stream, &decline("the ticket is not valid".into())).await;
+        let reason = decline("the ticket is not valid".into());
+        return write_within(&mut stream, &reason, IO_TIMEOUT).await;
+    };
+    // Held while the offer is fetched and waits for an answer.
+    let Some(slot) = s.offers.admit(contact.is_none()) else {
+        let reason = decline("this device has too many offers waiting: try again later".into());
+        return write_within(&mut stream, &reason, IO_TIMEOUT).await;
     };
     // The offering peer serves the share: fetch and check the manifest to show what is offered.
     let ticket = Ticket::new(
@@ -312,18 +377,21 @@ async fn session(peer: PeerId, mut stream: Stream, s: &Shared) -> Result<(), Wir
             addrs: Vec::new(),
         }],
     );
-    let manifest = match offered_manifest(s, peer, &ticket).await {
+    let listing = match offered_manifest(s, peer, &ticket).await {
         Ok(m) => m,
-        Err(reason) => return write_msg(&mut stream, &decline(reason)).await,
+        Err(reason) => return write_within(&mut stream, &decline(reason), IO_TIMEOUT).await,
     };
     let offer = Offered {
         peer,
         name,
         contact,
     };
-    let (dest, files, add_contact) = match ask(s, &offer, &manifest).await {
+    let file_count = listing.files.len();
+    let decision = ask(s, &offer, listing).await;
+    drop(slot);
+    let (dest, files, add_contact) = match decision {
         Decision::Decline => {
-            return write_msg(&mut stream, &decline("declined".into())).await;
+            return write_within(&mut stream, &decline("declined".into()), IO_TIMEOUT).await;
         }
         Decision::Accept {
             dest,
@@ -335,22 +403,19 @@ async fn session(peer: PeerId, mut stream: Stream, s: &Shared) -> Result<(), Wir
     {
         tracing::warn!(error = %e, "cannot add the sender as a contact");
     }
-    let count = files.as_ref().map_or(manifest.files().len(), Vec::len);
+    let count = files.as_ref().map_or(file_count, Vec::len);
     let files_accepted = u32::try_from(count).unwrap_or(u32::MAX);
-    write_msg(
-        &mut stream,
-        &Msg::Accepted {
-            files: files_accepted,
-        },
-    )
-    .await?;
+    let accepted = Msg::Accepted {
+        files: files_accepted,
+    };
+    write_within(&mut stream, &accepted, IO_TIMEOUT).await?;
     let spec = DownloadSpec {
         ticket,
         dest,
         files,
     };
     let end = download_for(s, spec, &mut stream).await?;
-    write_msg(&mut stream, &end).await?;
+    write_within(&mut stream, &end, IO_TIMEOUT).await?;
     let _ = stream.close().await;
     Ok(())
 }
@@ -389,53 +454,80 @@ fn hidden_top_level(manifest: &Manifest) -> Option<String> {
         .map(|top| format!("the offer holds a hidden top-level name ({top:?}): not accepted"))
 }
 
-/// The offered share's manifest, checked against the ticket; why not as the reason to decline.
+/// What an offer holds, as shown to the app.
+struct Listing {
+    files: Vec<OfferedFile>,
+    total: u64,
+}
+
+impl Listing {
+    fn of(manifest: &Manifest) -> Self {
+        let files = manifest
+            .files()
+            .iter()
+            .map(|f| OfferedFile {
+                path: f.path.as_str().to_string(),
+                size: f.size,
+            })
+            .collect();
+        Self {
+            files,
+            total: manifest.total_size(),
+        }
+    }
+}
+
+/// The offered share's manifest, checked against the ticket, as its listing (the manifest itself
+/// is not kept while the offer waits: an accepted offer fetches it again); why not as the
+/// reason to decline.
 async fn offered_manifest(
     s: &Shared,
     peer: PeerId,
     ticket: &Ticket,
-) -> std::result::Result<Manifest, String> {
-    let bytes = download::fetch_manifest(s, &[peer], ticket)
+) -> std::result::Result<Listing, String> {
+    let most = s.config.max_offer_manifest;
+    let bytes = download::fetch_manifest(s, &[peer], ticket, most)
         .await
         .map_err(|e| format!("cannot read the offer: {e}"))?;
-    let manifest = Manifest::decode_verified(&bytes, &ticket.content)
-        .map_err(|e| format!("bad manifest: {e}"))?;
-    match hidden_top_level(&manifest) {
-        Some(why) => Err(why),
-        None => Ok(manifest),
-    }
+    let content = ticket.content;
+    // Decoding checks every hash: off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let manifest = Manifest::decode_verified(&bytes, &content)
+            .map_err(|e| format!("bad manifest: {e}"))?;
+        drop(bytes);
+        match hidden_top_level(&manifest) {
+            Some(why) => Err(why),
+            None => Ok(Listing::of(&manifest)),
+        }
+    })
+    .await
+    .map_err(|_| "the node is stopping".to_string())?
 }
 
 /// Shows the offer to the app and waits for its decision (declined after [`ANSWER_TIMEOUT`]).
-async fn ask(s: &Shared, offer: &Offered, manifest: &Manifest) -> Decision {
+async fn ask(s: &Shared, offer: &Offered, listing: Listing) -> Decision {
     let peer = offer.peer;
-    let files: Vec<OfferedFile> = manifest
-        .files()
-        .iter()
-        .map(|f| OfferedFile {
-            path: f.path.as_str().to_string(),
-            size: f.size,
-        })
-        .collect();
+    let code = identity::verification_code(&s.net.local_peer_id(), &peer);
+    let shown = listing.files.clone();
     let waiting = PendingOffer {
         offer: 0,
         peer,
         name: offer.name.clone(),
         contact: offer.contact.clone(),
-        verification_code: identity::verification_code(&s.net.local_peer_id(), &peer),
-        total: manifest.total_size(),
-        files: files.clone(),
+        verification_code: code.clone(),
+        total: listing.total,
+        files: listing.files,
         expires_in_secs: ANSWER_TIMEOUT.as_secs(),
     };
-    let (id, decision) = s.offers.register(waiting.clone());
+    let (id, decision) = s.offers.register(waiting);
     s.report.send(Notice::OfferReceived {
         offer: id,
         peer,
-        name: waiting.name,
-        contact: waiting.contact,
-        verification_code: waiting.verification_code,
-        total: waiting.total,
-        files,
+        name: offer.name.clone(),
+        contact: offer.contact.clone(),
+        verification_code: code,
+        total: listing.total,
+        files: shown,
     });
     match tokio::time::timeout(ANSWER_TIMEOUT, decision).await {
         Ok(Ok(d)) => d,
@@ -459,14 +551,11 @@ async fn download_for(
         let now = status.borrow_and_update().clone();
         match now {
             Status::Running(p) => {
-                write_msg(
-                    stream,
-                    &Msg::Progress {
-                        done: p.done,
-                        total: p.total,
-                    },
-                )
-                .await?;
+                let progress = Msg::Progress {
+                    done: p.done,
+                    total: p.total,
+                };
+                write_within(stream, &progress, IO_TIMEOUT).await?;
             }
             Status::Finished { .. } | Status::Failed { .. } => break,
             Status::Starting => {}

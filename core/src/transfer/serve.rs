@@ -1,9 +1,14 @@
 //! Serving shares: answers downloaders' requests on the blob protocol, streaming chunks from disk.
-//! Requests become jobs for a reader thread that reads ahead while earlier chunks are being sent,
-//! and verifies each chunk it read against the manifest: one that does not verify is never sent
-//! (the answer is `Missing`, and `health.rs` checks and repairs its file). Answers go out in
-//! request order, with announcements of chunks gained and of other peers of the share (peer
-//! exchange) between them.
+//! Requests become jobs for a reader task that reads ahead (each read on the blocking pool, no
+//! thread held between reads) while earlier chunks are being sent, and verifies each chunk it read
+//! against the manifest: one that does not verify is never sent (the answer is `Missing`, and
+//! `health.rs` checks and repairs its file). Answers go out in request order, with announcements
+//! of chunks gained and of other peers of the share (peer exchange) between them.
+//!
+//! Bounds: a peer has [`FIRST_FRAME`] to say hello, [`REQUEST_IDLE`] between requests, and every
+//! write must go through within [`WRITE_TIMEOUT`]; a downloader that stops reading for
+//! [`SLOT_STALL`] gives its upload slot to the next in line meanwhile. At most
+//! [`SESSIONS_PER_PEER`] sessions of one peer and [`SESSIONS`] in all run at once.
 
 use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
@@ -24,7 +29,8 @@ use super::library::Content;
 use super::service::Shared;
 use super::shares::Opened;
 use super::wire::{MAX_HAVE, MAX_RUN, Request, Response};
-use crate::net::framing::{WireError, read_msg, write_msg};
+use crate::net::framing::{FIRST_FRAME, IO_TIMEOUT, WireError, read_within, write_within};
+use crate::net::gate::Gate;
 
 /// Chunks gained are announced at most this often per session, in one message.
 const HAVE_EVERY: Duration = Duration::from_millis(100);
@@ -32,15 +38,33 @@ const HAVE_EVERY: Duration = Duration::from_millis(100);
 const PEX_EVERY: Duration = Duration::from_secs(1);
 /// Chunks read ahead of the one being sent.
 const READ_AHEAD: usize = 4;
+/// How long a session waits for the downloader's next request.
+pub const REQUEST_IDLE: Duration = Duration::from_secs(120);
+/// How long one write (a frame, a piece of a chunk) may wait for the downloader to read.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A write waiting this long gives up its upload slot until it goes through.
+pub const SLOT_STALL: Duration = Duration::from_millis(500);
+/// Bytes written at a time, each within [`SLOT_STALL`] to keep the slot.
+const PIECE: usize = 64 * 1024;
+/// Blob sessions of one peer at once (a stream per share it fetches, manifests).
+pub const SESSIONS_PER_PEER: usize = 8;
+/// Blob sessions at once, in all.
+pub const SESSIONS: usize = 128;
 
-/// Accepts blob streams until the node stops, one task per stream.
+/// Accepts blob streams until the node stops, one task per stream, within the bounds.
 pub(crate) async fn run(mut incoming: libp2p_stream::IncomingStreams, s: Shared) {
+    let gate = Gate::new(SESSIONS_PER_PEER, SESSIONS);
     while let Some((peer, stream)) = incoming.next().await {
+        let Some(pass) = gate.enter(peer) else {
+            tracing::debug!(%peer, "too many blob sessions: stream dropped");
+            continue;
+        };
         let s = s.clone();
         tokio::spawn(async move {
             if let Err(e) = session(peer, stream, s).await {
                 tracing::debug!(%peer, error = %e, "blob session ended");
             }
+            drop(pass);
         });
     }
 }
@@ -48,9 +72,10 @@ pub(crate) async fn run(mut incoming: libp2p_stream::IncomingStreams, s: Shared)
 async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireError> {
     let (mut r, mut w) = stream.split();
     let mut buf = Vec::new();
-    let Some(Request::Hello { tag, proof }) = read_msg(&mut r, &mut buf).await? else {
+    let first = read_within(&mut r, &mut buf, FIRST_FRAME).await?;
+    let Some(Request::Hello { tag, proof }) = first else {
         let message = "expected hello".into();
-        return write_msg(&mut w, &Response::Error { message }).await;
+        return write_within(&mut w, &Response::Error { message }, IO_TIMEOUT).await;
     };
     // A peer that does not prove the key hears the same as one asking for a share this node
     // does not have: nothing.
@@ -62,7 +87,7 @@ async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireErro
         .filter(|o| o.key.verify(&proof, &peer, &local));
     let Some((share, content)) = opened.and_then(|o| s.library.get(&o.content).map(|c| (o, c)))
     else {
-        return write_msg(&mut w, &Response::Unknown).await;
+        return write_within(&mut w, &Response::Unknown, IO_TIMEOUT).await;
     };
     // Whoever proves the key holds or fetches the share: a peer for the others, and for this
     // node's own download of it (running now, or started later), which hears of it through the
@@ -84,7 +109,7 @@ async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireErro
         have,
         peers,
     };
-    write_msg(&mut w, &hello).await?;
+    write_within(&mut w, &hello, IO_TIMEOUT).await?;
     tracing::debug!(%peer, content = %content.id, share = %tag, "serving");
 
     let (jobs, job_rx) = mpsc::channel::<Job>(2 * MAX_RUN as usize);
@@ -95,8 +120,8 @@ async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireErro
         s: s.clone(),
         rt: tokio::runtime::Handle::current(),
         open: None,
-    };
-    tokio::task::spawn_blocking(move || reader.read_ahead(job_rx, out_tx));
+    }
+    .read_ahead(job_rx, out_tx);
     let responder = Responder {
         gains: content.gains(),
         w,
@@ -112,7 +137,11 @@ async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireErro
     };
     // The session ends when the downloader closes its side, an answer cannot be sent, or the
     // share is unshared.
-    tokio::try_join!(requests(r, buf, jobs), responder.run(answers)).map(drop)
+    let reader = async {
+        reader.await;
+        Ok(())
+    };
+    tokio::try_join!(requests(r, buf, jobs), responder.run(answers), reader).map(drop)
 }
 
 /// Turns the downloader's requests into jobs for the reader, in order.
@@ -121,7 +150,7 @@ async fn requests(
     mut buf: Vec<u8>,
     jobs: mpsc::Sender<Job>,
 ) -> Result<(), WireError> {
-    while let Some(req) = read_msg::<_, Request>(&mut r, &mut buf).await? {
+    while let Some(req) = read_within::<_, Request>(&mut r, &mut buf, REQUEST_IDLE).await? {
         let sent = match req {
             Request::Hello { .. } => jobs.send(Job::Refuse("one share per stream")).await,
             Request::Manifest => jobs.send(Job::Manifest).await,
@@ -183,13 +212,13 @@ impl Responder {
                 answer = answers.recv() => match answer {
                     Some(Answer::Refuse(message)) => {
                         let message = message.into();
-                        write_msg(&mut self.w, &Response::Error { message }).await?;
+                        write_within(&mut self.w, &Response::Error { message }, IO_TIMEOUT).await?;
                         break;
                     }
                     Some(answer) => {
                         self.answer(answer).await?;
                         if answers.is_empty() {
-                            self.w.flush().await?;
+                            flush(&mut self.w).await?;
                         }
                     }
                     None => break,
@@ -211,8 +240,8 @@ impl Responder {
                 } => break,
             }
         }
-        self.w.flush().await?;
-        let _ = self.w.close().await;
+        flush(&mut self.w).await?;
+        let _ = tokio::time::timeout(IO_TIMEOUT, self.w.close()).await;
         Ok(())
     }
 
@@ -233,8 +262,8 @@ impl Responder {
         match answer {
             Answer::Manifest(encoded) => {
                 let len = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
-                write_msg(&mut self.w, &Response::Manifest { len }).await?;
-                self.w.write_all(&encoded).await?;
+                write_within(&mut self.w, &Response::Manifest { len }, IO_TIMEOUT).await?;
+                write_payload(&mut self.w, &encoded, &mut None).await?;
             }
             Answer::Chunk(index, chunk, last) => {
                 if self.slot.is_none() {
@@ -242,8 +271,8 @@ impl Responder {
                 }
                 let len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
                 self.s.throttle.upload.take(chunk.len() as u64).await;
-                write_msg(&mut self.w, &Response::Chunk { index, len }).await?;
-                self.w.write_all(&chunk).await?;
+                write_within(&mut self.w, &Response::Chunk { index, len }, IO_TIMEOUT).await?;
+                write_payload(&mut self.w, &chunk, &mut self.slot).await?;
                 self.sent += chunk.len() as u64;
                 if self.content.mark_served(index) {
                     let content = self.content.id;
@@ -256,7 +285,7 @@ impl Responder {
             Answer::Missing(index, last) => {
                 // Announced again should it be repaired.
                 self.announced.clear(index);
-                write_msg(&mut self.w, &Response::Missing { index }).await?;
+                write_within(&mut self.w, &Response::Missing { index }, IO_TIMEOUT).await?;
                 if last {
                     self.slot = None;
                 }
@@ -271,9 +300,9 @@ impl Responder {
         let gained = self.content.gained_since(&mut self.announced);
         for chunks in gained.chunks(MAX_HAVE) {
             let chunks = chunks.to_vec();
-            write_msg(&mut self.w, &Response::Have { chunks }).await?;
+            write_within(&mut self.w, &Response::Have { chunks }, IO_TIMEOUT).await?;
         }
-        self.w.flush().await?;
+        flush(&mut self.w).await?;
         Ok(())
     }
 
@@ -288,8 +317,8 @@ impl Responder {
             .filter(|p| self.named.insert(p.peer.clone()))
             .collect();
         if !peers.is_empty() {
-            write_msg(&mut self.w, &Response::Peers { peers }).await?;
-            self.w.flush().await?;
+            write_within(&mut self.w, &Response::Peers { peers }, IO_TIMEOUT).await?;
+            flush(&mut self.w).await?;
         }
         Ok(())
     }
@@ -310,6 +339,41 @@ enum Answer {
     Refuse(&'static str),
 }
 
+/// Writes a payload piece by piece; a piece the downloader does not take within [`SLOT_STALL`]
+/// gives up `slot` (taken again before the next chunk), and one not taken within
+/// [`WRITE_TIMEOUT`] ends the session.
+async fn write_payload(
+    w: &mut WriteHalf<Stream>,
+    data: &[u8],
+    slot: &mut Option<OwnedSemaphorePermit>,
+) -> Result<(), WireError> {
+    for piece in data.chunks(PIECE) {
+        let write = w.write_all(piece);
+        tokio::pin!(write);
+        match tokio::time::timeout(SLOT_STALL, &mut write).await {
+            Ok(written) => written?,
+            Err(_) => {
+                // A stalled reader: its slot serves someone else meanwhile.
+                *slot = None;
+                tokio::time::timeout(WRITE_TIMEOUT, write)
+                    .await
+                    .map_err(|_| {
+                        WireError::Timeout("writing to a downloader that stopped reading")
+                    })??;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Flushes within [`WRITE_TIMEOUT`].
+async fn flush(w: &mut WriteHalf<Stream>) -> Result<(), WireError> {
+    tokio::time::timeout(WRITE_TIMEOUT, w.flush())
+        .await
+        .map_err(|_| WireError::Timeout("flushing to a downloader"))?
+        .map_err(Into::into)
+}
+
 /// Reads chunks from disk in job order for one session, keeping the last file open.
 struct Reader {
     content: Arc<Content>,
@@ -320,25 +384,36 @@ struct Reader {
 }
 
 impl Reader {
-    /// Answers jobs until either channel closes; with the `corrupt_chunks` fault it flips a bit
-    /// in every chunk after verifying it (a test's malicious provider).
-    fn read_ahead(mut self, mut jobs: mpsc::Receiver<Job>, answers: mpsc::Sender<Answer>) {
+    /// Answers jobs until either channel closes, each read on the blocking pool (no thread held
+    /// between reads); with the `corrupt_chunks` fault it flips a bit in every chunk after
+    /// verifying it (a test's malicious provider).
+    async fn read_ahead(mut self, mut jobs: mpsc::Receiver<Job>, answers: mpsc::Sender<Answer>) {
         let corrupt = self.s.config.corrupt_chunks;
-        while let Some(job) = jobs.blocking_recv() {
+        while let Some(job) = jobs.recv().await {
             let answer = match job {
                 Job::Manifest => Answer::Manifest(self.content.encoded.clone()),
                 Job::Refuse(why) => Answer::Refuse(why),
-                Job::Chunk(index, last) => match self.read_chunk(index) {
-                    Some(mut chunk) => {
-                        if corrupt && let Some(b) = chunk.first_mut() {
-                            *b ^= 0x01;
+                Job::Chunk(index, last) => {
+                    let read = tokio::task::spawn_blocking(move || {
+                        let chunk = self.read_chunk(index);
+                        (chunk, self)
+                    });
+                    let Ok((chunk, reader)) = read.await else {
+                        return;
+                    };
+                    self = reader;
+                    match chunk {
+                        Some(mut chunk) => {
+                            if corrupt && let Some(b) = chunk.first_mut() {
+                                *b ^= 0x01;
+                            }
+                            Answer::Chunk(index, chunk, last)
                         }
-                        Answer::Chunk(index, chunk, last)
+                        None => Answer::Missing(index, last),
                     }
-                    None => Answer::Missing(index, last),
-                },
+                }
             };
-            if answers.blocking_send(answer).is_err() {
+            if answers.send(answer).await.is_err() {
                 return;
             }
         }

@@ -40,6 +40,8 @@ pub struct TransferConfig {
     pub visibility: Visibility,
     /// What names download destinations hold (`None`: probed on each).
     pub name_rules: Option<NameRules>,
+    /// The largest manifest an offer may have (default [`offer::MAX_OFFER_MANIFEST`], 1 MiB).
+    pub max_offer_manifest: usize,
     /// Flip a bit in every chunk served: a corrupt provider, for tests.
     pub(crate) corrupt_chunks: bool,
 }
@@ -51,6 +53,7 @@ impl Default for TransferConfig {
             progress_interval: Duration::from_millis(250),
             visibility: Visibility::Contacts,
             name_rules: None,
+            max_offer_manifest: offer::MAX_OFFER_MANIFEST,
             corrupt_chunks: false,
         }
     }
@@ -175,6 +178,7 @@ impl Services {
     /// no key opens it.
     pub(crate) fn remove_key(&self, tag: &ShareTag) -> Result<Option<KeyRecord>> {
         state::forget_key(&self.store, tag)?;
+        self.holders.forget(tag);
         let Some(record) = self.shares.remove(tag) else {
             return Ok(None);
         };

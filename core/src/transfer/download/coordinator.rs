@@ -39,6 +39,11 @@ const STUCK_FOR: Duration = Duration::from_secs(5);
 /// While stuck for another reason, providers not asked now are dialled again this often.
 const STUCK_REDIAL: Duration = Duration::from_secs(10);
 
+/// Peers named by peer exchange waiting to be asked; more are dropped.
+const FOUND_QUEUE: usize = 64;
+/// Workers of one download at once: peer exchange adds none beyond.
+const MAX_WORKERS: usize = 64;
+
 /// What a worker task returns: its peer and how it ended.
 type WorkerEnd = (PeerId, Result<Ended, PeerError>);
 
@@ -59,7 +64,7 @@ pub(super) async fn fetch(
     )));
     let (chunk_tx, chunk_rx) = mpsc::channel::<Received>(QUEUED_CHUNKS);
     let (fb_tx, fb_rx) = mpsc::unbounded_channel::<Feedback>();
-    let (found_tx, found_rx) = mpsc::unbounded_channel();
+    let (found_tx, found_rx) = mpsc::channel(FOUND_QUEUE);
     let pool = Pool::default();
     let links = Links {
         feedback: fb_tx,
@@ -105,7 +110,7 @@ pub(super) async fn fetch(
 struct Inputs {
     feedback: mpsc::UnboundedReceiver<Feedback>,
     /// Peers named by another one's hello (peer exchange).
-    found: mpsc::UnboundedReceiver<(PeerId, Vec<Multiaddr>)>,
+    found: mpsc::Receiver<(PeerId, Vec<Multiaddr>)>,
     /// Peers that asked this node for a share: they hold or fetch it too.
     arrivals: tokio::sync::broadcast::Receiver<(ShareTag, PeerId)>,
     changes: tokio::sync::broadcast::Receiver<Change>,
@@ -137,7 +142,7 @@ struct Coordinator<'a> {
     chunks: mpsc::Sender<Received>,
     pool: Pool,
     control: watch::Receiver<Control>,
-    found: mpsc::UnboundedSender<(PeerId, Vec<Multiaddr>)>,
+    found: mpsc::Sender<(PeerId, Vec<Multiaddr>)>,
     workers: JoinSet<WorkerEnd>,
     /// The peer of each running worker.
     running: HashMap<PeerId, AbortHandle>,
@@ -231,8 +236,10 @@ impl Coordinator<'_> {
                     self.on_worker_end(joined)
                 }
                 Some((peer, addrs)) = inputs.found.recv() => {
-                    tracing::debug!(%peer, "peer exchange: asking it too");
-                    self.spawn_if_usable(peer, addrs);
+                    if self.running.len() < MAX_WORKERS {
+                        tracing::debug!(%peer, "peer exchange: asking it too");
+                        self.spawn_if_usable(peer, addrs);
+                    }
                     Step::On
                 }
                 arrival = inputs.arrivals.recv() => self.on_arrival(arrival),

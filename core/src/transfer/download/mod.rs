@@ -15,6 +15,7 @@
 mod coordinator;
 mod durable;
 pub mod handle;
+mod pex;
 mod plan;
 mod providers;
 mod registry;

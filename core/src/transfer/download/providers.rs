@@ -42,25 +42,37 @@ pub(super) async fn manifest(
     let content = &ticket.content;
     let encoded = match state::manifest(&s.store, content)? {
         Some(m) => m,
-        None => fetch_manifest(s, providers, ticket).await?,
+        None => fetch_manifest(s, providers, ticket, MAX_ENCODED_LEN).await?,
     };
-    let manifest = Manifest::decode_verified(&encoded, content)?;
+    // Decoding checks every hash: off the async workers.
+    let (encoded, manifest) = tokio::task::spawn_blocking({
+        let content = *content;
+        move || {
+            let manifest = Manifest::decode_verified(&encoded, &content);
+            (encoded, manifest)
+        }
+    })
+    .await
+    .map_err(|_| DownloadError::Node(crate::Error::Stopped))?;
+    let manifest = manifest?;
     state::save_manifest(&s.store, content, &encoded)?;
     Ok((Arc::new(manifest), Arc::new(encoded)))
 }
 
-/// Asks `providers` in turn for the manifest of the ticket's share; the first that hashes to the
-/// content id wins (one that does not is that provider's lie: the next is asked).
+/// Asks `providers` in turn for the manifest of the ticket's share, at most `most` bytes; the
+/// first that hashes to the content id wins (one that does not is that provider's lie: the next
+/// is asked).
 pub(crate) async fn fetch_manifest(
     s: &Shared,
     providers: &[PeerId],
     ticket: &Ticket,
+    most: usize,
 ) -> Result<Vec<u8>, DownloadError> {
     let content = &ticket.content;
     let mut errors = Vec::new();
     for peer in providers {
         // Bounded: a stream can die silently with its connection.
-        let asked = ask_manifest(s, *peer, &ticket.key);
+        let asked = ask_manifest(s, *peer, &ticket.key, most.min(MAX_ENCODED_LEN));
         let attempt = tokio::time::timeout(STALL_TIMEOUT, asked).await;
         let result = attempt
             .unwrap_or_else(|_| Err(format!("no manifest within {} s", STALL_TIMEOUT.as_secs())));
@@ -76,7 +88,12 @@ pub(crate) async fn fetch_manifest(
     Err(DownloadError::NoProvider(errors.join("; ")))
 }
 
-async fn ask_manifest(s: &Shared, peer: PeerId, key: &ShareKey) -> Result<Vec<u8>, String> {
+async fn ask_manifest(
+    s: &Shared,
+    peer: PeerId,
+    key: &ShareKey,
+    most: usize,
+) -> Result<Vec<u8>, String> {
     let mut stream = worker::open(s, peer, key)
         .await
         .map_err(|e| e.to_string())?
@@ -89,7 +106,7 @@ async fn ask_manifest(s: &Shared, peer: PeerId, key: &ShareKey) -> Result<Vec<u8
         .await
         .map_err(|e| e.to_string())?
     {
-        Some(Response::Manifest { len }) if u64::from(len) <= MAX_ENCODED_LEN as u64 => {
+        Some(Response::Manifest { len }) if u64::from(len) <= most as u64 => {
             let mut bytes = vec![0; len as usize];
             stream
                 .read_exact(&mut bytes)
@@ -98,6 +115,9 @@ async fn ask_manifest(s: &Shared, peer: PeerId, key: &ShareKey) -> Result<Vec<u8
             let _ = stream.close().await;
             Ok(bytes)
         }
+        Some(Response::Manifest { len }) => Err(format!(
+            "the manifest has {len} bytes, more than the {most} accepted"
+        )),
         other => Err(format!("unexpected answer {other:?}")),
     }
 }

@@ -15,9 +15,10 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::handle::Control;
+use super::pex::Intake;
 use super::schedule::Sched;
 use super::sink::{Pool, Received};
-use crate::net::framing::{WireError, read_msg, write_msg};
+use crate::net::framing::{IO_TIMEOUT, WireError, read_msg, read_within, write_within};
 use crate::transfer::Manifest;
 use crate::transfer::capability::ShareKey;
 use crate::transfer::service::Shared;
@@ -102,11 +103,11 @@ pub(super) async fn open(
             tag: key.tag().0,
             proof: key.proof(&local, &peer),
         };
-        if let Err(e) = write_msg(&mut stream, &hello).await {
+        if let Err(e) = write_within(&mut stream, &hello, IO_TIMEOUT).await {
             last = e.into();
             continue;
         }
-        return match read_msg(&mut stream, &mut Vec::new()).await? {
+        return match read_within(&mut stream, &mut Vec::new(), IO_TIMEOUT).await? {
             Some(Response::Hello {
                 proof,
                 complete,
@@ -153,8 +154,8 @@ pub(super) struct Worker {
     pub(super) chunks: mpsc::Sender<Received>,
     pub(super) pool: Pool,
     pub(super) control: watch::Receiver<Control>,
-    /// Where peers named by this one's hello go.
-    pub(super) found: mpsc::UnboundedSender<(PeerId, Vec<Multiaddr>)>,
+    /// Where peers named by this one go (dropped when the download has enough to do).
+    pub(super) found: mpsc::Sender<(PeerId, Vec<Multiaddr>)>,
 }
 
 /// Requests sent and not yet answered, shared by the two halves of a worker.
@@ -182,9 +183,8 @@ impl Worker {
         };
         tracing::debug!(peer = %self.peer, complete = opened.complete, "worker: stream open");
         self.s.holders.add(self.key.tag(), self.peer);
-        for found in opened.peers.iter().filter_map(PexPeer::parse) {
-            let _ = self.found.send(found);
-        }
+        let mut intake = Intake::new();
+        self.take_peers(&mut intake, &opened.peers);
         self.sched.lock().unwrap_or_else(|p| p.into_inner()).join(
             self.peer,
             opened.complete,
@@ -195,7 +195,18 @@ impl Worker {
         let inflight = InFlight::default();
         tokio::select! {
             result = self.ask(w, &inflight) => result,
-            result = self.receive(BufReader::new(r), &inflight) => result,
+            result = self.receive(BufReader::new(r), &inflight, intake) => result,
+        }
+    }
+
+    /// Hands the download the peers this one named, within what peer exchange may take.
+    fn take_peers(&self, intake: &mut Intake, peers: &[PexPeer]) {
+        let net = &self.s.net;
+        let local = net.local_peer_id();
+        for found in intake.take(peers, &local, |a| net.may_dial_learned(a)) {
+            if self.found.try_send(found).is_err() {
+                break;
+            }
         }
     }
 
@@ -251,11 +262,14 @@ impl Worker {
                         .unwrap_or_else(|p| p.into_inner())
                         .extend(first..first + u64::from(count));
                     inflight.bytes.fetch_add(bytes, Ordering::AcqRel);
-                    write_msg(&mut w, &Request::Chunks { first, count }).await?;
+                    let ask = Request::Chunks { first, count };
+                    write_within(&mut w, &ask, IO_TIMEOUT).await?;
                     asked = true;
                 }
                 if asked {
-                    w.flush().await?;
+                    tokio::time::timeout(IO_TIMEOUT, w.flush())
+                        .await
+                        .map_err(|_| WireError::Timeout("sending requests"))??;
                 }
             }
             tokio::select! {
@@ -273,6 +287,7 @@ impl Worker {
         &self,
         mut r: BufReader<futures::io::ReadHalf<libp2p::Stream>>,
         inflight: &InFlight,
+        mut intake: Intake,
     ) -> Result<Ended, PeerError> {
         let mut buf = Vec::new();
         let mut meter = RateMeter::new();
@@ -288,9 +303,7 @@ impl Worker {
                     continue;
                 }
                 Response::Peers { peers } => {
-                    for found in peers.iter().filter_map(PexPeer::parse) {
-                        let _ = self.found.send(found);
-                    }
+                    self.take_peers(&mut intake, peers);
                     continue;
                 }
                 _ => {}

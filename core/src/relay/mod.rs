@@ -4,12 +4,16 @@
 //! A device reserves a slot on the relay (`NodeConfig::relays`) and puts the relayed address in its
 //! tickets; a friend who dials that address gets a circuit through the relay, end-to-end encrypted
 //! (the relay sees only ciphertext), and both try to replace it with a direct connection by hole
-//! punching (DCUtR). The relay forwards bytes only within [`RelayLimits`].
+//! punching (DCUtR). The relay forwards bytes only within [`RelayLimits`], and each device
+//! within its byte budget ([`budget`]).
+
+mod budget;
 
 use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::identity::Keypair;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, identify, noise, ping, relay, tcp, yamux};
@@ -19,6 +23,8 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::net::is_relayed;
+pub use budget::DeviceBudget;
+use budget::Meter;
 
 /// What the relay forwards. libp2p's defaults (a circuit ends after 2 minutes or 128 KiB) suit
 /// a hole-punching rendezvous, not a file transfer; these are set for transfers that cannot go
@@ -39,6 +45,9 @@ pub struct RelayLimits {
     pub max_circuit_duration: Duration,
     /// Bytes one circuit may carry (both directions together).
     pub max_circuit_bytes: u64,
+    /// Bytes one device may move through the relay in all, per window (its circuits and those
+    /// to it, both ways); beyond, it is cut off until the window ends.
+    pub device: DeviceBudget,
 }
 
 impl Default for RelayLimits {
@@ -54,6 +63,7 @@ impl Default for RelayLimits {
             max_circuits_per_peer: 8,
             max_circuit_duration: Duration::from_secs(3600),
             max_circuit_bytes: 16 << 30,
+            device: DeviceBudget::default(),
         }
     }
 }
@@ -119,6 +129,11 @@ pub enum RelayEvent {
         /// The device it reached.
         dst: PeerId,
     },
+    /// A device spent its byte budget: it is cut off until its window ends.
+    DeviceOverBudget {
+        /// The device.
+        peer: PeerId,
+    },
 }
 
 #[derive(NetworkBehaviour)]
@@ -151,7 +166,8 @@ impl Relay {
         })?;
         let key = crate::identity::load_or_create(key_dir)?;
         let peer_id = key.public().to_peer_id();
-        let mut swarm = build(key, &config)?;
+        let (meter, spent) = Meter::new(config.limits.device);
+        let mut swarm = build(key, &config, &meter)?;
         let mut listening = 0;
         for addr in &config.listen {
             match swarm.listen_on(addr.clone()) {
@@ -175,7 +191,7 @@ impl Relay {
             .map(|a| a.clone().with_p2p(peer_id).unwrap_or_else(|a| a))
             .collect();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(swarm, events, stopped));
+        let task = tokio::spawn(run(swarm, meter, spent, events, stopped));
         Ok(Self {
             peer_id,
             addrs: with_id,
@@ -203,7 +219,34 @@ impl Relay {
     }
 }
 
-fn build(key: Keypair, config: &RelayConfig) -> Result<Swarm<Behaviour>> {
+/// A connection of the relay, authenticated, multiplexed and counted against its device.
+type Counted = libp2p::core::transport::Boxed<(PeerId, StreamMuxerBox)>;
+
+/// TCP with Noise and Yamux, and QUIC, every connection counted by `meter`.
+fn transport(
+    key: &Keypair,
+    meter: &Meter,
+) -> std::result::Result<Counted, Box<dyn std::error::Error + Send + Sync>> {
+    use libp2p::core::Transport;
+    use libp2p::core::upgrade::Version;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
+    let quic = libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(key))
+        .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
+    let meter = meter.clone();
+    Ok(tcp
+        .or_transport(quic)
+        .map(move |either, _| {
+            let (peer, muxer) = either.into_inner();
+            (peer, meter.wrap(peer, muxer))
+        })
+        .boxed())
+}
+
+fn build(key: Keypair, config: &RelayConfig, meter: &Meter) -> Result<Swarm<Behaviour>> {
     let internal = |e: &dyn std::fmt::Display| Error::Network {
         reason: e.to_string(),
     };
@@ -211,13 +254,8 @@ fn build(key: Keypair, config: &RelayConfig) -> Result<Swarm<Behaviour>> {
     let allow_private = config.allow_private;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(|key| transport(key, meter))
         .map_err(|e| internal(&e))?
-        .with_quic()
         .with_behaviour(|key| {
             let local = key.public().to_peer_id();
             Behaviour {
@@ -280,16 +318,34 @@ async fn wait_listening(swarm: &mut Swarm<Behaviour>, expected: usize) -> Vec<Mu
 
 async fn run(
     mut swarm: Swarm<Behaviour>,
+    meter: Meter,
+    mut spent: mpsc::UnboundedReceiver<PeerId>,
     events: mpsc::Sender<RelayEvent>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let mut sweep = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            _ = sweep.tick() => meter.sweep(),
+            Some(peer) = spent.recv() => {
+                tracing::info!(%peer, "device spent its byte budget: cut off");
+                let _ = swarm.disconnect_peer_id(peer);
+                if events.send(RelayEvent::DeviceOverBudget { peer }).await.is_err() {
+                    tracing::debug!("nobody reads relay events any more");
+                }
+            }
             event = swarm.select_next_some() => {
                 let out = match event {
                     SwarmEvent::NewListenAddr { address, .. } => {
                         swarm.add_external_address(address);
+                        None
+                    }
+                    // A device over its budget is not served until its window ends.
+                    SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. }
+                        if meter.is_spent(&peer_id) =>
+                    {
+                        swarm.close_connection(connection_id);
                         None
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => relay_event(e),
