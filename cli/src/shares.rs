@@ -18,7 +18,7 @@ use crate::text::clean;
 
 /// `shares`: one line (or JSON object) per share.
 pub async fn list(cli: &Cli, data_dir: &Path, out: Output) -> Result<()> {
-    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
     let shares = backend.shares().await;
     backend.close().await?;
     let shares = shares?;
@@ -39,7 +39,7 @@ pub async fn list(cli: &Cli, data_dir: &Path, out: Output) -> Result<()> {
 
 /// `unshare ID`.
 pub async fn unshare(cli: &Cli, data_dir: &Path, out: Output, id: &str) -> Result<()> {
-    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
     let gone = backend.unshare(id).await;
     backend.close().await?;
     let gone = gone?;
