@@ -332,3 +332,61 @@ async fn the_node_asks_the_host_for_links_to_contacts_and_not_to_strangers() {
     ben.stop().await.unwrap();
     eve.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_speaks_no_meshdrop_fails_with_a_clear_error_and_links_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let ana = isolated(dir.path(), "ana").await;
+
+    // Garbage instead of a handshake: the link does not open, and says so.
+    let (near, mut far) = tokio::io::duplex(1024);
+    far.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let failed = tokio::time::timeout(
+        TIMEOUT,
+        ana.add_link(io(near), LinkDirection::Inbound, "pipe", None),
+    )
+    .await
+    .expect("fails in time")
+    .expect_err("no meshdrop node at the other end");
+    assert!(
+        failed.to_string().contains("the link did not open"),
+        "{failed}"
+    );
+
+    // Silent links wait for their handshake (at most LINK_TIMEOUT each); beyond MAX_LINKS at
+    // once, a new one is refused at once.
+    let mut silent = Vec::new();
+    let mut waiting = Vec::new();
+    for _ in 0..meshdrop_core::net::MAX_LINKS {
+        let (near, far) = tokio::io::duplex(1024);
+        silent.push(far);
+        let mut link = Box::pin(ana.add_link(io(near), LinkDirection::Inbound, "pipe", None));
+        assert!(
+            futures::poll!(link.as_mut()).is_pending(),
+            "waits for the handshake"
+        );
+        waiting.push(link);
+    }
+    let (near, _far) = tokio::io::duplex(1024);
+    let refused = ana
+        .add_link(io(near), LinkDirection::Inbound, "pipe", None)
+        .await
+        .expect_err("one link too many");
+    assert!(
+        refused
+            .to_string()
+            .contains("links are open already; close one first"),
+        "{refused}"
+    );
+    drop(silent);
+    for link in waiting {
+        let result = tokio::time::timeout(TIMEOUT, link).await.expect("ends");
+        assert!(
+            result.is_err(),
+            "a link whose far end hung up does not open"
+        );
+    }
+    ana.stop().await.unwrap();
+}
