@@ -68,12 +68,21 @@ pub enum MeshdropError {
         /// The data dir.
         path: String,
     },
+    /// The link ended (its socket closed, or the node closed it).
+    #[error("the link is closed")]
+    LinkClosed,
     /// Anything else (the message says what); the node may have stopped.
     #[error("{reason}")]
     Internal {
         /// What happened.
         reason: String,
     },
+}
+
+impl From<meshdrop_core::net::PipeClosed> for MeshdropError {
+    fn from(_: meshdrop_core::net::PipeClosed) -> Self {
+        Self::LinkClosed
+    }
 }
 
 impl From<Error> for MeshdropError {

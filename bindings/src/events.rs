@@ -54,6 +54,8 @@ pub enum NodeEvent {
         addr: String,
         /// How it is carried.
         transport: Transport,
+        /// What carries the link (`wifi-aware`…) when it is one.
+        medium: Option<String>,
         /// The code both people see.
         verification_code: String,
     },
@@ -66,12 +68,15 @@ pub enum NodeEvent {
         /// Its software and version.
         agent: String,
     },
-    /// A direct connection replaced the relayed one.
+    /// A better connection replaced the peer's others (direct over a link or a relay, a link
+    /// over a relay).
     ConnectionUpgraded {
         /// The peer.
         peer_id: String,
-        /// How the direct connection is carried.
+        /// How the better connection is carried.
         transport: Transport,
+        /// What carries the link when it is one.
+        medium: Option<String>,
     },
     /// Hole punching to a peer reached through a relay failed: the connection stays relayed.
     HolePunchFailed {
@@ -281,18 +286,24 @@ impl NodeEvent {
                 peer,
                 addr,
                 transport,
+                medium,
                 verification_code,
             } => Self::PeerConnected {
                 peer_id: peer.to_string(),
                 addr: addr.to_string(),
                 transport: transport.into(),
+                medium,
                 verification_code,
             },
             Event::ConnectionUpgraded {
-                peer, transport, ..
+                peer,
+                transport,
+                medium,
+                ..
             } => Self::ConnectionUpgraded {
                 peer_id: peer.to_string(),
                 transport: transport.into(),
+                medium,
             },
             Event::HolePunchFailed { peer, error } => Self::HolePunchFailed {
                 peer_id: peer.to_string(),

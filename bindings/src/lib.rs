@@ -4,6 +4,7 @@
 //! - [`transfer`]: a running download (pause, resume, cancel, wait).
 //! - [`events`]: the event listener a host implements, and the events it receives.
 //! - [`discovery`]: a platform's own DNS-SD browser (Bonjour, Android NSD) feeding the node.
+//! - [`link`]: links the host hands over (Wi-Fi Aware, AWDL, Bluetooth) and its link driver.
 //! - [`messaging`]: messages and rooms.
 //! - [`trust`]: contacts, visibility, the shares this device serves.
 //! - [`types`]: records mirroring core types; [`error`]: the one error a caller sees.
@@ -14,6 +15,7 @@ uniffi::setup_scaffolding!();
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod link;
 pub mod messaging;
 pub mod node;
 mod ops;
@@ -24,6 +26,7 @@ pub mod types;
 
 pub use error::{MeshdropError, ShareProblem};
 pub use events::{EventListener, NodeEvent};
+pub use link::{LinkDirection, LinkDriver, LinkStream};
 pub use messaging::{Message, MessageState, Recipient, Room};
 pub use node::{Node, start_node};
 pub use transfer::Transfer;

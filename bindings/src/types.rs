@@ -19,6 +19,10 @@ pub struct NodeConfig {
     /// IPs to listen on (the interface allow-list, e.g. `127.0.0.1` in tests); empty: every interface.
     #[uniffi(default = [])]
     pub bind: Vec<String>,
+    /// Listen on IP networks; off: the node only dials out and takes links (reachable over
+    /// Wi-Fi Aware or Bluetooth only).
+    #[uniffi(default = true)]
+    pub listen: bool,
     /// Advertise and browse with the core's own mDNS (off when a platform driver does it).
     #[uniffi(default = true)]
     pub mdns: bool,
@@ -50,7 +54,10 @@ impl TryFrom<NodeConfig> for meshdrop_core::NodeConfig {
             .iter()
             .map(|a| a.parse().map_err(|e| invalid("relay address", a, e)))
             .collect::<Result<Vec<_>, _>>()?;
-        let config = config.with_mdns(c.mdns).with_relays(relays);
+        let mut config = config.with_mdns(c.mdns).with_relays(relays);
+        if !c.listen {
+            config.listen.clear();
+        }
         Ok(match c.device_name {
             Some(name) => config.with_name(name),
             None => config,
@@ -67,6 +74,8 @@ pub enum Transport {
     Quic,
     /// Through a relay.
     Relay,
+    /// A link the host handed over.
+    Link,
     /// Something else.
     Other,
 }
@@ -77,6 +86,7 @@ impl From<meshdrop_core::Transport> for Transport {
             meshdrop_core::Transport::Tcp => Self::Tcp,
             meshdrop_core::Transport::Quic => Self::Quic,
             meshdrop_core::Transport::Relay => Self::Relay,
+            meshdrop_core::Transport::Link => Self::Link,
             meshdrop_core::Transport::Other => Self::Other,
         }
     }
@@ -95,6 +105,10 @@ pub struct PeerInfo {
     pub addrs: Vec<String>,
     /// Whether a connection is up.
     pub connected: bool,
+    /// How the connection is carried, while one is up.
+    pub transport: Option<Transport>,
+    /// What carries the link (`wifi-aware`…), while the connection is one.
+    pub medium: Option<String>,
     /// Whether local discovery currently sees it.
     pub discovered: bool,
     /// The code both people see on their screens.
@@ -109,6 +123,8 @@ impl From<CorePeer> for PeerInfo {
             contact_name: p.contact,
             addrs: strings(&p.addrs),
             connected: p.connected,
+            transport: p.transport.map(Into::into),
+            medium: p.medium,
             discovered: p.discovered,
             verification_code: p.verification_code,
         }

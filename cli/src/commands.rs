@@ -224,6 +224,7 @@ async fn run(
             e => e.into(),
         })?;
     let mut events = node.events();
+    crate::links::start(&node, &cli.links).await?;
     let server = server::serve(node.clone(), data_dir)?;
     answerer.announce(out, node.visibility());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -285,7 +286,7 @@ async fn visibility(data_dir: &Path, out: Output, set: Option<Visibility>) -> Re
 
 /// `peers`: the running node's list, or what a node started here finds within `timeout` seconds.
 async fn peers(cli: &Cli, data_dir: &Path, out: Output, timeout: u64) -> Result<()> {
-    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
     if let Backend::Local(_) = backend {
         // Nobody was listening before: give discovery the time the user allowed.
         tokio::time::sleep(Duration::from_secs(timeout)).await;
@@ -299,7 +300,7 @@ async fn peers(cli: &Cli, data_dir: &Path, out: Output, timeout: u64) -> Result<
 /// `connect ADDRESS`: dials a peer by multiaddr and prints its verification code.
 async fn connect(cli: &Cli, data_dir: &Path, out: Output, address: &str) -> Result<()> {
     parse_multiaddr(address)?;
-    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
     let connected = backend.connect(address).await;
     backend.close().await?;
     let (peer, code) = connected?;

@@ -7,6 +7,7 @@ mod demo;
 mod demo_message;
 mod demo_offer;
 mod demo_relay;
+mod links;
 mod messaging;
 mod output;
 mod prompt;
@@ -66,6 +67,8 @@ pub struct Cli {
         default_value = "contacts"
     )]
     visible: commands::Visible,
+    #[command(flatten)]
+    links: links::LinkFlags,
     #[command(subcommand)]
     command: Command,
 }

@@ -78,7 +78,7 @@ pub async fn msg(cli: &Cli, data_dir: &Path, out: Output, send: Send<'_>) -> Res
             to?
         }
     };
-    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
     let state = send_and_follow(&mut backend, to, send.text, (attach, send.pin), send.wait).await;
     backend.close().await?;
     let (id, state) = state?;
@@ -284,7 +284,7 @@ pub async fn chat(
     room: Option<&str>,
     peer: Option<&str>,
 ) -> Result<()> {
-    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
     let result = chat_loop(&mut backend, out, room, peer).await;
     backend.close().await?;
     result

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use indicatif::HumanBytes;
 use meshdrop_core::transfer::{Damage, ShareHealth};
-use meshdrop_core::{DownloadReport, Event, PeerInfo, Ticket};
+use meshdrop_core::{DownloadReport, Event, PeerInfo, Ticket, Transport};
 use serde::Serialize;
 use serde_json::json;
 
@@ -48,18 +48,26 @@ impl Output {
             Event::PeerConnected {
                 peer,
                 transport,
+                medium,
                 verification_code,
                 ..
             } => println!(
-                "connected {peer} over {transport:?}, verification code {verification_code}"
+                "connected {peer} over {}, verification code {verification_code}",
+                carrier(*transport, medium.as_deref())
             ),
             Event::PeerIdentified {
                 peer, name, agent, ..
             } => println!("identified {}? ({}) {peer}", clean(name), clean(agent)),
             Event::PeerDisconnected { peer } => println!("disconnected {peer}"),
             Event::ConnectionUpgraded {
-                peer, transport, ..
-            } => println!("direct    {peer} over {transport:?} (no longer through the relay)"),
+                peer,
+                transport,
+                medium,
+                ..
+            } => println!(
+                "better    {peer} over {} (the other connections close)",
+                carrier(*transport, medium.as_deref())
+            ),
             Event::HolePunchFailed { peer, error } => {
                 println!("relayed   {peer}: hole punching failed ({})", clean(error))
             }
@@ -223,8 +231,12 @@ impl Output {
                 (Some(given), false) => format!("{} (claims {:?})", clean(given), clean(&p.name)),
                 (None, _) => who(None, &p.name),
             };
+            let over = match p.transport {
+                Some(t) => format!(" over {}", carrier(t, p.medium.as_deref())),
+                None => String::new(),
+            };
             println!(
-                "{name}  {}  [{state}]  code {}",
+                "{name}  {}  [{state}{over}]  code {}",
                 p.peer, p.verification_code
             );
             for a in &p.addrs {
@@ -369,4 +381,12 @@ pub fn damaged_line(file: &str, chunks: usize, damage: Damage) -> String {
         "chunks do"
     };
     format!("{} {what}: {chunks} {verb} not verify", clean(file))
+}
+
+/// How a connection is carried, as shown: `Tcp`, `Quic`, `Relay`, `link:wifi-aware`.
+fn carrier(transport: Transport, medium: Option<&str>) -> String {
+    match (transport, medium) {
+        (Transport::Link, Some(medium)) => format!("link:{}", clean(medium)),
+        (transport, _) => format!("{transport:?}"),
+    }
 }

@@ -188,7 +188,7 @@ pub async fn send(
         paths: absolute(paths)?,
         wait_secs: wait.as_secs(),
     };
-    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
     let result = follow_offer(&mut backend, out, req).await;
     backend.close().await?;
     result

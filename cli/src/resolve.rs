@@ -201,6 +201,8 @@ mod tests {
             contact: None,
             addrs: Vec::new(),
             connected: true,
+            transport: Some(meshdrop_core::Transport::Tcp),
+            medium: None,
             discovered: true,
             verification_code: "000000".into(),
         }

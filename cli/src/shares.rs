@@ -18,7 +18,7 @@ use crate::text::clean;
 
 /// `shares`: one line (or JSON object) per share.
 pub async fn list(cli: &Cli, data_dir: &Path, out: Output) -> Result<()> {
-    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
     let shares = backend.shares().await;
     backend.close().await?;
     let shares = shares?;
@@ -39,7 +39,7 @@ pub async fn list(cli: &Cli, data_dir: &Path, out: Output) -> Result<()> {
 
 /// `unshare ID`.
 pub async fn unshare(cli: &Cli, data_dir: &Path, out: Output, id: &str) -> Result<()> {
-    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
     let gone = backend.unshare(id).await;
     backend.close().await?;
     let gone = gone?;
@@ -60,7 +60,7 @@ pub async fn unshare(cli: &Cli, data_dir: &Path, out: Output, id: &str) -> Resul
 /// `verify [ID]`: every file read and checked; a damaged file of a share that came from others
 /// is fetched again from peers. Fails (after printing) when a file stays damaged.
 pub async fn verify(cli: &Cli, data_dir: &Path, out: Output, id: Option<&str>) -> Result<()> {
-    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
     let checked = backend.verify(id).await;
     backend.close().await?;
     let checked = checked?;

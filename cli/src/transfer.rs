@@ -87,7 +87,7 @@ impl StopSignals {
 pub async fn share(cli: &Cli, data_dir: &Path, out: Output, opts: &ShareOpts) -> Result<()> {
     let paths = absolute(&opts.paths)?;
     let mut stop = StopSignals::new()?;
-    let mut backend = Backend::node(data_dir, config(cli, data_dir)?).await?;
+    let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
     // Subscribed before anything happens: a node of its own prints its events after the ticket.
     let events = match &backend {
         Backend::Local(node) => Some(node.events()),
@@ -212,7 +212,7 @@ pub async fn get(cli: &Cli, data_dir: &Path, out: Output, opts: &GetOpts) -> Res
     if opts.progress_every_chunk {
         config.progress_interval = Duration::ZERO;
     }
-    let mut backend = Backend::node(data_dir, config).await?;
+    let mut backend = Backend::node(data_dir, config, &cli.links).await?;
     let result =
         match crate::contacts::ticket_offer(&mut backend, out, &ticket, opts.add_contact).await {
             Ok(()) => fetch(&mut backend, out, ticket, &dest, opts.seed, &mut stop).await,

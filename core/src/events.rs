@@ -56,6 +56,8 @@ pub enum Event {
         addr: Multiaddr,
         /// How the connection is carried.
         transport: Transport,
+        /// What carries the link (`wifi-aware`, `awdl`, `unix`…) when it is one.
+        medium: Option<String>,
         /// The code both people see on their screens.
         verification_code: String,
     },
@@ -72,15 +74,17 @@ pub enum Event {
         /// The addresses it listens on.
         listen_addrs: Vec<Multiaddr>,
     },
-    /// A direct connection replaced the relayed one (hole punching, or a dial that got through):
-    /// transfers and messages to the peer now go direct.
+    /// A better connection replaced the peer's others (direct over a link or a relay, a link over
+    /// a relay): transfers and messages to the peer move over to it.
     ConnectionUpgraded {
         /// The peer.
         peer: PeerId,
         /// The remote address of the direct connection.
         addr: Multiaddr,
-        /// How the direct connection is carried.
+        /// How the better connection is carried.
         transport: Transport,
+        /// What carries the link when it is one.
+        medium: Option<String>,
     },
     /// Hole punching to a peer reached through a relay failed: the connection stays relayed.
     HolePunchFailed {
@@ -293,6 +297,10 @@ pub struct PeerInfo {
     pub addrs: Vec<Multiaddr>,
     /// Whether a connection is up.
     pub connected: bool,
+    /// How the connection is carried, while one is up.
+    pub transport: Option<Transport>,
+    /// What carries the link, while the connection is one.
+    pub medium: Option<String>,
     /// Whether local discovery currently sees it.
     pub discovered: bool,
     /// The code both people see on their screens.

@@ -33,7 +33,8 @@ pub use error::{Error, Result};
 pub use events::{Event, PeerInfo, Transport};
 pub use libp2p::{Multiaddr, PeerId};
 pub use messaging::{Message, MessageId, MessageState, Recipient, Room, RoomId};
-pub use node::{DataDir, Node};
+pub use net::{Link, LinkDirection, LinkIo};
+pub use node::{DataDir, LinkDriver, Node};
 pub use transfer::download::{
     DownloadError, DownloadReport, DownloadSpec, Progress, Status, TransferControls, TransferHandle,
 };

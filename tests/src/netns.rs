@@ -119,6 +119,26 @@ impl Lab {
     /// Fails (never skips) with a clear message when not running as root or when `ip netns` is
     /// unavailable: multi-process tests must not pass by doing nothing.
     pub fn new(n_hosts: usize) -> Result<Self> {
+        Self::create(n_hosts, Self::build)
+    }
+
+    /// Creates `n_hosts` namespaces that share no link at all: each has only its loopback, and a
+    /// host's address is 127.0.0.1. What joins them is what the test passes between them (a Unix
+    /// socket on the shared filesystem, say).
+    pub fn isolated(n_hosts: usize) -> Result<Self> {
+        Self::create(n_hosts, |lab, n| {
+            for i in 0..n {
+                let ns = format!("{}-h{i}", lab.prefix);
+                ip(&["netns", "add", &ns])?;
+                lab.hosts
+                    .push(Host::new(i, ns.clone(), Ipv4Addr::LOCALHOST));
+                ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn create(n_hosts: usize, build: impl FnOnce(&mut Self, usize) -> Result<()>) -> Result<Self> {
         if n_hosts == 0 || n_hosts > 250 {
             bail!("a lab has 1..=250 hosts, not {n_hosts}");
         }
@@ -142,7 +162,7 @@ impl Lab {
             hosts: Vec::with_capacity(n_hosts),
         };
         // Any error below drops `lab`, which deletes whatever was created so far.
-        lab.build(n_hosts)
+        build(&mut lab, n_hosts)
             .with_context(|| format!("creating network-namespace lab {}", lab.prefix))?;
         Ok(lab)
     }

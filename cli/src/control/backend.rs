@@ -16,6 +16,7 @@ use meshdrop_core::{
 use super::client::Client;
 use super::protocol::{ContactNow, Request, Response, Step};
 use super::running::Running;
+use crate::links::LinkFlags;
 
 /// Where requests run.
 pub enum Backend {
@@ -71,14 +72,22 @@ macro_rules! expect {
 }
 
 impl Backend {
-    /// The running node, or a node started with `config`.
-    pub async fn node(data_dir: &Path, config: NodeConfig) -> Result<Backend> {
+    /// The running node, or a node started with `config` and `links`.
+    pub async fn node(data_dir: &Path, config: NodeConfig, links: &LinkFlags) -> Result<Backend> {
         if let Some(client) = Client::connect(data_dir).await {
+            crate::links::only_for_own_node(links)?;
             return Ok(Backend::Remote(client));
         }
         match Node::start(config).await {
-            Ok(node) => Ok(Backend::Local(node)),
-            Err(e) => Self::late(data_dir, e).await,
+            Ok(node) => {
+                crate::links::start(&node, links).await?;
+                Ok(Backend::Local(node))
+            }
+            Err(e) => {
+                let late = Self::late(data_dir, e).await?;
+                crate::links::only_for_own_node(links)?;
+                Ok(late)
+            }
         }
     }
 

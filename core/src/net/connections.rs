@@ -1,6 +1,6 @@
-//! The swarm task's record of every open connection: to whom, at which remote address, and
-//! whether it goes through a relay. It decides which relayed connections a direct one replaces
-//! and over which transports to reach a relay.
+//! The swarm task's record of every open connection: to whom, at which remote address, and how
+//! it is carried (a relay, a link, or directly). It decides which connections a better one
+//! replaces (direct over link over relay) and over which transports to reach a relay.
 
 use std::collections::HashMap;
 
@@ -10,31 +10,38 @@ use libp2p::{Multiaddr, PeerId};
 
 use super::transport::{Transport, is_relayed};
 
-/// The connections to each peer: their remote addresses and whether each is relayed.
+/// How a connection is carried, worst first: a better one replaces the worse ones of its peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Carrier {
+    /// Through a relay (a volunteer's bandwidth, and slower).
+    Relay,
+    /// A link the host handed over (a radio between the two devices).
+    Link,
+    /// A direct IP connection (the LAN, or one hole punching opened).
+    Direct,
+}
+
+/// The connections to each peer: their remote addresses and how each is carried.
 #[derive(Default)]
-pub(super) struct Connections(HashMap<PeerId, HashMap<ConnectionId, (Multiaddr, bool)>>);
+pub(super) struct Connections(HashMap<PeerId, HashMap<ConnectionId, (Multiaddr, Carrier)>>);
 
 impl Connections {
-    /// Records a connection; for a direct one, returns the peer's relayed connections (to close:
-    /// a swarm prefers direct peers, and streams pick any connection of a peer).
+    /// Records a connection; returns the peer's connections it replaces, carried worse (to close:
+    /// streams pick any connection of a peer, so the better path must be the only one).
     pub(super) fn add(
         &mut self,
         peer: PeerId,
         id: ConnectionId,
         remote: Multiaddr,
-        relayed: bool,
+        carrier: Carrier,
     ) -> Vec<ConnectionId> {
         let conns = self.0.entry(peer).or_default();
-        let superseded = if relayed {
-            Vec::new()
-        } else {
-            conns
-                .iter()
-                .filter(|(_, (_, r))| *r)
-                .map(|(c, _)| *c)
-                .collect()
-        };
-        conns.insert(id, (remote, relayed));
+        let superseded = conns
+            .iter()
+            .filter(|(_, (_, c))| *c < carrier)
+            .map(|(c, _)| *c)
+            .collect();
+        conns.insert(id, (remote, carrier));
         superseded
     }
 
@@ -49,15 +56,14 @@ impl Connections {
 
     /// Whether every connection to the peer goes through a relay (none: false).
     pub(super) fn only_relayed(&self, peer: &PeerId) -> bool {
-        self.0
-            .get(peer)
-            .is_some_and(|c| !c.is_empty() && c.values().all(|(_, r)| *r))
+        self.0.get(peer).is_some_and(|c| {
+            !c.is_empty() && c.values().all(|(_, carrier)| *carrier == Carrier::Relay)
+        })
     }
 
-    pub(super) fn has_direct(&self, peer: &PeerId) -> bool {
-        self.0
-            .get(peer)
-            .is_some_and(|c| c.values().any(|(_, r)| !r))
+    /// How the peer's best connection is carried (`None`: not connected).
+    pub(super) fn best(&self, peer: &PeerId) -> Option<Carrier> {
+        self.0.get(peer)?.values().map(|(_, c)| *c).max()
     }
 
     /// A relay's listen addresses on the IPs this node already reaches it at, over the transports
@@ -108,15 +114,62 @@ mod tests {
             ConnectionId::new_unchecked(1),
             ConnectionId::new_unchecked(2),
         );
-        assert!(conns.add(peer, relayed, circuit.clone(), true).is_empty());
-        assert!(conns.add(other, other_relayed, circuit, true).is_empty());
+        assert!(
+            conns
+                .add(peer, relayed, circuit.clone(), Carrier::Relay)
+                .is_empty()
+        );
+        assert!(
+            conns
+                .add(other, other_relayed, circuit, Carrier::Relay)
+                .is_empty()
+        );
         assert!(conns.only_relayed(&peer));
         let direct = ConnectionId::new_unchecked(3);
-        let superseded = conns.add(peer, direct, addr("/ip4/198.18.0.1/udp/5/quic-v1"), false);
+        let quic = addr("/ip4/198.18.0.1/udp/5/quic-v1");
+        let superseded = conns.add(peer, direct, quic, Carrier::Direct);
         assert_eq!(superseded, vec![relayed]);
-        assert!(conns.has_direct(&peer) && !conns.has_direct(&other));
+        assert_eq!(conns.best(&peer), Some(Carrier::Direct));
+        assert_eq!(conns.best(&other), Some(Carrier::Relay));
         conns.remove(peer, relayed);
         assert!(!conns.only_relayed(&peer));
+    }
+
+    #[test]
+    fn a_link_replaces_a_relayed_path_and_gives_way_to_the_lan() {
+        let mut conns = Connections::default();
+        let peer = PeerId::random();
+        let (relayed, link, lan) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+            ConnectionId::new_unchecked(3),
+        );
+        conns.add(
+            peer,
+            relayed,
+            addr("/ip4/1.2.3.4/tcp/1/p2p-circuit"),
+            Carrier::Relay,
+        );
+        let replaced = conns.add(peer, link, addr("/memory/7"), Carrier::Link);
+        assert_eq!(replaced, vec![relayed]);
+        assert_eq!(conns.best(&peer), Some(Carrier::Link));
+        assert!(!conns.only_relayed(&peer));
+        conns.remove(peer, relayed);
+        let replaced = conns.add(
+            peer,
+            lan,
+            addr("/ip4/192.168.1.7/tcp/4001"),
+            Carrier::Direct,
+        );
+        assert_eq!(replaced, vec![link]);
+        // A link that comes second replaces nothing (the swarm closes it: the LAN is better).
+        let again = ConnectionId::new_unchecked(4);
+        assert!(
+            conns
+                .add(peer, again, addr("/memory/8"), Carrier::Link)
+                .is_empty()
+        );
+        assert_eq!(conns.best(&peer), Some(Carrier::Direct));
     }
 
     #[test]
@@ -127,7 +180,7 @@ mod tests {
             relay,
             ConnectionId::new_unchecked(1),
             addr("/ip4/198.18.0.10/tcp/4001"),
-            false,
+            Carrier::Direct,
         );
         let listen = [
             addr("/ip4/198.18.0.10/tcp/4001"),

@@ -2,8 +2,8 @@
 //! other part holds (dial, open a stream, who is connected, how, and a subscription to
 //! connection changes). Nobody else touches the swarm.
 //!
-//! Transports: QUIC, and TCP with Noise and Yamux; every connection is authenticated and
-//! encrypted. Beyond the LAN: circuits through the relays the user configured (circuit relay v2),
+//! Transports: QUIC, TCP with Noise and Yamux, and [links](link) (byte streams the host hands
+//! over, Noise and Yamux too); every connection is authenticated and encrypted. Beyond the LAN: circuits through the relays the user configured (circuit relay v2),
 //! upgraded to direct connections by hole punching (DCUtR) where the NATs allow, and AutoNAT to
 //! learn whether this device is reachable. No DNS transport, no bootstrap peers: the node dials
 //! only what it was given or found. Application protocols frame their messages with
@@ -12,7 +12,9 @@
 mod connections;
 pub mod framing;
 pub mod gate;
+mod link;
 mod paths;
+mod pipe;
 mod relays;
 mod swarm;
 mod transport;
@@ -26,10 +28,13 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use link::{LINK_TIMEOUT, Link, LinkDirection, LinkIo, MAX_LINKS, link_of};
 pub use paths::Path;
+pub use pipe::{HostEnd, MAX_CHUNK, PIPE_CHUNKS, PipeClosed, PipeLink, link_pipe};
 pub use transport::{Transport, is_relayed, learned_dialable};
 
 use crate::error::{Error, Result};
+use link::Links;
 use paths::PathTable;
 use swarm::Command;
 
@@ -75,10 +80,12 @@ pub enum NetEvent {
         addr: Multiaddr,
         /// Whether it goes through a relay.
         relayed: bool,
+        /// The medium of the link carrying it (`None`: not a link).
+        medium: Option<String>,
         /// Whether it is the first connection to this peer.
         first: bool,
-        /// Whether it is direct while the peer was reached only through a relay until now (the
-        /// relayed connections are closed: transfers and messages go direct).
+        /// Whether it is carried better than the peer's connections until now (direct or a link
+        /// over a relay, direct over a link): those are closed, transfers and messages move over.
         upgraded: bool,
     },
     /// A connection closed.
@@ -146,6 +153,17 @@ struct Shared {
     local: PeerId,
     /// Whether every listen address is a loopback one.
     loopback_only: bool,
+    links: Arc<Links>,
+    /// Who waits for an inbound link to become a connection, by link number.
+    link_waiters: std::sync::Mutex<HashMap<u64, oneshot::Sender<Result<PeerId>>>>,
+}
+
+impl Shared {
+    /// Takes the waiter of inbound link `n`, if any.
+    fn link_waiter(&self, n: u64) -> Option<oneshot::Sender<Result<PeerId>>> {
+        let mut waiters = self.link_waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.remove(&n)
+    }
 }
 
 /// The client of the swarm: cheap to clone, every method safe to call from any task.
@@ -183,7 +201,8 @@ pub fn start(
     protocols: &[StreamProtocol],
 ) -> Result<Started> {
     let local = key.public().to_peer_id();
-    let mut swarm = swarm::build(key, agent)?;
+    let links = Arc::new(Links::default());
+    let mut swarm = swarm::build(key, agent, links.clone())?;
     let streams = swarm.behaviour().stream.new_control();
     let mut incoming = HashMap::new();
     for protocol in protocols {
@@ -196,6 +215,11 @@ pub fn start(
         incoming.insert(protocol.clone(), accepted);
     }
     listen_on(&mut swarm, listen)?;
+    swarm
+        .listen_on(link::link_addr(link::LISTEN_ID))
+        .map_err(|e| Error::Network {
+            reason: format!("cannot accept links: {e}"),
+        })?;
     let (commands, command_rx) = mpsc::channel(256);
     let (events_tx, events) = mpsc::channel(1024);
     let shared = Arc::new(Shared {
@@ -205,6 +229,8 @@ pub fn start(
         changes: broadcast::channel(1024).0,
         local,
         loopback_only: loopback_only(listen),
+        links,
+        link_waiters: Default::default(),
     });
     let mut driver = swarm::Driver {
         swarm,
@@ -215,6 +241,7 @@ pub fn start(
         waiting: HashMap::new(),
         conns: Default::default(),
         upgrade_dials: Default::default(),
+        link_conns: HashMap::new(),
     };
     driver.reserve_due();
     let net = Net { shared };
@@ -241,7 +268,8 @@ fn loopback_only(listen: &[Multiaddr]) -> bool {
         })
 }
 
-/// Listens on every address that works; an error only when none does.
+/// Listens on every address that works; an error only when none does (no address at all is
+/// fine: the node dials out and takes links).
 fn listen_on(swarm: &mut libp2p::Swarm<swarm::Behaviour>, listen: &[Multiaddr]) -> Result<()> {
     let mut last_err = None;
     let mut listening = 0;
@@ -259,10 +287,6 @@ fn listen_on(swarm: &mut libp2p::Swarm<swarm::Behaviour>, listen: &[Multiaddr]) 
     }
     match (listening, last_err) {
         (0, Some(e)) => Err(e),
-        (0, None) => Err(Error::Listen {
-            addr: "(none)".into(),
-            reason: "no listen address configured".into(),
-        }),
         _ => Ok(()),
     }
 }
@@ -323,6 +347,9 @@ impl Net {
         addrs: Vec<Multiaddr>,
         within: Duration,
     ) -> Result<PeerId> {
+        if let Some(peer) = peer {
+            self.shared.paths.set_wanted(peer);
+        }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Dial {
             peer,
@@ -343,6 +370,7 @@ impl Net {
     /// Starts dialling `peer` without waiting for the outcome (discovery, redials); dropped when
     /// the swarm task is far behind.
     pub fn dial_later(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        self.shared.paths.set_wanted(peer);
         let cmd = Command::Dial {
             peer: Some(peer),
             addrs,
@@ -389,6 +417,12 @@ impl Net {
         learned_dialable(addr, self.shared.loopback_only)
     }
 
+    /// Whether a part of this node (a download, an offer, a redial) tried to reach `peer`
+    /// within `window`: a link to it is worth opening.
+    pub fn wanted(&self, peer: &PeerId, window: Duration) -> bool {
+        self.shared.paths.wanted_within(peer, window)
+    }
+
     /// The addresses `peer` said it listens on (kept for a while after it disconnects).
     pub fn listen_addrs_of(&self, peer: &PeerId) -> Vec<Multiaddr> {
         self.shared.paths.listen_addrs(peer)
@@ -398,6 +432,51 @@ impl Net {
     /// it should then read [`Net::connected`] again.
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.shared.changes.subscribe()
+    }
+
+    /// Makes a byte stream to a nearby device a connection (Noise and Yamux over it, as over TCP)
+    /// and returns it once the peer is authenticated. `direction` says which side handshakes
+    /// first: the device that opened the link dials. Fails within [`LINK_TIMEOUT`] when no
+    /// meshdrop node answers, and when [`MAX_LINKS`] links are open already.
+    pub async fn add_link(
+        &self,
+        io: Box<dyn LinkIo>,
+        direction: LinkDirection,
+        medium: &str,
+    ) -> Result<Link> {
+        let links = &self.shared.links;
+        let (n, closed) = links.add(io, medium)?;
+        let peer = match direction {
+            LinkDirection::Outbound => self.dial_addr(link::link_addr(n), LINK_TIMEOUT).await,
+            LinkDirection::Inbound => self.wait_inbound_link(n).await,
+        };
+        if peer.is_err() {
+            links.forget(n);
+        }
+        Ok(Link {
+            peer: peer?,
+            closed,
+        })
+    }
+
+    async fn wait_inbound_link(&self, n: u64) -> Result<PeerId> {
+        let (tx, rx) = oneshot::channel();
+        let waiters = &self.shared.link_waiters;
+        waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(n, tx);
+        self.shared.links.accept(n);
+        let outcome = tokio::time::timeout(LINK_TIMEOUT, rx).await;
+        self.shared.link_waiter(n);
+        match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout {
+                what: "the link's handshake".into(),
+                secs: LINK_TIMEOUT.as_secs(),
+            }),
+        }
     }
 
     /// Whether the swarm task has stopped.

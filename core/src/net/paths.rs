@@ -35,6 +35,8 @@ struct Entry {
     rtt: Option<Duration>,
     listen: Vec<Multiaddr>,
     last_seen: Option<Instant>,
+    /// When a part of the node last tried to reach it (a download, an offer, a redial).
+    wanted_at: Option<Instant>,
 }
 
 /// Every peer's path, behind one lock; woken waiters learn of changes.
@@ -82,6 +84,22 @@ impl PathTable {
         if let Some(e) = self.lock().get_mut(&peer) {
             e.rtt = Some(rtt);
         }
+    }
+
+    /// A part of the node tries to reach `peer` now.
+    pub(super) fn set_wanted(&self, peer: PeerId) {
+        let mut peers = self.lock();
+        let e = peers.entry(peer).or_default();
+        e.wanted_at = Some(Instant::now());
+        e.last_seen.get_or_insert_with(Instant::now);
+        forget_oldest(&mut peers);
+    }
+
+    /// Whether a part of the node tried to reach `peer` within `window`.
+    pub(super) fn wanted_within(&self, peer: &PeerId, window: Duration) -> bool {
+        let peers = self.lock();
+        let at = peers.get(peer).and_then(|e| e.wanted_at);
+        at.is_some_and(|at| at.elapsed() <= window)
     }
 
     pub(super) fn set_listen_addrs(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
@@ -248,5 +266,17 @@ mod tests {
         }
         assert_eq!(table.lock().len(), REMEMBERED);
         assert!(!table.lock().contains_key(&first));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_is_wanted_for_a_while_after_the_node_tried_to_reach_it() {
+        let table = PathTable::default();
+        let peer = PeerId::random();
+        let window = Duration::from_secs(600);
+        assert!(!table.wanted_within(&peer, window));
+        table.set_wanted(peer);
+        assert!(table.wanted_within(&peer, window));
+        tokio::time::advance(window + Duration::from_secs(1)).await;
+        assert!(!table.wanted_within(&peer, window));
     }
 }

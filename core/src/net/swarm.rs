@@ -16,7 +16,8 @@ use libp2p::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::connections::Connections;
+use super::connections::{Carrier, Connections};
+use super::link::{LinkTransport, LinkUse, Links, link_of};
 use super::relays::Relays;
 use super::{Change, NetEvent, PROTOCOL, Shared};
 use crate::error::{Error, Result};
@@ -62,9 +63,14 @@ pub(super) enum Command {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Builds the swarm: QUIC, and TCP with Noise and Yamux; a relay client; identify, ping, DCUtR,
-/// AutoNAT and application streams.
-pub(super) fn build(key: Keypair, agent: String) -> Result<Swarm<Behaviour>> {
+/// How long a link's Noise and Yamux upgrade may take.
+const LINK_UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often idle links are looked for.
+const LINK_IDLE_CHECK: Duration = Duration::from_secs(30);
+
+/// Builds the swarm: QUIC, TCP with Noise and Yamux, links the host hands over (Noise and Yamux
+/// too), a relay client; identify, ping, DCUtR, AutoNAT and application streams.
+pub(super) fn build(key: Keypair, agent: String, links: Arc<Links>) -> Result<Swarm<Behaviour>> {
     let transport = |e: &dyn std::fmt::Display| Error::Network {
         reason: e.to_string(),
     };
@@ -77,6 +83,18 @@ pub(super) fn build(key: Keypair, agent: String) -> Result<Swarm<Behaviour>> {
         )
         .map_err(|e| transport(&e))?
         .with_quic()
+        .with_other_transport(|key| {
+            use libp2p::Transport as _;
+            let noise = noise::Config::new(key)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                LinkTransport { links }
+                    .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                    .authenticate(noise)
+                    .multiplex(yamux::Config::default())
+                    .timeout(LINK_UPGRADE_TIMEOUT),
+            )
+        })
+        .map_err(|e| transport(&e))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| transport(&e))?
         .with_behaviour(|key, relay| Behaviour {
@@ -131,15 +149,19 @@ pub(super) struct Driver {
     pub(super) conns: Connections,
     /// Dials to peers reached only through a relay: hole punching (or a plain direct attempt).
     pub(super) upgrade_dials: HashSet<ConnectionId>,
+    /// Open link connections and how much each is used.
+    pub(super) link_conns: HashMap<ConnectionId, LinkUse>,
 }
 
 impl Driver {
     /// Drives the swarm until shut down or every client is gone.
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut relay_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut link_tick = tokio::time::interval(LINK_IDLE_CHECK);
         loop {
             tokio::select! {
                 _ = relay_tick.tick() => self.reserve_due(),
+                _ = link_tick.tick() => self.close_idle_links(),
                 cmd = commands.recv() => match cmd {
                     Some(Command::Dial { peer, addrs, reply }) => self.dial(peer, addrs, reply),
                     Some(Command::Disconnect(peer)) => {
@@ -278,8 +300,46 @@ impl Driver {
                 connection_id,
                 error,
             } => Some(self.on_dial_error(peer_id, connection_id, error.to_string())),
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                if let Some(n) = link_of(&send_back_addr) {
+                    self.link_failed(n, error.to_string());
+                }
+                None
+            }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event),
             _ => None,
+        }
+    }
+
+    /// An inbound link that did not become a connection: its waiter hears why.
+    fn link_failed(&mut self, n: u64, error: String) {
+        self.shared.links.forget(n);
+        if let Some(reply) = self.shared.link_waiter(n) {
+            let _ = reply.send(Err(Error::Unreachable {
+                reason: format!("the link did not open: {error}"),
+            }));
+        }
+    }
+
+    /// Closes the links that carried (almost) nothing for a while: links cost battery.
+    fn close_idle_links(&mut self) {
+        let now = tokio::time::Instant::now();
+        let mut idle = Vec::new();
+        for (id, using) in &mut self.link_conns {
+            let Some((_, bytes)) = self.shared.links.info(using.link) else {
+                continue;
+            };
+            if using.idle(bytes, now) {
+                idle.push(*id);
+            }
+        }
+        for id in idle {
+            tracing::debug!(connection = ?id, "closing an idle link");
+            self.swarm.close_connection(id);
         }
     }
 
@@ -292,9 +352,14 @@ impl Driver {
         first: bool,
     ) -> NetEvent {
         self.upgrade_dials.remove(&id);
-        let had_direct = self.conns.has_direct(&peer);
-        let superseded = self.conns.add(peer, id, addr.clone(), relayed);
-        // Before anyone hears of the connection: streams wait for a direct path.
+        let link = link_of(&addr);
+        let carrier = match (relayed, link) {
+            (true, _) => Carrier::Relay,
+            (false, Some(_)) => Carrier::Link,
+            (false, None) => Carrier::Direct,
+        };
+        let superseded = self.conns.add(peer, id, addr.clone(), carrier);
+        // Before anyone hears of the connection: streams wait for a path better than a relay.
         self.shared
             .paths
             .set_connections(peer, true, self.conns.only_relayed(&peer));
@@ -304,10 +369,15 @@ impl Driver {
         for reply in self.waiting.remove(&peer).unwrap_or_default() {
             let _ = reply.send(Ok(peer));
         }
+        let medium = link.and_then(|n| self.link_opened(n, id, peer));
         for id in &superseded {
             self.swarm.close_connection(*id);
         }
-        let upgraded = !superseded.is_empty() && !had_direct;
+        if link.is_some() && self.conns.best(&peer) == Some(Carrier::Direct) {
+            tracing::debug!(%peer, "a direct path is up: the new link closes");
+            self.swarm.close_connection(id);
+        }
+        let upgraded = !superseded.is_empty();
         if first {
             let _ = self
                 .shared
@@ -320,13 +390,27 @@ impl Driver {
             peer,
             addr,
             relayed,
+            medium,
             first,
             upgraded,
         }
     }
 
+    /// Link `n` is a connection to `peer`: watched for idleness, its waiter told; its medium.
+    fn link_opened(&mut self, n: u64, id: ConnectionId, peer: PeerId) -> Option<String> {
+        let (medium, bytes) = self.shared.links.info(n)?;
+        self.link_conns.insert(id, LinkUse::new(n, bytes));
+        if let Some(reply) = self.shared.link_waiter(n) {
+            let _ = reply.send(Ok(peer));
+        }
+        Some(medium)
+    }
+
     fn on_closed(&mut self, peer: PeerId, id: ConnectionId, last: bool) -> NetEvent {
         self.conns.remove(peer, id);
+        if let Some(using) = self.link_conns.remove(&id) {
+            self.shared.links.forget(using.link);
+        }
         self.shared
             .paths
             .set_connections(peer, !last, self.conns.only_relayed(&peer));

@@ -14,6 +14,8 @@ pub enum Transport {
     Quic,
     /// A circuit through a relay (end-to-end encrypted; the relay forwards ciphertext).
     Relay,
+    /// A link the host handed over (Wi-Fi Aware, AWDL, Bluetooth, a pipe), with Noise and Yamux.
+    Link,
     /// Something else.
     Other,
 }
@@ -27,6 +29,7 @@ impl Transport {
                 Protocol::QuicV1 => transport = Self::Quic,
                 Protocol::Tcp(_) if transport == Self::Other => transport = Self::Tcp,
                 Protocol::P2pCircuit => return Self::Relay,
+                Protocol::Memory(_) => return Self::Link,
                 _ => {}
             }
         }
@@ -84,6 +87,7 @@ mod tests {
         assert_eq!(Transport::of(&circuit), Transport::Relay);
         assert!(is_relayed(&circuit) && !is_relayed(&addr("/ip4/1.2.3.4/tcp/5")));
         assert_eq!(Transport::of(&addr("/ip4/1.2.3.4")), Transport::Other);
+        assert_eq!(Transport::of(&addr("/memory/3")), Transport::Link);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod addrs;
 mod bus;
 mod data_dir;
+mod links;
 mod start;
 mod supervisor;
 
@@ -19,6 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use data_dir::DataDir;
+pub use links::LinkDriver;
 
 use crate::config::NodeConfig;
 use crate::contacts::{self, Contact, Via};
@@ -28,7 +30,7 @@ use crate::events::{Event, PeerInfo};
 use crate::identity;
 use crate::messaging::service::Messenger;
 use crate::messaging::{Message, MessageId, MessageStats, Recipient, Room, RoomId};
-use crate::net::Net;
+use crate::net::{Link, LinkDirection, LinkIo, Net};
 use crate::store::Store;
 use crate::transfer::limits::TransferLimits;
 use crate::transfer::offer::{Decision, PendingOffer, SendOutcome};
@@ -157,6 +159,68 @@ impl Node {
             Some(Protocol::P2p(peer)) => self.add_peer(peer, vec![addr]).await.map(|()| peer),
             _ => self.inner.net.dial_addr(addr, CONNECT_TIMEOUT).await,
         }
+    }
+
+    /// Makes a byte stream to a nearby device, handed over by the host (Wi-Fi Aware, AWDL,
+    /// Bluetooth, a Unix socket), a connection: Noise and Yamux over it as over TCP, so the peer
+    /// is authenticated and every protocol works over it. The side that opened the link is
+    /// `Outbound`. `medium` names what carries it (shown in events and peers); `device` is the
+    /// host's name for the device when it reported it nearby. Returns once the peer is known;
+    /// [`Link::closed`] tells when the link's connection ends (a better path replaces a link,
+    /// and a link idle for 5 minutes is closed: links cost battery).
+    pub async fn add_link(
+        &self,
+        io: Box<dyn LinkIo>,
+        direction: LinkDirection,
+        medium: &str,
+        device: Option<String>,
+    ) -> Result<Link> {
+        let link = self.inner.net.add_link(io, direction, medium).await?;
+        if let Some(device) = device {
+            let medium = medium.to_string();
+            let peer = link.peer;
+            self.command(Command::Linked {
+                medium,
+                device,
+                peer,
+            })
+            .await?;
+        }
+        Ok(link)
+    }
+
+    /// Uses the host's link driver on `media` (`wifi-aware`, `awdl`, `bluetooth`…): discovery
+    /// starts on each at once, and the node asks the driver for links to the devices worth one
+    /// (contacts, peers it tries to reach, devices of unknown identity).
+    pub async fn set_link_driver(
+        &self,
+        driver: Arc<dyn LinkDriver>,
+        media: Vec<String>,
+    ) -> Result<()> {
+        self.command(Command::SetLinkDriver { driver, media }).await
+    }
+
+    /// The host's link driver sees `device` on `medium`, with its peer id when the medium carried
+    /// it (a few bytes of service info); the node may ask for a link to it.
+    pub async fn device_nearby(
+        &self,
+        medium: &str,
+        device: &str,
+        peer: Option<PeerId>,
+    ) -> Result<()> {
+        let (medium, device) = (medium.to_string(), device.to_string());
+        self.command(Command::DeviceNearby {
+            medium,
+            device,
+            peer,
+        })
+        .await
+    }
+
+    /// The host's link driver no longer sees `device` on `medium`.
+    pub async fn device_lost(&self, medium: &str, device: &str) -> Result<()> {
+        let (medium, device) = (medium.to_string(), device.to_string());
+        self.command(Command::DeviceLost { medium, device }).await
     }
 
     /// Shares files and folders under a new key: hashes them (streaming), remembers the share so

@@ -59,7 +59,9 @@ pub(super) async fn start(config: NodeConfig) -> Result<Node> {
     let early = wait_for_listeners(&config, &mut net_events, relays_pending).await?;
     let listen_addrs = complete_listen_addrs(&config.listen, early.listen_addrs);
     let early_news = early.other;
-    if listen_addrs.is_empty() {
+    // No listen address at all is a node that only dials out and takes links (a phone with no
+    // network); addresses configured but none up is an error.
+    if listen_addrs.is_empty() && !config.listen.is_empty() {
         net_task.shutdown().await;
         return Err(Error::Listen {
             addr: format!("{:?}", config.listen),
@@ -216,7 +218,7 @@ fn start_discovery(
     advert: &discovery::Advert,
     updates: mpsc::Sender<discovery::Update>,
 ) -> Option<Discovery> {
-    if !config.mdns {
+    if !config.mdns || config.listen.is_empty() {
         return None;
     }
     match Discovery::start(advert, &config.listen_ips(), updates) {

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::Bus;
 use super::addrs::split_agent;
+use super::links::{LinkDriver, Nearby, PeerView, WANTED_WINDOW};
 use crate::contacts;
 use crate::discovery::{Discovery, Update};
 use crate::error::{Error, Result};
@@ -37,6 +38,25 @@ pub(super) enum Command {
         addrs: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<Vec<Multiaddr>>>,
     },
+    /// Use the host's link driver on these media.
+    SetLinkDriver {
+        driver: Arc<dyn LinkDriver>,
+        media: Vec<String>,
+    },
+    /// The host sees a device on a medium (its peer id when the medium carried it).
+    DeviceNearby {
+        medium: String,
+        device: String,
+        peer: Option<PeerId>,
+    },
+    /// The host no longer sees a device.
+    DeviceLost { medium: String, device: String },
+    /// A link to a device came up: it is this peer.
+    Linked {
+        medium: String,
+        device: String,
+        peer: PeerId,
+    },
     /// Stop discovery and the swarm, flush the store, tell the app.
     Stop(oneshot::Sender<()>),
 }
@@ -47,6 +67,8 @@ struct PeerState {
     addrs: Vec<Multiaddr>,
     connections: usize,
     discovered: bool,
+    /// How the best connection is carried (and the link's medium), while one is up.
+    via: Option<(Transport, Option<String>)>,
     /// Redial this peer when it drops (found by discovery, added by hand or remembered).
     keep: bool,
     redial: Option<Redial>,
@@ -71,6 +93,7 @@ pub(super) struct Supervisor {
     pub(super) discovery: Option<Discovery>,
     pub(super) bus: Bus,
     peers: HashMap<PeerId, PeerState>,
+    nearby: Nearby,
 }
 
 impl Supervisor {
@@ -93,6 +116,7 @@ impl Supervisor {
             discovery,
             bus,
             peers: HashMap::new(),
+            nearby: Nearby::default(),
         }
     }
 
@@ -154,12 +178,16 @@ impl Supervisor {
                 },
                 Some(ev) = net_events.recv() => self.net_event(ev),
                 Some(update) = discovery.recv() => self.discovery_update(update),
-                _ = tick.tick() => self.redial_due(),
+                _ = tick.tick() => {
+                    self.redial_due();
+                    self.links_due();
+                }
             }
         }
     }
 
     async fn shutdown(&mut self) {
+        self.nearby.stop();
         if let Some(d) = self.discovery.take() {
             d.stop().await;
         }
@@ -181,8 +209,39 @@ impl Supervisor {
             Command::AddPeer { peer, addrs, reply } => {
                 let _ = reply.send(self.add_peer(peer, addrs));
             }
+            Command::SetLinkDriver { driver, media } => self.nearby.set_driver(driver, media),
+            Command::DeviceNearby {
+                medium,
+                device,
+                peer,
+            } => {
+                self.nearby.seen(medium, device, peer);
+                self.links_due();
+            }
+            Command::DeviceLost { medium, device } => self.nearby.lost(medium, device),
+            Command::Linked {
+                medium,
+                device,
+                peer,
+            } => self.nearby.linked(medium, device, peer),
             Command::Stop(_) => {}
         }
+    }
+
+    /// Asks the host for the links worth opening now.
+    fn links_due(&mut self) {
+        let (peers, net, store) = (&self.peers, &self.net, &self.store);
+        self.nearby.open_due(|peer| {
+            let state = peers.get(peer);
+            let linked_or_direct = state.is_some_and(|s| {
+                s.connections > 0 && s.via.as_ref().is_some_and(|v| v.0 != Transport::Relay)
+            });
+            PeerView {
+                contact: matches!(contacts::name_of(store, peer), Ok(Some(_))),
+                wanted: state.is_some_and(|s| s.keep) || net.wanted(peer, WANTED_WINDOW),
+                linked_or_direct,
+            }
+        });
     }
 
     fn peer_list(&self) -> Vec<PeerInfo> {
@@ -201,6 +260,8 @@ impl Supervisor {
                 contact: contacts.get(peer).cloned(),
                 addrs: s.addrs.clone(),
                 connected: s.connections > 0,
+                transport: s.via.as_ref().map(|v| v.0),
+                medium: s.via.as_ref().and_then(|v| v.1.clone()),
                 discovered: s.discovered,
                 verification_code: identity::verification_code(&self.local, peer),
             })
@@ -259,9 +320,17 @@ impl Supervisor {
                 peer,
                 addr,
                 relayed,
+                medium,
                 first,
                 upgraded,
-            } => self.connected(peer, addr, relayed, first, upgraded),
+            } => {
+                let transport = if relayed {
+                    Transport::Relay
+                } else {
+                    Transport::of(&addr)
+                };
+                self.connected(peer, addr, (transport, medium), first, upgraded)
+            }
             NetEvent::Disconnected { peer, last } => self.disconnected(peer, last),
             NetEvent::Identified {
                 peer,
@@ -311,24 +380,23 @@ impl Supervisor {
         &mut self,
         peer: PeerId,
         addr: Multiaddr,
-        relayed: bool,
+        (transport, medium): (Transport, Option<String>),
         first: bool,
         upgraded: bool,
     ) {
         let state = self.entry(peer);
         state.connections += 1;
         state.redial = None;
+        if first || upgraded {
+            state.via = Some((transport, medium.clone()));
+        }
         let name = state.name.clone();
-        let transport = if relayed {
-            Transport::Relay
-        } else {
-            Transport::of(&addr)
-        };
         if first {
             self.record_seen(&peer, &name, &[]);
             self.bus.emit(Event::PeerConnected {
                 peer,
                 transport,
+                medium,
                 addr,
                 verification_code: identity::verification_code(&self.local, &peer),
             });
@@ -337,6 +405,7 @@ impl Supervisor {
                 peer,
                 addr,
                 transport,
+                medium,
             });
         }
     }
@@ -350,6 +419,7 @@ impl Supervisor {
             return;
         }
         state.connections = 0;
+        state.via = None;
         if state.keep {
             state.redial = Some(Redial {
                 at: Instant::now() + Duration::from_secs(1),
