@@ -98,13 +98,17 @@ public final class PeerToPeerLinkDriver: LinkDriver, @unchecked Sendable {
             let listener = try NWListener(using: parameters)
             let txt = NWTXTRecord([Self.peerKey: node.peerId()])
             listener.service = NWListener.Service(
-                name: node.advertisement().instanceName, type: Self.serviceType, txtRecord: txt)
+                name: node.advertisement().instanceName, type: Self.serviceType, domain: nil, txtRecord: txt)
             listener.newConnectionHandler = { [weak self] connection in
                 self?.hand(connection, .inbound, device: nil)
             }
-            listener.stateUpdateHandler = { [log] state in
-                if case .failed(let error) = state {
-                    log.error("link listener failed: \(String(describing: error), privacy: .public)")
+            listener.stateUpdateHandler = { [weak self, weak listener] state in
+                guard let self, case .failed(let error) = state else { return }
+                // Failed for good (AWDL idle timeout, policy): the next startDiscovery makes a new one.
+                self.log.error("link listener failed: \(String(describing: error), privacy: .public)")
+                if let listener, self.listener === listener {
+                    listener.cancel()
+                    self.listener = nil
                 }
             }
             listener.start(queue: queue)
@@ -117,10 +121,18 @@ public final class PeerToPeerLinkDriver: LinkDriver, @unchecked Sendable {
     private func browse() {
         guard browser == nil else { return }
         let browser = NWBrowser(for: .bonjourWithTXTRecord(type: Self.serviceType, domain: nil), using: parameters)
-        browser.stateUpdateHandler = { [log] state in
+        browser.stateUpdateHandler = { [weak self, weak browser] state in
+            guard let self else { return }
             switch state {
-            case .failed(let error), .waiting(let error):
-                log.error("browsing for links: \(String(describing: error), privacy: .public)")
+            case .waiting(let error):
+                self.log.error("browsing for links: \(String(describing: error), privacy: .public)")
+            case .failed(let error):
+                // Failed for good, like the listener: the next startDiscovery browses afresh.
+                self.log.error("browsing for links failed: \(String(describing: error), privacy: .public)")
+                if let browser, self.browser === browser {
+                    browser.cancel()
+                    self.browser = nil
+                }
             default:
                 break
             }
