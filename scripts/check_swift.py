@@ -17,7 +17,7 @@
    ios/MeshdropKit/Package.swift agree (one name for the C module, binary target and
    xcframework); no `.macOS` platform without a macOS slice; imports name known modules.
 4. App bundle: the plists and entitlements parse, and the identifiers the Swift uses (app group,
-   background task) are the ones they declare.
+   background task, the link service's Bonjour type) are the ones they declare.
 """
 
 import argparse
@@ -1127,6 +1127,11 @@ def check_bundle(root, written):
         errors.append(f"{where / 'Info.plist'}: BGTaskSchedulerPermittedIdentifiers lacks {task} (BackgroundTransfers.resumeTask)")
     if "processing" not in info.get("UIBackgroundModes", []):
         errors.append(f"{where / 'Info.plist'}: UIBackgroundModes lacks processing (BGProcessingTask)")
+    link_type = written.constants.get("PeerToPeerLinkDriver.serviceType")
+    if link_type is None:
+        errors.append("ios/: no string constant PeerToPeerLinkDriver.serviceType, which names the link service")
+    elif link_type not in info.get("NSBonjourServices", []):
+        errors.append(f"{where / 'Info.plist'}: NSBonjourServices lacks {link_type} (PeerToPeerLinkDriver.serviceType)")
     for key in ("NSLocalNetworkUsageDescription", "NSBonjourServices", "NSPhotoLibraryAddUsageDescription",
                 "UIFileSharingEnabled", "LSSupportsOpeningDocumentsInPlace"):
         if not info.get(key):
@@ -1228,6 +1233,12 @@ MUTATIONS = [
      "struct OfferView: View {", "struct OfferView: View {{", "syntax error"),
     ("a background task the Info.plist does not permit", "ios/MeshdropKit/Sources/MeshdropKit/BackgroundTransfers.swift",
      '"org.meshdrop.app.resume-transfers"', '"org.meshdrop.app.resume"', "lacks org.meshdrop.app.resume"),
+    ("a link service type the Info.plist does not declare", "ios/MeshdropKit/Sources/MeshdropKit/PeerToPeerLinkDriver.swift",
+     '"_meshdrop-link._tcp"', '"_meshdrop-links._tcp"', "NSBonjourServices lacks _meshdrop-links._tcp"),
+    ("a link driver that no longer implements the generated protocol",
+     "ios/MeshdropKit/Sources/MeshdropKit/PeerToPeerLinkDriver.swift",
+     "public func openLink(medium: String, device: String)", "public func openLink(device: String)",
+     "has no openLink(medium:device:)"),
 ]
 
 

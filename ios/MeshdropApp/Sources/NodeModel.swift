@@ -41,6 +41,8 @@ final class NodeModel: ObservableObject {
             started = false
             return
         }
+        // Phone to phone over peer-to-peer Wi-Fi: the core asks the driver for links when worth it.
+        if let node { call { try await node.setLinkDriver(driver: PeerToPeerLinkDriver(node: node), media: [PeerToPeerLinkDriver.medium]) } }
         await refreshPeers()
         await refreshMessages()
         for await event in host.events { await handle(event) }
