@@ -140,4 +140,12 @@ impl Node {
         let lost = async move { Ok(core.device_lost(&medium, &device).await?) };
         self.ops.run(lost).await
     }
+
+    /// Discovery on `medium` failed (radio off, idle timeout, suspended): the node calls
+    /// `start_discovery` again after a wait that grows with each failure.
+    pub async fn link_discovery_failed(&self, medium: String) -> Result<(), MeshdropError> {
+        let core = self.core.clone();
+        let failed = async move { Ok(core.link_discovery_failed(&medium).await?) };
+        self.ops.run(failed).await
+    }
 }

@@ -186,3 +186,31 @@ def test_a_file_and_a_message_cross_a_link_that_breaks_and_is_opened_again():
         bob_tmp.cleanup()
 
     asyncio.run(scenario())
+
+
+def test_failed_discovery_starts_again_and_the_own_advertisement_is_ignored():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        bob, _, bob_tmp = await isolated("bob")
+        started = asyncio.Queue()
+
+        class Driver(SocketPairDriver):
+            def start_discovery(self, medium):
+                super().start_discovery(medium)
+                loop.call_soon_threadsafe(started.put_nowait, medium)
+
+        driver = Driver(loop, bob, None)
+        await bob.set_link_driver(driver, [MEDIUM])
+        assert await asyncio.wait_for(started.get(), 5) == MEDIUM
+
+        # The radio hears this device's own advertisement: nothing to link to.
+        await bob.device_nearby(MEDIUM, "myself", bob.peer_id())
+        # The platform stopped discovery (an idle timeout): the node starts it again after 5 s.
+        await bob.link_discovery_failed(MEDIUM)
+        assert await asyncio.wait_for(started.get(), 15) == MEDIUM
+        assert driver.asked == [f"start {MEDIUM}", f"start {MEDIUM}"], "no link to itself"
+
+        await bob.shutdown()
+        bob_tmp.cleanup()
+
+    asyncio.run(scenario())

@@ -31,6 +31,11 @@ pub(super) const ASK_AGAIN: Duration = Duration::from_secs(30);
 const MAX_NEARBY: usize = 256;
 /// A peer the node tried to reach within this window is worth a link.
 pub(super) const WANTED_WINDOW: Duration = Duration::from_secs(600);
+/// The first wait before discovery that failed on a medium starts again; each failure after
+/// doubles it, up to [`RETRY_MAX`], and a device seen on the medium resets it.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+/// The longest wait before discovery that failed starts again.
+const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// A device on a medium, as the host names it.
 type DeviceKey = (String, String);
@@ -40,6 +45,12 @@ struct Device {
     peer: Option<PeerId>,
     seen: Instant,
     asked: Option<Instant>,
+}
+
+/// Discovery that failed on a medium: when to start it again, and the wait used.
+struct Retry {
+    at: Option<Instant>,
+    wait: Duration,
 }
 
 /// What the node thinks of a peer, for the link decision.
@@ -57,6 +68,7 @@ pub(super) struct PeerView {
 pub(super) struct Nearby {
     driver: Option<(Arc<dyn LinkDriver>, Vec<String>)>,
     devices: HashMap<DeviceKey, Device>,
+    retries: HashMap<String, Retry>,
 }
 
 impl Nearby {
@@ -77,11 +89,46 @@ impl Nearby {
             }
         }
         self.devices.clear();
+        self.retries.clear();
+    }
+
+    /// Discovery on `medium` failed (the radio is off, an idle timeout, the app was suspended):
+    /// the node starts it again after a wait that grows with each failure.
+    pub(super) fn discovery_failed(&mut self, medium: String) {
+        if !self
+            .driver
+            .as_ref()
+            .is_some_and(|(_, media)| media.contains(&medium))
+        {
+            return;
+        }
+        let retry = self.retries.entry(medium).or_insert(Retry {
+            at: None,
+            wait: RETRY_FIRST / 2,
+        });
+        retry.wait = (retry.wait * 2).min(RETRY_MAX);
+        retry.at = Some(Instant::now() + retry.wait);
+    }
+
+    /// Starts again the discovery whose wait is over.
+    fn restart_due(&mut self) {
+        let Some((driver, _)) = &self.driver else {
+            return;
+        };
+        let now = Instant::now();
+        for (medium, retry) in &mut self.retries {
+            if retry.at.is_some_and(|at| at <= now) {
+                retry.at = None;
+                tracing::debug!(%medium, "starting link discovery again");
+                driver.start_discovery(medium.clone());
+            }
+        }
     }
 
     /// The host sees `device` on `medium` (with its peer id when the medium carried it).
     pub(super) fn seen(&mut self, medium: String, device: String, peer: Option<PeerId>) {
         let now = Instant::now();
+        self.retries.remove(&medium);
         let entry = self.devices.entry((medium, device)).or_insert(Device {
             peer: None,
             seen: now,
@@ -116,7 +163,9 @@ impl Nearby {
 
     /// Asks the driver to open a link to each device worth one now; `view` tells what the node
     /// thinks of a peer.
+    /// Discovery that failed starts again first, once its wait is over.
     pub(super) fn open_due(&mut self, mut view: impl FnMut(&PeerId) -> PeerView) {
+        self.restart_due();
         let Some((driver, _)) = &self.driver else {
             return;
         };
@@ -227,6 +276,49 @@ mod tests {
         assert_eq!(driver.take(), ["stop wifi-aware"]);
         nearby.open_due(|_| view(true, true, false));
         assert!(driver.take().is_empty(), "no driver, no links");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_discovery_starts_again_after_a_wait_that_grows_until_a_device_is_seen() {
+        let driver = Arc::new(Recorder::default());
+        let mut nearby = Nearby::default();
+        nearby.set_driver(driver.clone(), vec!["awdl".into()]);
+        driver.take();
+        let tick = |nearby: &mut Nearby| nearby.open_due(|_| view(false, false, false));
+
+        nearby.discovery_failed("bluetooth".into());
+        nearby.discovery_failed("awdl".into());
+        tokio::time::advance(RETRY_FIRST - Duration::from_millis(1)).await;
+        tick(&mut nearby);
+        assert!(driver.take().is_empty(), "not before its wait");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        tick(&mut nearby);
+        assert_eq!(
+            driver.take(),
+            ["start awdl"],
+            "a medium not in use stays off"
+        );
+        tick(&mut nearby);
+        assert!(driver.take().is_empty(), "started once");
+
+        nearby.discovery_failed("awdl".into());
+        tokio::time::advance(RETRY_FIRST).await;
+        tick(&mut nearby);
+        assert!(driver.take().is_empty(), "the second wait is longer");
+        tokio::time::advance(RETRY_FIRST).await;
+        tick(&mut nearby);
+        assert_eq!(driver.take(), ["start awdl"]);
+
+        nearby.seen("awdl".into(), "d".into(), Some(PeerId::random()));
+        driver.take();
+        nearby.discovery_failed("awdl".into());
+        tokio::time::advance(RETRY_FIRST).await;
+        tick(&mut nearby);
+        assert_eq!(
+            driver.take(),
+            ["start awdl"],
+            "discovery worked: the wait is reset"
+        );
     }
 
     #[test]

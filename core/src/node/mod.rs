@@ -208,6 +208,9 @@ impl Node {
         device: &str,
         peer: Option<PeerId>,
     ) -> Result<()> {
+        if peer == Some(self.peer_id()) {
+            return Ok(()); // The host heard this device's own advertisement.
+        }
         let (medium, device) = (medium.to_string(), device.to_string());
         self.command(Command::DeviceNearby {
             medium,
@@ -221,6 +224,13 @@ impl Node {
     pub async fn device_lost(&self, medium: &str, device: &str) -> Result<()> {
         let (medium, device) = (medium.to_string(), device.to_string());
         self.command(Command::DeviceLost { medium, device }).await
+    }
+
+    /// Discovery on `medium` failed in the host (radio off, idle timeout, app suspended): the
+    /// node asks the driver to start it again after a wait (5 s, doubling to 5 minutes).
+    pub async fn link_discovery_failed(&self, medium: &str) -> Result<()> {
+        let medium = medium.to_string();
+        self.command(Command::DiscoveryFailed { medium }).await
     }
 
     /// Shares files and folders under a new key: hashes them (streaming), remembers the share so

@@ -51,6 +51,8 @@ pub(super) enum Command {
     },
     /// The host no longer sees a device.
     DeviceLost { medium: String, device: String },
+    /// Discovery failed in the host on a medium.
+    DiscoveryFailed { medium: String },
     /// A link to a device came up: it is this peer.
     Linked {
         medium: String,
@@ -219,6 +221,7 @@ impl Supervisor {
                 self.links_due();
             }
             Command::DeviceLost { medium, device } => self.nearby.lost(medium, device),
+            Command::DiscoveryFailed { medium } => self.nearby.discovery_failed(medium),
             Command::Linked {
                 medium,
                 device,

@@ -104,11 +104,13 @@ public final class PeerToPeerLinkDriver: LinkDriver, @unchecked Sendable {
             }
             listener.stateUpdateHandler = { [weak self, weak listener] state in
                 guard let self, case .failed(let error) = state else { return }
-                // Failed for good (AWDL idle timeout, policy): the next startDiscovery makes a new one.
+                // Failed for good (AWDL idle timeout, policy): the core calls startDiscovery again
+                // after a wait, which makes a new one.
                 self.log.error("link listener failed: \(String(describing: error), privacy: .public)")
                 if let listener, self.listener === listener {
                     listener.cancel()
                     self.listener = nil
+                    self.discoveryFailed()
                 }
             }
             listener.start(queue: queue)
@@ -116,6 +118,12 @@ public final class PeerToPeerLinkDriver: LinkDriver, @unchecked Sendable {
         } catch {
             log.error("cannot listen for links: \(String(describing: error), privacy: .public)")
         }
+    }
+
+    /// Tells the core; it decides when to start discovery again.
+    private func discoveryFailed() {
+        let node = self.node
+        Task { try? await node.linkDiscoveryFailed(medium: Self.medium) }
     }
 
     private func browse() {
@@ -132,6 +140,7 @@ public final class PeerToPeerLinkDriver: LinkDriver, @unchecked Sendable {
                 if let browser, self.browser === browser {
                     browser.cancel()
                     self.browser = nil
+                    self.discoveryFailed()
                 }
             default:
                 break
