@@ -18,7 +18,7 @@ import kotlin.concurrent.thread
  * Moves one link's bytes between a socket and the core's [LinkStream], and decides nothing: a
  * reader thread hands what [input] reads to [LinkStream.receive]; a writer thread writes what
  * [LinkStream.nextOutgoing] returns to [output]. The socket's end (end of stream, a read or write
- * error) is [LinkStream.close], so the core hears the link ended; the core's end (`nextOutgoing`
+ * error) is [LinkStream.end], so the core hears the link ended; the core's end (`nextOutgoing`
  * returns `null`) closes the socket. Works with any stream pair: a `java.net.Socket` (Wi-Fi
  * Aware, TCP), a `BluetoothSocket`, a pipe. Plain Kotlin (no Android API).
  */
@@ -50,7 +50,7 @@ class LinkPump private constructor(
                 -1
             }
             if (n < 0) {
-                stream.close()
+                stream.end()
                 break
             }
             if (n == 0) continue
@@ -70,7 +70,7 @@ class LinkPump private constructor(
                 output.write(chunk)
                 output.flush()
             } catch (_: IOException) {
-                stream.close()
+                stream.end()
                 break
             }
         }
@@ -155,7 +155,7 @@ suspend fun addLink(
         LinkPump.start(stream, socket, onEnd)
     } catch (e: IOException) {
         socket.close()
-        stream.close()
+        stream.destroy()
         onEnd()
         throw e
     }

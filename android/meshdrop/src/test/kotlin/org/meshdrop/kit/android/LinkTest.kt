@@ -97,7 +97,7 @@ class LinkTest {
         val ticket = ana.md.share(listOf(video.path))
         val dest = File(ben.dir, "in")
         val transfer = ben.md.download(ticket, dest.path, null)
-        val report = within("the download") { transfer.waitFor() }
+        val report = within("the download") { transfer.wait() }
         assertArrayEquals(video.readBytes(), File(dest, "trip.mov").readBytes())
         assertEquals(6_000_000uL, report.bytes)
         transfer.close()

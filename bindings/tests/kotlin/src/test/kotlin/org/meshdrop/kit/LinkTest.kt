@@ -145,7 +145,7 @@ class LinkTest {
         // The radio is back: the host opens a new link, and the download carries on.
         driver.open("alice-phone")
         within("the new link") { driver.links.receive() }
-        val report = within("the download") { transfer.waitFor() }
+        val report = within("the download") { transfer.wait() }
         assertArrayEquals(data, Files.readAllBytes(dest.resolve("trip.mov")))
         assertEquals(data.size.toULong(), report.bytes)
         transfer.close()
