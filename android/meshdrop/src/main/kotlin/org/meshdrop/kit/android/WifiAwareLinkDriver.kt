@@ -100,7 +100,9 @@ class WifiAwareLinkDriver internal constructor(
         }
         aware.attach(object : AttachCallback() {
             override fun onAttached(session: WifiAwareSession) = attached(session)
-            override fun onAttachFailed() = Log.w(TAG, "Wi-Fi Aware attach failed")
+            override fun onAttachFailed() {
+                Log.w(TAG, "Wi-Fi Aware attach failed")
+            }
         }, handler)
     }
 
@@ -153,7 +155,9 @@ class WifiAwareLinkDriver internal constructor(
             object : DiscoverySessionCallback() {
                 override fun onPublishStarted(session: PublishDiscoverySession) = started(session)
                 override fun onMessageReceived(peer: PeerHandle, message: ByteArray) = published(peer, message)
-                override fun onSessionConfigFailed() = Log.w(TAG, "Wi-Fi Aware publish failed")
+                override fun onSessionConfigFailed() {
+                    Log.w(TAG, "Wi-Fi Aware publish failed")
+                }
             },
             handler,
         )
@@ -165,7 +169,9 @@ class WifiAwareLinkDriver internal constructor(
                     discovered(peer, info)
                 override fun onServiceLost(peer: PeerHandle, reason: Int) = lost(peer)
                 override fun onMessageReceived(peer: PeerHandle, message: ByteArray) = subscribed(peer, message)
-                override fun onSessionConfigFailed() = Log.w(TAG, "Wi-Fi Aware subscribe failed")
+                override fun onSessionConfigFailed() {
+                    Log.w(TAG, "Wi-Fi Aware subscribe failed")
+                }
             },
             handler,
         )

@@ -163,10 +163,10 @@ class LinkTest {
         }
     }
 
-    /** Runs Wi-Fi Aware for [device] as its phone would (its link sockets on 127.0.0.1). */
+    /** Runs Wi-Fi Aware for [device] as its phone would (its publisher's server socket on ::1). */
     private suspend fun aware(device: Device): Watched {
         val watched = Watched(device.md)
-        val driver = WifiAwareLinkDriver(app, watched, scope) { ServerSocket(0, 1, InetAddress.getLoopbackAddress()) }
+        val driver = WifiAwareLinkDriver(app, watched, scope) { ServerSocket(0, 1, InetAddress.getByName("::1")) }
         drivers += driver
         device.md.setLinkDriver(driver, listOf(WifiAwareLinkDriver.MEDIUM))
         return watched
