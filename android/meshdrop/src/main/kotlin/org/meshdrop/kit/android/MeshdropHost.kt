@@ -37,6 +37,11 @@ data class HostConfig(
     val bind: List<String> = emptyList(),
     /** Discover with the core's own mDNS (holding a MulticastLock) instead of Android's NSD. */
     val coreMdns: Boolean = false,
+    /**
+     * Links over Wi-Fi Aware ([WifiAwareLinkDriver]) to phones with no access point between
+     * them; the node decides when to open one. Needs the Nearby devices permission granted.
+     */
+    val wifiAware: Boolean = false,
 )
 
 /**
@@ -64,6 +69,7 @@ class MeshdropHost private constructor(private val app: Context) {
     private var sends = 0L
     private val summary = MutableStateFlow(TransferSummary())
     private var discovery: NsdDiscoveryDriver? = null
+    private var links: WifiAwareLinkDriver? = null
     private val multicast = app.system<WifiManager>()
         .createMulticastLock("meshdrop-mdns")
         .apply { setReferenceCounted(false) }
@@ -91,11 +97,18 @@ class MeshdropHost private constructor(private val app: Context) {
         }
         events = node.events.shareIn(scope, SharingStarted.Eagerly)
         if (!config.coreMdns) discovery = NsdDiscoveryDriver(app, node, scope).also { it.start() }
+        if (config.wifiAware) {
+            links = WifiAwareLinkDriver(app, node, scope).also {
+                node.setLinkDriver(it, listOf(WifiAwareLinkDriver.MEDIUM))
+            }
+        }
     }
 
     private suspend fun stop() {
         discovery?.stop()
         node.shutdown()
+        // The node stopped discovery on its way out; the callback thread goes too.
+        links?.release()
         node.close()
         releaseMulticast()
     }

@@ -103,6 +103,13 @@ class Device private constructor(val md: Meshdrop, val dir: File) {
             val config = NodeConfig(dataDir = File(dir, "data").path, deviceName = name, bind = LOOPBACK, mdns = false)
             return Device(Meshdrop.start(config), dir)
         }
+
+        /** Starts a device named [name] with no network at all (no listener, no mDNS): links only. */
+        suspend fun isolated(root: File, name: String): Device {
+            val dir = File(root, name).apply { mkdirs() }
+            val config = NodeConfig(dataDir = File(dir, "data").path, deviceName = name, listen = false, mdns = false)
+            return Device(Meshdrop.start(config), dir)
+        }
     }
 }
 
