@@ -47,7 +47,8 @@ pub enum LinkDirection {
 }
 
 /// One link's bytes. The host's reader calls `receive` with what the socket read; its writer
-/// loops on `next_outgoing` and writes what it returns; `close` when the socket closes.
+/// loops on `next_outgoing` and writes what it returns; `end` when the socket closes
+/// (not `close`: Kotlin objects have a `close()` that frees them).
 #[derive(uniffi::Object)]
 pub struct LinkStream {
     host: HostEnd,
@@ -77,7 +78,7 @@ impl LinkStream {
     }
 
     /// The socket closed or broke: the core hears the end of the link.
-    pub async fn close(&self) {
+    pub async fn end(&self) {
         self.host.close().await
     }
 }

@@ -192,6 +192,8 @@ pub(crate) fn config(cli: &Cli, data_dir: &Path) -> Result<NodeConfig> {
     };
     // Only a long-running node picks up interrupted downloads; `get` resumes its own.
     config.resume_downloads = matches!(cli.command, crate::Command::Run { .. });
+    // The process is the node: past this much memory, new connections wait.
+    config.max_process_memory = Some(meshdrop_core::net::MAX_MEMORY);
     for relay in &cli.relays {
         config.relays.push(parse_multiaddr(relay)?);
     }

@@ -54,6 +54,10 @@ pub struct NodeConfig {
     pub visibility: Visibility,
     /// How long a message's attached files are served unless pinned (default: 7 days).
     pub attachment_ttl: Duration,
+    /// Refuse new connections while this process's resident memory is above this many bytes:
+    /// for a process that is only the node (`meshdrop run`: [`crate::net::MAX_MEMORY`]). `None`
+    /// (the default) inside an app, whose memory is mostly the app's own.
+    pub max_process_memory: Option<usize>,
     /// What names download destinations hold; `None` (the default): probed on each destination
     /// (a shared-storage app may know better, and tests play other platforms with it).
     pub name_rules: Option<NameRules>,
@@ -99,6 +103,7 @@ impl NodeConfig {
             relays: Vec::new(),
             visibility: Visibility::Contacts,
             attachment_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_process_memory: None,
             name_rules: None,
             max_offer_manifest: crate::transfer::offer::MAX_OFFER_MANIFEST,
             corrupt_chunks: false,

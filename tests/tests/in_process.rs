@@ -194,3 +194,38 @@ async fn dialling_nobody_gives_a_clear_error() {
     assert!(own.contains("own peer id"), "{own}");
     a.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_node_over_its_memory_limit_refuses_new_connections_and_one_inside_an_app_has_none() {
+    let (da, db, dc) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    // This test process holds more than 1 MiB: a node limited to that takes no one new.
+    let mut config = NodeConfig::loopback(da.path())
+        .with_name("full")
+        .with_mdns(false);
+    config.max_process_memory = Some(1 << 20);
+    let full = Node::start(config).await.expect("node starts");
+    // The default (a node inside an app) counts no process memory.
+    let roomy = start(db.path(), "roomy").await;
+    let caller = start(dc.path(), "caller").await;
+
+    let refused = caller
+        .connect(addr_of(&full, Transport::Tcp))
+        .await
+        .expect_err("over its memory limit");
+    assert!(
+        refused.to_string().starts_with("peer unreachable"),
+        "{refused}"
+    );
+    let peer = caller
+        .connect(addr_of(&roomy, Transport::Tcp))
+        .await
+        .expect("no limit by default");
+    assert_eq!(peer, roomy.peer_id());
+    for node in [full, roomy, caller] {
+        node.stop().await.unwrap();
+    }
+}

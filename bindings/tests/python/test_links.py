@@ -40,7 +40,7 @@ async def pump(stream: md.LinkStream, sock: socket.socket):
             except OSError:
                 data = b""
             if not data:
-                await stream.close()
+                await stream.end()
                 return
             try:
                 await stream.receive(data)
@@ -55,7 +55,7 @@ async def pump(stream: md.LinkStream, sock: socket.socket):
             try:
                 await loop.sock_sendall(sock, chunk)
             except OSError:
-                await stream.close()
+                await stream.end()
                 return
 
     await asyncio.gather(inbound(), outbound())

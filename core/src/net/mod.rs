@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 pub use link::{LINK_TIMEOUT, Link, LinkDirection, LinkIo, MAX_LINKS, link_of};
 pub use paths::Path;
 pub use pipe::{HostEnd, MAX_CHUNK, PIPE_CHUNKS, PipeClosed, PipeLink, link_pipe};
+pub use swarm::MAX_MEMORY;
 pub use transport::{Transport, is_relayed, learned_dialable};
 
 use crate::error::{Error, Result};
@@ -199,10 +200,11 @@ pub fn start(
     listen: &[Multiaddr],
     relays: &[Multiaddr],
     protocols: &[StreamProtocol],
+    max_memory: Option<usize>,
 ) -> Result<Started> {
     let local = key.public().to_peer_id();
     let links = Arc::new(Links::default());
-    let mut swarm = swarm::build(key, agent, links.clone())?;
+    let mut swarm = swarm::build(key, agent, links.clone(), max_memory)?;
     let streams = swarm.behaviour().stream.new_control();
     let mut incoming = HashMap::new();
     for protocol in protocols {

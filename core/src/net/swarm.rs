@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -30,14 +31,15 @@ pub const MAX_PER_PEER: u32 = 8;
 pub const MAX_PENDING: u32 = 64;
 /// Established connections, in all.
 pub const MAX_ESTABLISHED: u32 = 512;
-/// Above this much resident memory the node refuses new connections (what it has goes on).
+/// Above this much resident memory a standalone node refuses new connections (what it has goes
+/// on); a node inside an app has no such limit, as the app's memory would count.
 pub const MAX_MEMORY: usize = 512 << 20;
 
 /// The libp2p behaviours of a node.
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
     limits: connection_limits::Behaviour,
-    memory: memory_connection_limits::Behaviour,
+    memory: Toggle<memory_connection_limits::Behaviour>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     pub(super) stream: libp2p_stream::Behaviour,
@@ -70,7 +72,14 @@ const LINK_IDLE_CHECK: Duration = Duration::from_secs(30);
 
 /// Builds the swarm: QUIC, TCP with Noise and Yamux, links the host hands over (Noise and Yamux
 /// too), a relay client; identify, ping, DCUtR, AutoNAT and application streams.
-pub(super) fn build(key: Keypair, agent: String, links: Arc<Links>) -> Result<Swarm<Behaviour>> {
+/// The swarm; `max_memory`: the process's resident memory above which new connections are
+/// refused.
+pub(super) fn build(
+    key: Keypair,
+    agent: String,
+    links: Arc<Links>,
+    max_memory: Option<usize>,
+) -> Result<Swarm<Behaviour>> {
     let transport = |e: &dyn std::fmt::Display| Error::Network {
         reason: e.to_string(),
     };
@@ -105,7 +114,9 @@ pub(super) fn build(key: Keypair, agent: String, links: Arc<Links>) -> Result<Sw
                     .with_max_pending_outgoing(Some(MAX_PENDING))
                     .with_max_established(Some(MAX_ESTABLISHED)),
             ),
-            memory: memory_connection_limits::Behaviour::with_max_bytes(MAX_MEMORY),
+            memory: max_memory
+                .map(memory_connection_limits::Behaviour::with_max_bytes)
+                .into(),
             identify: identify::Behaviour::new(
                 identify::Config::new(PROTOCOL.to_string(), key.public())
                     .with_agent_version(agent)

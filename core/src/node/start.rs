@@ -54,7 +54,14 @@ pub(super) async fn start(config: NodeConfig) -> Result<Node> {
         net,
         events: mut net_events,
         task: mut net_task,
-    } = net::start(key, agent, &config.listen, &config.relays, &protocols)?;
+    } = net::start(
+        key,
+        agent,
+        &config.listen,
+        &config.relays,
+        &protocols,
+        config.max_process_memory,
+    )?;
 
     let early = wait_for_listeners(&config, &mut net_events, relays_pending).await?;
     let listen_addrs = complete_listen_addrs(&config.listen, early.listen_addrs);

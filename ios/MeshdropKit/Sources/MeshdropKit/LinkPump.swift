@@ -63,7 +63,7 @@ public final class LinkPump: @unchecked Sendable {
                 connection.cancel()
             case .cancelled:
                 connection.stateUpdateHandler = nil
-                Task { await stream.close() }
+                Task { await stream.end() }
             default:
                 break
             }
@@ -96,7 +96,7 @@ public final class LinkPump: @unchecked Sendable {
                     connection.cancel()
                 } else if isComplete {
                     // The device closed its side: the core hears the end, then ends the link.
-                    await stream.close()
+                    await stream.end()
                 } else {
                     receive()
                 }

@@ -96,14 +96,27 @@ class WifiAwareLinkDriver internal constructor(
         }
         if (aware == null || !aware.isAvailable) {
             Log.w(TAG, "Wi-Fi Aware is not available: no links over it")
+            discoveryFailed()
             return
         }
         aware.attach(object : AttachCallback() {
             override fun onAttached(session: WifiAwareSession) = attached(session)
             override fun onAttachFailed() {
                 Log.w(TAG, "Wi-Fi Aware attach failed")
+                discoveryFailed()
+            }
+            override fun onAwareSessionTerminated() {
+                Log.w(TAG, "Wi-Fi Aware session ended")
+                discoveryFailed()
             }
         }, handler)
+    }
+
+    /** Discovery stopped without being asked (Aware off, attach or a session failed): everything
+     * is dropped and the node told; it calls [startDiscovery] again after a wait. */
+    private fun discoveryFailed() {
+        stopDiscovery(MEDIUM)
+        report("discovery failed") { node.linkDiscoveryFailed(MEDIUM) }
     }
 
     override fun stopDiscovery(medium: String) {
@@ -157,6 +170,7 @@ class WifiAwareLinkDriver internal constructor(
                 override fun onMessageReceived(peer: PeerHandle, message: ByteArray) = published(peer, message)
                 override fun onSessionConfigFailed() {
                     Log.w(TAG, "Wi-Fi Aware publish failed")
+                    discoveryFailed()
                 }
             },
             handler,
@@ -171,6 +185,7 @@ class WifiAwareLinkDriver internal constructor(
                 override fun onMessageReceived(peer: PeerHandle, message: ByteArray) = subscribed(peer, message)
                 override fun onSessionConfigFailed() {
                     Log.w(TAG, "Wi-Fi Aware subscribe failed")
+                    discoveryFailed()
                 }
             },
             handler,

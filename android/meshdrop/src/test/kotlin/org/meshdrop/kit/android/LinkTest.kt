@@ -152,6 +152,7 @@ class LinkTest {
     private class Watched(private val node: NodeInterface) : NodeInterface by node {
         val nearby = Channel<Pair<String, String?>>(Channel.UNLIMITED)
         val lost = Channel<String>(Channel.UNLIMITED)
+        val failed = Channel<String>(Channel.UNLIMITED)
 
         override suspend fun deviceNearby(medium: String, device: String, peerId: String?) {
             nearby.send(device to peerId)
@@ -161,6 +162,11 @@ class LinkTest {
         override suspend fun deviceLost(medium: String, device: String) {
             lost.send(device)
             node.deviceLost(medium, device)
+        }
+
+        override suspend fun linkDiscoveryFailed(medium: String) {
+            failed.send(medium)
+            node.linkDiscoveryFailed(medium)
         }
     }
 
@@ -220,12 +226,20 @@ class LinkTest {
     }
 
     @Test
-    fun withoutWifiAwareTheDriverAttachesNothing() = runBlocking<Unit> {
+    fun withoutWifiAwareTheDriverAttachesNothingAndTheNodeTriesAgainLater() = runBlocking<Unit> {
         FakeAware.setAvailable(false)
         val ana = isolated("Ana")
-        aware(ana)
+        val anaSees = aware(ana)
+        assertEquals(WifiAwareLinkDriver.MEDIUM, within("the node is told") { anaSees.failed.receive() })
         assertEquals(0, FakeAware.attached())
+
+        // Wi-Fi Aware comes back (the user turned Wi-Fi on): the node starts discovery again after
+        // its wait (5 s), and Ana's phone finds Ben's.
         FakeAware.setAvailable(true)
+        val ben = isolated("Ben")
+        aware(ben)
+        assertEquals(ben.md.peerId(), within("Ana finds Ben after the retry") { anaSees.nearby.receive() }.second)
+        assertEquals(2, FakeAware.attached())
     }
 
     private companion object {
