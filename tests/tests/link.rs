@@ -94,6 +94,46 @@ fn received(ev: &Event, id: MessageId) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_that_link_to_each_other_at_once_keep_one_link() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ana = isolated(dirs[0].path(), "ana").await;
+    let ben = isolated(dirs[1].path(), "ben").await;
+    let mut ben_events = ben.events();
+
+    // Both are each other's contact: each host opens a link to the other at the same moment.
+    let (from_ana, from_ben) =
+        tokio::join!(link(&ana, &ben, pipe(None)), link(&ben, &ana, pipe(None)));
+    // Both sides keep the link the smaller peer id dialled, and close the other.
+    let ((kept, kept_far), (gone, gone_far)) = if ana.peer_id() < ben.peer_id() {
+        (from_ana, from_ben)
+    } else {
+        (from_ben, from_ana)
+    };
+    tokio::time::timeout(TIMEOUT, gone.closed())
+        .await
+        .expect("the twin link closes");
+    tokio::time::timeout(TIMEOUT, gone_far.closed())
+        .await
+        .expect("on both sides");
+
+    let id = ana.send_message(ben.peer_id(), "one link").unwrap();
+    let text = wait_for(&mut ben_events, "the message", |e| received(e, id)).await;
+    assert_eq!(text, "one link");
+    let (mut kept, mut kept_far) = (Box::pin(kept.closed()), Box::pin(kept_far.closed()));
+    assert!(
+        futures::poll!(kept.as_mut()).is_pending(),
+        "the kept link is up"
+    );
+    assert!(
+        futures::poll!(kept_far.as_mut()).is_pending(),
+        "on both sides"
+    );
+    for node in [ana, ben] {
+        node.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_with_no_network_exchange_a_file_and_a_message_over_a_link() {
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let ana = isolated(dirs[0].path(), "ana").await;

@@ -215,15 +215,21 @@ const LINK_IDLE: Duration = Duration::from_secs(300);
 pub(super) struct LinkUse {
     /// The link's number.
     pub(super) link: u64,
+    /// The peer at its other end.
+    pub(super) peer: PeerId,
+    /// Whether the smaller of the two peer ids dialled it.
+    pub(super) by_smaller: bool,
     bytes: u64,
     idle_since: Option<tokio::time::Instant>,
 }
 
 impl LinkUse {
-    /// Link `link`, with `bytes` through it so far.
-    pub(super) fn new(link: u64, bytes: u64) -> Self {
+    /// Link `link` to `peer`, with `bytes` through it so far.
+    pub(super) fn new(link: u64, bytes: u64, peer: PeerId, by_smaller: bool) -> Self {
         Self {
             link,
+            peer,
+            by_smaller,
             bytes,
             idle_since: None,
         }
@@ -335,7 +341,7 @@ mod tests {
     fn a_link_that_carries_next_to_nothing_for_five_minutes_is_idle() {
         let t0 = tokio::time::Instant::now();
         let at = |secs| t0 + Duration::from_secs(secs);
-        let mut using = LinkUse::new(1, 1000);
+        let mut using = LinkUse::new(1, 1000, PeerId::random(), true);
         assert!(!using.idle(1000, at(0)));
         assert!(!using.idle(1500, at(299)), "pings alone");
         assert!(using.idle(2000, at(300)), "idle for five minutes");

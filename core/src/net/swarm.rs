@@ -298,6 +298,7 @@ impl Driver {
                 connection_id,
                 endpoint.get_remote_address().clone(),
                 endpoint.is_relayed(),
+                endpoint.is_dialer(),
                 num_established.get() == 1,
             )),
             SwarmEvent::ConnectionClosed {
@@ -360,6 +361,7 @@ impl Driver {
         id: ConnectionId,
         addr: Multiaddr,
         relayed: bool,
+        dialer: bool,
         first: bool,
     ) -> NetEvent {
         self.upgrade_dials.remove(&id);
@@ -380,7 +382,7 @@ impl Driver {
         for reply in self.waiting.remove(&peer).unwrap_or_default() {
             let _ = reply.send(Ok(peer));
         }
-        let medium = link.and_then(|n| self.link_opened(n, id, peer));
+        let medium = link.and_then(|n| self.link_opened(n, id, peer, dialer));
         for id in &superseded {
             self.swarm.close_connection(*id);
         }
@@ -408,11 +410,31 @@ impl Driver {
     }
 
     /// Link `n` is a connection to `peer`: watched for idleness, its waiter told; its medium.
-    fn link_opened(&mut self, n: u64, id: ConnectionId, peer: PeerId) -> Option<String> {
+    /// Two devices that opened links to each other at once keep one: the link the smaller peer
+    /// id dialled (both sides pick the same one).
+    fn link_opened(
+        &mut self,
+        n: u64,
+        id: ConnectionId,
+        peer: PeerId,
+        dialer: bool,
+    ) -> Option<String> {
         let (medium, bytes) = self.shared.links.info(n)?;
-        self.link_conns.insert(id, LinkUse::new(n, bytes));
+        let by_smaller = dialer == (self.shared.local < peer);
+        let twin = self
+            .link_conns
+            .iter()
+            .find(|(_, other)| other.peer == peer && other.by_smaller != by_smaller)
+            .map(|(twin, _)| *twin);
+        self.link_conns
+            .insert(id, LinkUse::new(n, bytes, peer, by_smaller));
         if let Some(reply) = self.shared.link_waiter(n) {
             let _ = reply.send(Ok(peer));
+        }
+        if let Some(twin) = twin {
+            tracing::debug!(%peer, "links opened both ways at once: one closes");
+            self.swarm
+                .close_connection(if by_smaller { twin } else { id });
         }
         Some(medium)
     }
