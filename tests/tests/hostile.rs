@@ -345,23 +345,33 @@ async fn forty_offers_with_large_manifests_at_once_keep_the_device_small_and_ans
     }
     // The device answers at once all it will not keep, and keeps the rest waiting.
     let slowest = command(&dev_dir, &["peers"]);
-    let mut declined = 0;
-    for stream in offers.iter_mut() {
-        let answer = tokio::time::timeout(Duration::from_secs(3), async {
+    // Every answer is read at once; the offers kept waiting get none (the user never answers).
+    let answers = futures::future::join_all(offers.iter_mut().map(|stream| {
+        tokio::time::timeout(Duration::from_secs(10), async {
             let mut buf = Vec::new();
             meshdrop_core::net::framing::read_msg::<_, OfferMsg>(stream, &mut buf).await
         })
-        .await;
+    }))
+    .await;
+    let mut declined = 0;
+    for answer in answers {
         if let Ok(Ok(Some(OfferMsg::Declined { reason }))) = answer {
             assert!(reason.contains("too many offers"), "{reason}");
             declined += 1;
         }
     }
-    let pending = dev
-        .events()
-        .iter()
-        .filter(|e| e.value["event"] == "offer_received")
-        .count();
+    let shown = |dev: &mut MeshdropProcess| {
+        dev.events()
+            .iter()
+            .filter(|e| e.value["event"] == "offer_received")
+            .count()
+    };
+    while shown(&mut dev) < 4 {
+        let mark = dev.mark();
+        dev.wait_for_after(mark, |v| v["event"] == "offer_received", STEP)
+            .expect("the four kept offers are shown");
+    }
+    let pending = shown(&mut dev);
     let peak = memory_kb(dev.pid(), "VmHWM:");
     let slowest = slowest.max(command(&dev_dir, &["peers"]));
     println!(
