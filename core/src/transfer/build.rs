@@ -2,7 +2,7 @@
 //! are independent (each is the BLAKE3 subtree at its offset, see [`super::tree`]), so they are
 //! hashed on every core at once, each thread reading its chunk with `pread` into a fixed buffer:
 //! memory stays flat (threads × [`READ_BUF`]) whatever the size. A file whose hashes a cache knows
-//! for its exact path, size, change time and inode is not read at all.
+//! for its exact path, size, change times and inode is not read at all.
 
 use std::fs::{self, File};
 use std::io;
@@ -42,6 +42,9 @@ pub(crate) struct FileStamp {
     pub mtime_ns: i64,
     /// Its inode number.
     pub inode: u64,
+    /// Its last status change, in nanoseconds since the epoch: moves with every write and with a
+    /// change time set back by hand, which `mtime_ns` alone would miss.
+    pub ctime_ns: i64,
 }
 
 impl FileStamp {
@@ -53,6 +56,10 @@ impl FileStamp {
                 .saturating_mul(1_000_000_000)
                 .saturating_add(meta.mtime_nsec()),
             inode: meta.ino(),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
         }
     }
 }
@@ -749,7 +756,8 @@ mod tests {
             .expect("big");
         assert_eq!(edited.manifest.files()[k].hash, *expected.as_bytes());
 
-        // Settled, it is cached once hashed again, then no longer read.
+        // Its change time set back to what the cache holds: its status change time moved, so it is
+        // hashed again (and cached, now settled), then no longer read.
         settle(&big);
         assert_eq!(share(&paths).bytes_hashed, size);
         let settled = share(&paths);
@@ -758,7 +766,7 @@ mod tests {
 
         // Another file put in its place with the same size and change time: a new inode.
         let other = tmp.path().join("other");
-        write(&other, &data(size as usize, 43));
+        write(&other, &data(size as usize, 44));
         settle(&other);
         fs::rename(&other, &big).expect("rename");
         let replaced = share(&paths);

@@ -116,27 +116,31 @@ fn path_key(path: &Path) -> &[u8] {
 }
 
 /// The chunk hashes the cache holds for the file at the absolute `path`, if it was hashed with
-/// `chunk_size` while it had exactly this size, change time and inode.
+/// `chunk_size` while it had exactly this size, change times and inode.
 pub(crate) fn cached_hashes(
     store: &Store,
     path: &Path,
     stamp: &super::build::FileStamp,
     chunk_size: u32,
 ) -> Result<Option<Vec<super::manifest::Hash>>> {
-    let row: Option<(i64, i64, i64, Vec<u8>)> = store.with(|c| {
+    let row: Option<(i64, i64, i64, i64, Vec<u8>)> = store.with(|c| {
         c.query_row(
-            "SELECT size, mtime_ns, inode, hashes FROM hash_cache
+            "SELECT size, mtime_ns, inode, ctime_ns, hashes FROM hash_cache
              WHERE path = ?1 AND chunk_size = ?2",
             params![path_key(path), i64::from(chunk_size)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()
     })?;
-    let Some((size, mtime_ns, inode, hashes)) = row else {
+    let Some((size, mtime_ns, inode, ctime_ns, hashes)) = row else {
         return Ok(None);
     };
     // The inode is stored as its bit pattern.
-    if size != secs(stamp.size) || mtime_ns != stamp.mtime_ns || inode != stamp.inode as i64 {
+    if size != secs(stamp.size)
+        || mtime_ns != stamp.mtime_ns
+        || inode != stamp.inode as i64
+        || ctime_ns != stamp.ctime_ns
+    {
         return Ok(None);
     }
     let parts = hashes.chunks_exact(32);
@@ -164,7 +168,8 @@ pub(crate) fn save_hashes(store: &Store, hashed: &[super::build::Hashed]) -> Res
         {
             let mut insert = tx.prepare(
                 "INSERT OR REPLACE INTO hash_cache
-                 (path, chunk_size, size, mtime_ns, inode, hashes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 (path, chunk_size, size, mtime_ns, inode, ctime_ns, hashes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for h in hashed {
                 insert.execute(params![
@@ -173,6 +178,7 @@ pub(crate) fn save_hashes(store: &Store, hashed: &[super::build::Hashed]) -> Res
                     secs(h.stamp.size),
                     h.stamp.mtime_ns,
                     h.stamp.inode as i64,
+                    h.stamp.ctime_ns,
                     h.chunks.concat(),
                 ])?;
             }
