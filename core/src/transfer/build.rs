@@ -210,6 +210,45 @@ pub(crate) fn build_with(
         chunks[first[u.file] + u.index as usize] = hash;
     }
 
+    let plan = Plan {
+        chunk_size,
+        started,
+        first,
+        absolute,
+        known,
+    };
+    assemble(files, dirs, chunks, plan, bytes_hashed)
+}
+
+/// Where each file's chunk hashes are, and what the cache knew.
+struct Plan {
+    chunk_size: u32,
+    /// When hashing started (ns since the epoch).
+    started: i64,
+    /// The position of each file's first chunk hash.
+    first: Vec<usize>,
+    /// Each file's absolute path.
+    absolute: Vec<PathBuf>,
+    /// The chunk hashes the cache had for each file.
+    known: Vec<Option<Vec<Hash>>>,
+}
+
+/// The manifest of `files` and `dirs` from all the chunk hashes, and what to cache.
+fn assemble(
+    files: Vec<Found>,
+    dirs: Vec<RelPath>,
+    chunks: Vec<Hash>,
+    plan: Plan,
+    bytes_hashed: u64,
+) -> Result<Built, ManifestError> {
+    let Plan {
+        chunk_size,
+        started,
+        first,
+        absolute,
+        known,
+    } = plan;
+    let cs = u64::from(chunk_size);
     let mut entries = Vec::with_capacity(files.len());
     let mut sources = Vec::with_capacity(files.len());
     let mut hashed = Vec::new();
