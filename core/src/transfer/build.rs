@@ -315,14 +315,7 @@ fn hash_units(
         while !failed.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&unit) = units.get(i) else { break };
-            let found = &files[unit.file];
-            let result = (|| {
-                if open.as_ref().is_none_or(|(k, _)| *k != unit.file) {
-                    open = Some((unit.file, open_sized(found)?));
-                }
-                let (_, file) = open.as_ref().ok_or_else(|| changed(found))?;
-                hash_chunk(file, found, unit.index, chunk_size, &mut buf)
-            })();
+            let result = hash_unit(&mut open, files, unit, chunk_size, &mut buf);
             match result {
                 Ok(hash) => out.push((i, hash)),
                 Err(e) => {
@@ -349,6 +342,22 @@ fn hash_units(
         }
         error.map_or(Ok(all), Err)
     })
+}
+
+/// The hash of `unit`, reading through the file `open` holds when it is the unit's (else opening it).
+fn hash_unit(
+    open: &mut Option<(usize, File)>,
+    files: &[Found],
+    unit: Unit,
+    chunk_size: u32,
+    buf: &mut [u8],
+) -> Result<Hash, ManifestError> {
+    let found = &files[unit.file];
+    if open.as_ref().is_none_or(|(k, _)| *k != unit.file) {
+        *open = Some((unit.file, open_sized(found)?));
+    }
+    let (_, file) = open.as_ref().ok_or_else(|| changed(found))?;
+    hash_chunk(file, found, unit.index, chunk_size, buf)
 }
 
 fn changed(found: &Found) -> ManifestError {
