@@ -141,6 +141,20 @@ const MIGRATIONS: &[&str] = &[
         cost = length(raw) + 1536
       WHERE source != '';
     CREATE INDEX msg_envelopes_class ON msg_envelopes (class, seq, cost);",
+    // 10: the hash cache. The chunk hashes of each file shared, by its absolute path (its bytes)
+    // and chunk size, kept with its size, modification and status change times and inode: a file
+    // re-shared with all of them unchanged is not read again; any change and it is hashed anew
+    // (and replaced here).
+    "CREATE TABLE hash_cache (
+        path       BLOB NOT NULL,
+        chunk_size INTEGER NOT NULL,
+        size       INTEGER NOT NULL,
+        mtime_ns   INTEGER NOT NULL,
+        inode      INTEGER NOT NULL,
+        ctime_ns   INTEGER NOT NULL,
+        hashes     BLOB NOT NULL,
+        PRIMARY KEY (path, chunk_size)
+    );",
 ];
 
 /// A peer the store remembers.

@@ -3,7 +3,7 @@
 //! what, the rate limits, the running downloads, the offers awaiting an answer, and the report
 //! that tells the app.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,9 +18,9 @@ use super::library::{Content, Library};
 use super::limits::{Throttle, TransferLimits};
 use super::names::NameRules;
 use super::offer::{self, Decision, Pending, PendingOffer, SendOutcome, Visibility};
-use super::serve;
 use super::shares::{KeyRecord, ShareKind, Shares};
 use super::{ContentId, Manifest, ManifestError, Notice, Ticket, state};
+use super::{build, serve};
 use crate::error::{Error, Result};
 use crate::net::Net;
 use crate::report::Report;
@@ -200,7 +200,8 @@ impl Services {
         let key = ShareKey::generate().ok_or_else(|| Error::Network {
             reason: "no randomness for a share key".into(),
         })?;
-        let (manifest, sources) = tokio::task::spawn_blocking(move || Manifest::build(&paths))
+        let store = self.store.clone();
+        let (manifest, sources) = tokio::task::spawn_blocking(move || build_cached(&store, &paths))
             .await
             .map_err(|_| Error::Stopped)??;
         let encoded = manifest.encode();
@@ -485,4 +486,29 @@ fn load_shares(s: &Services) {
             }
         }
     }
+}
+
+/// Builds the manifest of `paths` on every core, taking the chunk hashes of files unchanged since
+/// they were last hashed from the store's hash cache, and remembering those it hashed.
+fn build_cached(
+    store: &Store,
+    paths: &[PathBuf],
+) -> std::result::Result<(Manifest, Vec<PathBuf>), ManifestError> {
+    let lookup = |path: &Path, stamp: &build::FileStamp, chunk_size: u32| {
+        state::cached_hashes(store, path, stamp, chunk_size)
+            .inspect_err(|e| tracing::warn!(%e, "hash cache unreadable"))
+            .ok()
+            .flatten()
+    };
+    let options = build::BuildOptions {
+        cache: Some(&lookup),
+        ..build::BuildOptions::default()
+    };
+    let built = build::build_with(paths, options)?;
+    tracing::debug!(bytes = built.bytes_hashed, "hashed");
+    // The cache only saves work: a share does not fail for want of it.
+    if let Err(e) = state::save_hashes(store, &built.hashed) {
+        tracing::warn!(%e, "hash cache not written");
+    }
+    Ok((built.manifest, built.sources))
 }

@@ -107,6 +107,91 @@ pub fn save_share(
     Ok(stamps)
 }
 
+/// The most files the hash cache remembers; the ones hashed longest ago are forgotten beyond it.
+pub const MAX_CACHED_FILES: i64 = 100_000;
+
+fn path_key(path: &Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes()
+}
+
+/// The chunk hashes the cache holds for the file at the absolute `path`, if it was hashed with
+/// `chunk_size` while it had exactly this size, change times and inode.
+pub(crate) fn cached_hashes(
+    store: &Store,
+    path: &Path,
+    stamp: &super::build::FileStamp,
+    chunk_size: u32,
+) -> Result<Option<Vec<super::manifest::Hash>>> {
+    let row: Option<(i64, i64, i64, i64, Vec<u8>)> = store.with(|c| {
+        c.query_row(
+            "SELECT size, mtime_ns, inode, ctime_ns, hashes FROM hash_cache
+             WHERE path = ?1 AND chunk_size = ?2",
+            params![path_key(path), i64::from(chunk_size)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()
+    })?;
+    let Some((size, mtime_ns, inode, ctime_ns, hashes)) = row else {
+        return Ok(None);
+    };
+    // The inode is stored as its bit pattern.
+    if size != secs(stamp.size)
+        || mtime_ns != stamp.mtime_ns
+        || inode != stamp.inode as i64
+        || ctime_ns != stamp.ctime_ns
+    {
+        return Ok(None);
+    }
+    let parts = hashes.chunks_exact(32);
+    if !parts.remainder().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        parts
+            .map(|h| {
+                let mut out = [0u8; 32];
+                out.copy_from_slice(h);
+                out
+            })
+            .collect(),
+    ))
+}
+
+/// Remembers the chunk hashes of files just hashed, replacing what the cache held for them.
+pub(crate) fn save_hashes(store: &Store, hashed: &[super::build::Hashed]) -> Result<()> {
+    if hashed.is_empty() {
+        return Ok(());
+    }
+    store.with(|c| {
+        let tx = c.transaction()?;
+        {
+            let mut insert = tx.prepare(
+                "INSERT OR REPLACE INTO hash_cache
+                 (path, chunk_size, size, mtime_ns, inode, ctime_ns, hashes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for h in hashed {
+                insert.execute(params![
+                    path_key(&h.path),
+                    i64::from(h.chunk_size),
+                    secs(h.stamp.size),
+                    h.stamp.mtime_ns,
+                    h.stamp.inode as i64,
+                    h.stamp.ctime_ns,
+                    h.chunks.concat(),
+                ])?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM hash_cache WHERE rowid IN (
+                SELECT rowid FROM hash_cache ORDER BY rowid DESC LIMIT -1 OFFSET ?1)",
+            [MAX_CACHED_FILES],
+        )?;
+        tx.commit()
+    })
+}
+
 /// A file's size and last change time (nanoseconds since the epoch), to tell whether it was
 /// edited since it was shared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
