@@ -49,6 +49,20 @@ pub fn random_file(path: &std::path::Path, len: usize, seed: u64) {
     std::fs::write(path, data).expect("test file written");
 }
 
+/// Flips every bit of `len` bytes of `path` at `at` and syncs: an edit, or bit rot.
+pub fn damage(path: &std::path::Path, at: u64, len: usize) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let mut bytes = vec![0; len];
+    f.read_exact_at(&mut bytes, at)?;
+    bytes.iter_mut().for_each(|b| *b = !*b);
+    f.write_all_at(&bytes, at)?;
+    f.sync_all()
+}
+
 /// The `.part` files a download left in `dir` for files named `name`
 /// (`.<name>.<token>.meshdrop-part`); none when `dir` does not exist.
 pub fn part_files(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use meshdrop_core::transfer::{Damage, NameRules, Provider};
 use meshdrop_core::{DownloadError, DownloadReport, DownloadSpec, Event, Node, NodeConfig, Ticket};
-use meshdrop_tests::{part_files, random_file, wait_for};
+use meshdrop_tests::{damage, part_files, random_file, wait_for};
 
 const MIB: usize = 1024 * 1024;
 
@@ -38,21 +38,6 @@ async fn get(node: &Node, ticket: &Ticket, dest: &Path) -> Result<DownloadReport
 
 fn hash(path: &Path) -> blake3::Hash {
     blake3::hash(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-}
-
-/// Flips every bit of `len` bytes of `path` at `at` (an edit, or bit rot).
-fn damage(path: &Path, at: u64, len: usize) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut bytes = vec![0; len];
-    f.read_exact_at(&mut bytes, at).unwrap();
-    bytes.iter_mut().for_each(|b| *b = !*b);
-    f.write_all_at(&bytes, at).unwrap();
-    f.sync_all().unwrap();
 }
 
 /// A ticket with the providers of both.
@@ -317,7 +302,7 @@ async fn a_damaged_seeder_serves_only_good_chunks_says_so_and_heals_from_others(
     let (b_copy, a_ticket, b_ticket) =
         seeded_twice(&a, &b, &file, &dirs[1].path().join("out")).await;
     let mut b_events = b.events();
-    damage(&b_copy, 5 * MIB as u64, 2 * MIB);
+    damage(&b_copy, 5 * MIB as u64, 2 * MIB).unwrap();
 
     // C asks both; B answers only with chunks that verify.
     let out = dirs[2].path().join("out");
@@ -383,7 +368,7 @@ async fn verify_repairs_a_downloaded_share_and_says_what_changed_in_ones_own() {
     let a = node(dirs[0].path(), "a").await;
     let b = node(dirs[1].path(), "b").await;
     let (b_copy, _, _) = seeded_twice(&a, &b, &file, &dirs[1].path().join("out")).await;
-    damage(&b_copy, 1000, 10);
+    damage(&b_copy, 1000, 10).unwrap();
 
     let shares = b.verify(None).await.unwrap();
     assert_eq!(shares.len(), 1);
@@ -392,7 +377,7 @@ async fn verify_repairs_a_downloaded_share_and_says_what_changed_in_ones_own() {
     assert_eq!(hash(&b_copy), hash(&file));
 
     // Its own share: the edit is reported, never undone.
-    damage(&file, 0, 1);
+    damage(&file, 0, 1).unwrap();
     let edited = std::fs::read(&file).unwrap();
     let shares = a.verify(None).await.unwrap();
     let d = &shares[0].damaged;
@@ -419,8 +404,8 @@ async fn with_no_good_copy_anywhere_the_download_fails_clearly_within_a_minute()
     let c = node(dirs[2].path(), "c").await;
     let (b_copy, a_ticket, b_ticket) =
         seeded_twice(&a, &b, &file, &dirs[1].path().join("out")).await;
-    damage(&file, 3 * MIB as u64, 300_000);
-    damage(&b_copy, 3 * MIB as u64, 300_000);
+    damage(&file, 3 * MIB as u64, 300_000).unwrap();
+    damage(&b_copy, 3 * MIB as u64, 300_000).unwrap();
 
     let started = Instant::now();
     let err = get(&c, &both(&a_ticket, &b_ticket), &dirs[2].path().join("out"))

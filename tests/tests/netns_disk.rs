@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use meshdrop_core::Ticket;
+use meshdrop_tests::damage;
 use meshdrop_tests::netns::{Host, Lab};
 use meshdrop_tests::process::MeshdropProcess;
 use serde_json::Value;
@@ -70,21 +71,6 @@ fn timed_get(
     let secs = started.elapsed().as_secs_f64();
     p.wait_exit(STEP)?;
     Ok((done, secs))
-}
-
-/// Flips every bit of `len` bytes of `path` at `at` (an edit after the download).
-fn damage(path: &Path, at: u64, len: usize) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
-    let mut bytes = vec![0; len];
-    f.read_exact_at(&mut bytes, at)?;
-    bytes.iter_mut().for_each(|b| *b = !*b);
-    f.write_all_at(&bytes, at)?;
-    f.sync_all()?;
-    Ok(())
 }
 
 /// Bytes of the finished download that came from `peer`.
