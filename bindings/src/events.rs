@@ -177,6 +177,20 @@ pub enum NodeEvent {
         /// Bytes of the selected files.
         bytes: u64,
     },
+    /// No one who has the share is in reach: the download waits ("waiting for someone who has
+    /// it") and goes on by itself when one connects.
+    TransferWaiting {
+        /// The transfer.
+        transfer_id: u64,
+        /// The share's content id.
+        content: String,
+        /// Bytes verified and on disk.
+        done: u64,
+        /// Bytes of the selected files (0 before anyone answered).
+        total: u64,
+        /// Who was asked, and what each said.
+        tried: Vec<String>,
+    },
     /// A download stopped with an error.
     TransferFailed {
         /// The transfer.
@@ -258,6 +272,41 @@ pub enum NodeEvent {
         message_id: String,
         /// Its new state.
         state: MessageState,
+    },
+    /// A room message's attachment was not fetched by itself (too large, the room's budget
+    /// spent, on battery…): offer to fetch it by hand.
+    AttachmentNotFetched {
+        /// The message's id.
+        message_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A contact asks this device to fetch and hold files for another peer.
+    CarryAsked {
+        /// The contact.
+        from_peer_id: String,
+        /// Who the files are for.
+        for_peer_id: String,
+        /// The share's content id.
+        content: String,
+    },
+    /// This device fetches files to carry them for a peer.
+    Carrying {
+        /// The contact who asked.
+        from_peer_id: String,
+        /// Who the files are for.
+        for_peer_id: String,
+        /// The share's content id.
+        content: String,
+    },
+    /// A contact's request to carry files was left alone.
+    CarryRefused {
+        /// The contact.
+        from_peer_id: String,
+        /// Who the files were for.
+        for_peer_id: String,
+        /// Why.
+        reason: String,
     },
     /// The node stopped: the last event.
     Stopped,
@@ -395,6 +444,19 @@ impl NodeEvent {
                 content: content.to_string(),
                 bytes,
             },
+            Event::TransferWaiting {
+                transfer,
+                content,
+                done,
+                total,
+                tried,
+            } => Self::TransferWaiting {
+                transfer_id: transfer,
+                content: content.to_string(),
+                done,
+                total,
+                tried,
+            },
             Event::TransferFailed {
                 transfer,
                 content,
@@ -462,6 +524,37 @@ impl NodeEvent {
             Event::MessageStateChanged { id, state } => Self::MessageStateChanged {
                 message_id: id.to_string(),
                 state: state.into(),
+            },
+            Event::AttachmentNotFetched { message, reason } => Self::AttachmentNotFetched {
+                message_id: message.to_string(),
+                reason,
+            },
+            Event::CarryAsked {
+                from,
+                for_peer,
+                content,
+            } => Self::CarryAsked {
+                from_peer_id: from.to_string(),
+                for_peer_id: for_peer.to_string(),
+                content: content.to_string(),
+            },
+            Event::Carrying {
+                from,
+                for_peer,
+                content,
+            } => Self::Carrying {
+                from_peer_id: from.to_string(),
+                for_peer_id: for_peer.to_string(),
+                content: content.to_string(),
+            },
+            Event::CarryRefused {
+                from,
+                for_peer,
+                reason,
+            } => Self::CarryRefused {
+                from_peer_id: from.to_string(),
+                for_peer_id: for_peer.to_string(),
+                reason,
             },
             Event::Stopped => Self::Stopped,
         }

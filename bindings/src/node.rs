@@ -13,8 +13,8 @@ use crate::ops::Ops;
 use crate::runtime::runtime;
 use crate::transfer::Transfer;
 use crate::types::{
-    NodeConfig, PeerInfo, PendingOffer, SendOutcome, ShareCheck, UploadLimits, parse, parse_all,
-    strings,
+    AutoFetchSettings, NodeConfig, PeerInfo, PendingOffer, SendOutcome, ShareCheck, UploadLimits,
+    parse, parse_all, strings,
 };
 
 /// A running node. Call [`Node::shutdown`] before the host exits.
@@ -186,9 +186,25 @@ impl Node {
             .collect()
     }
 
-    /// Tells the node whether the device runs on battery now (it seeds less on battery).
+    /// Tells the node whether the device runs on battery now (it seeds less on battery, and
+    /// fetches no room attachment by itself unless allowed).
     pub fn set_on_battery(&self, on_battery: bool) {
         self.core.set_on_battery(on_battery);
+    }
+
+    /// Tells the node whether the network is metered (no room attachment fetched by itself).
+    pub fn set_metered(&self, metered: bool) {
+        self.core.set_metered(metered);
+    }
+
+    /// What room attachments the node fetches by itself.
+    pub fn auto_fetch(&self) -> AutoFetchSettings {
+        self.core.auto_fetch().into()
+    }
+
+    /// Changes what room attachments the node fetches by itself.
+    pub fn set_auto_fetch(&self, settings: AutoFetchSettings) {
+        self.core.set_auto_fetch(settings.into());
     }
 
     /// How much the node uploads now: bytes per second (`None`: no limit) and upload slots.

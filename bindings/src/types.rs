@@ -304,6 +304,45 @@ impl From<offer::SendOutcome> for SendOutcome {
     }
 }
 
+/// What room attachments a node fetches by itself (as chat apps auto-download media).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct AutoFetchSettings {
+    /// The largest attachment fetched by itself, in bytes (0: none).
+    pub max_message_bytes: u64,
+    /// Bytes fetched by themselves per room, all its attachments together.
+    pub room_budget_bytes: u64,
+    /// Bytes fetched to carry files for each contact who asks.
+    pub carry_budget_bytes: u64,
+    /// Fetch on battery too.
+    pub on_battery: bool,
+    /// Fetch on a metered network too.
+    pub on_metered: bool,
+}
+
+impl From<meshdrop_core::AutoFetch> for AutoFetchSettings {
+    fn from(a: meshdrop_core::AutoFetch) -> Self {
+        Self {
+            max_message_bytes: a.max_message_bytes,
+            room_budget_bytes: a.room_budget_bytes,
+            carry_budget_bytes: a.carry_budget_bytes,
+            on_battery: a.on_battery,
+            on_metered: a.on_metered,
+        }
+    }
+}
+
+impl From<AutoFetchSettings> for meshdrop_core::AutoFetch {
+    fn from(a: AutoFetchSettings) -> Self {
+        Self {
+            max_message_bytes: a.max_message_bytes,
+            room_budget_bytes: a.room_budget_bytes,
+            carry_budget_bytes: a.carry_budget_bytes,
+            on_battery: a.on_battery,
+            on_metered: a.on_metered,
+        }
+    }
+}
+
 /// How much a node uploads now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Record)]
 pub struct UploadLimits {

@@ -269,7 +269,7 @@ async fn a_platform_browser_feeds_discovery() {
 #[tokio::test]
 async fn errors_map_to_what_a_caller_can_act_on() {
     let a = node("alice").await;
-    let b = node("bob").await;
+    let mut b = node("bob").await;
     let dest_dir = tempfile::tempdir().unwrap();
     let dest = dest_dir.path().display().to_string();
 
@@ -336,7 +336,8 @@ async fn errors_map_to_what_a_caller_can_act_on() {
         no_peer_id.err()
     );
 
-    // A share whose only provider is gone: the caller learns no peer could be reached.
+    // A share whose only provider is gone: the download waits for someone who has it, saying
+    // whom it asked, until the app cancels it.
     let src = tempfile::tempdir().unwrap();
     write_folder(src.path());
     let ticket = a
@@ -345,11 +346,16 @@ async fn errors_map_to_what_a_caller_can_act_on() {
         .await
         .unwrap();
     a.shutdown().await;
-    let gone = b.node.download(ticket, dest, None).unwrap().wait().await;
-    assert!(
-        matches!(gone, Err(MeshdropError::PeerUnreachable { .. })),
-        "{gone:?}"
-    );
+    let transfer = b.node.download(ticket, dest, None).unwrap();
+    let id = transfer.id();
+    b.wait_for("the download waiting for a holder", |e| {
+        matches!(e, NodeEvent::TransferWaiting { transfer_id, tried, .. }
+            if *transfer_id == id && !tried.is_empty())
+    })
+    .await;
+    transfer.cancel(true);
+    let gone = transfer.wait().await;
+    assert!(matches!(gone, Err(MeshdropError::Cancelled)), "{gone:?}");
     b.shutdown().await;
 }
 

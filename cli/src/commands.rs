@@ -25,7 +25,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     let data_dir = data_dir.as_path();
     match &cli.command {
         Command::Id => id(&cli, data_dir, out).await,
-        Command::Run { accept, out: dest } => {
+        Command::Run {
+            accept, out: dest, ..
+        } => {
             let dest = match dest {
                 Some(d) => {
                     std::path::absolute(d).with_context(|| format!("cannot use {}", d.display()))?
@@ -57,6 +59,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             text,
             attach,
             pin,
+            carry,
             wait,
         } => {
             let send = crate::messaging::Send {
@@ -64,6 +67,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 text,
                 attach,
                 pin: *pin,
+                carry,
                 wait: Duration::from_secs(*wait),
             };
             crate::messaging::msg(&cli, data_dir, out, send).await
@@ -192,6 +196,18 @@ pub(crate) fn config(cli: &Cli, data_dir: &Path) -> Result<NodeConfig> {
     };
     // Only a long-running node picks up interrupted downloads; `get` resumes its own.
     config.resume_downloads = matches!(cli.command, crate::Command::Run { .. });
+    if let crate::Command::Run {
+        auto_fetch_max,
+        auto_fetch_budget,
+        ..
+    } = cli.command
+    {
+        config.auto_fetch.max_message_bytes = auto_fetch_max;
+        config.auto_fetch.room_budget_bytes = auto_fetch_budget;
+    } else {
+        // Only a long-running node fetches room attachments by itself.
+        config.auto_fetch.max_message_bytes = 0;
+    }
     // The process is the node: past this much memory, new connections wait.
     config.max_process_memory = Some(meshdrop_core::net::MAX_MEMORY);
     for relay in &cli.relays {

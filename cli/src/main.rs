@@ -87,6 +87,13 @@ enum Command {
         /// folder's `meshdrop`, else `<data dir>/received`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Fetch room attachments up to this size by themselves (into `<data dir>/attachments`),
+        /// e.g. 50MB; 0: none.
+        #[arg(long, value_name = "SIZE", default_value = "50MB", value_parser = crate::commands::parse_rate)]
+        auto_fetch_max: u64,
+        /// What attachments fetched by themselves may take per room, e.g. 1GB.
+        #[arg(long, value_name = "SIZE", default_value = "1GB", value_parser = crate::commands::parse_rate)]
+        auto_fetch_budget: u64,
     },
     /// Offer files to a nearby device (a contact's name, a peer id, or a name a device claims);
     /// it accepts or declines.
@@ -129,6 +136,10 @@ enum Command {
         /// Serve the attachment until `meshdrop unshare`, not only for 7 days.
         #[arg(long, requires = "attach")]
         pin: bool,
+        /// Ask this contact (a name or a peer id; repeatable) to fetch and hold the attachment
+        /// for the recipient, so it arrives through them with this device gone.
+        #[arg(long, value_name = "CONTACT", requires = "attach")]
+        carry: Vec<String>,
         /// When no node runs here, how long to try handing it over (seconds).
         #[arg(long, default_value_t = 30)]
         wait: u64,

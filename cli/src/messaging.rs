@@ -15,6 +15,7 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::Cli;
 use crate::commands::{absolute, config};
+use crate::control::protocol::Attach;
 use crate::control::{Backend, Request};
 use crate::output::Output;
 use crate::text::clean;
@@ -46,6 +47,8 @@ pub struct Send<'a> {
     pub attach: &'a [PathBuf],
     /// Serve the attachment until unshared.
     pub pin: bool,
+    /// Contacts (as typed) asked to carry the attachment for the recipient.
+    pub carry: &'a [String],
     /// When no node runs here, how long to try handing the message over.
     pub wait: Duration,
 }
@@ -59,11 +62,21 @@ pub async fn msg(cli: &Cli, data_dir: &Path, out: Output, send: Send<'_>) -> Res
     // Resolved before a node starts: a mistyped name costs no network.
     let mut backend = Backend::offline(data_dir, None).await?;
     let remote = matches!(backend, Backend::Remote(_));
+    let mut carry = Vec::new();
+    for typed in send.carry {
+        match recipient(&mut backend, typed).await? {
+            Recipient::Peer(p) => carry.push(p),
+            Recipient::Room(_) => bail!("--carry takes a contact, not a room"),
+        }
+    }
+    let attach = Attach {
+        paths: attach,
+        pin: send.pin,
+        carry,
+    };
     let to = match recipient(&mut backend, send.to).await {
         Ok(to) if remote => {
-            let id = backend
-                .send_message(to, send.text, attach, send.pin)
-                .await?;
+            let id = backend.send_message(to, send.text, attach).await?;
             report(
                 out,
                 id,
@@ -79,7 +92,7 @@ pub async fn msg(cli: &Cli, data_dir: &Path, out: Output, send: Send<'_>) -> Res
         }
     };
     let mut backend = Backend::node(data_dir, config(cli, data_dir)?, &cli.links).await?;
-    let state = send_and_follow(&mut backend, to, send.text, (attach, send.pin), send.wait).await;
+    let state = send_and_follow(&mut backend, to, send.text, attach, send.wait).await;
     backend.close().await?;
     let (id, state) = state?;
     let note = match state {
@@ -98,14 +111,14 @@ async fn send_and_follow(
     backend: &mut Backend,
     to: Recipient,
     text: &str,
-    (attach, pin): (Vec<PathBuf>, bool),
+    attach: Attach,
     wait: Duration,
 ) -> Result<(MessageId, MessageState)> {
     let mut events = match &*backend {
         Backend::Local(node) => Some(node.events()),
         _ => None,
     };
-    let id = backend.send_message(to, text, attach, pin).await?;
+    let id = backend.send_message(to, text, attach).await?;
     let state = match &mut events {
         Some(events) => follow(events, id, wait).await,
         None => MessageState::Queued,
@@ -342,7 +355,9 @@ async fn chat_loop(
         tokio::select! {
             line = lines.recv() => match line {
                 Some(line) if !line.trim().is_empty() => {
-                    backend.send_message(target, line.trim(), Vec::new(), false).await?;
+                    backend
+                        .send_message(target, line.trim(), Attach::default())
+                        .await?;
                 }
                 Some(_) => {}
                 None => return Ok(()),

@@ -89,6 +89,7 @@ impl Output {
             | Event::ShareRepaired { .. }
             | Event::ShareRepairFailed { .. }
             | Event::TransferFinished { .. }
+            | Event::TransferWaiting { .. }
             | Event::TransferFailed { .. }
             | Event::OfferReceived { .. }
             | Event::OfferRefused { .. }
@@ -97,7 +98,11 @@ impl Output {
             | Event::OfferDeclined { .. }
             | Event::SendProgress { .. }
             | Event::MessageReceived { .. }
-            | Event::MessageStateChanged { .. }) => self.transfer_event(ev),
+            | Event::MessageStateChanged { .. }
+            | Event::AttachmentNotFetched { .. }
+            | Event::CarryAsked { .. }
+            | Event::Carrying { .. }
+            | Event::CarryRefused { .. }) => self.transfer_event(ev),
         }
     }
 
@@ -155,6 +160,33 @@ impl Output {
             Event::TransferFinished {
                 transfer, bytes, ..
             } => println!("transfer {transfer}: finished, {bytes} bytes verified"),
+            Event::CarryAsked {
+                from,
+                for_peer,
+                content,
+            } => println!("{from} asks this device to carry share {content} for {for_peer}"),
+            Event::Carrying {
+                for_peer, content, ..
+            } => println!("carrying share {content} for {for_peer}: fetching it"),
+            Event::CarryRefused {
+                from,
+                for_peer,
+                reason,
+            } => println!(
+                "not carrying {from}'s files for {for_peer}: {}",
+                clean(reason)
+            ),
+            Event::AttachmentNotFetched { message, reason } => println!(
+                "message {message}: its attachment was not fetched by itself ({}); `meshdrop get` \
+                 its ticket to fetch it",
+                clean(reason)
+            ),
+            Event::TransferWaiting {
+                transfer, tried, ..
+            } => println!(
+                "transfer {transfer}: waiting for someone who has it (tried: {})",
+                clean(&tried.join("; "))
+            ),
             Event::TransferFailed {
                 transfer, error, ..
             } => println!("transfer {transfer}: failed: {}", clean(error)),

@@ -57,6 +57,11 @@ pub struct GetOpts {
     /// Accept the contact the ticket offers (its sender, made with `share --offer-contact`).
     #[arg(long)]
     add_contact: bool,
+    /// With no one who has the share in reach, wait this long for one (the download is kept
+    /// and resumes on the next `get` or `run`); a running node keeps waiting after this command
+    /// stops following.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    wait: u64,
     /// Report progress after every verified chunk (tests; a running node keeps its own pace).
     #[arg(long, hide = true)]
     progress_every_chunk: bool,
@@ -212,10 +217,18 @@ pub async fn get(cli: &Cli, data_dir: &Path, out: Output, opts: &GetOpts) -> Res
     if opts.progress_every_chunk {
         config.progress_interval = Duration::ZERO;
     }
+    let wait = Duration::from_secs(opts.wait);
+    config.holder_wait = Some(wait);
     let mut backend = Backend::node(data_dir, config, &cli.links).await?;
     let result =
         match crate::contacts::ticket_offer(&mut backend, out, &ticket, opts.add_contact).await {
-            Ok(()) => fetch(&mut backend, out, ticket, &dest, opts.seed, &mut stop).await,
+            Ok(()) => {
+                let how = How {
+                    seed: opts.seed,
+                    wait,
+                };
+                fetch(&mut backend, out, ticket, &dest, how, &mut stop).await
+            }
             Err(e) => Err(e),
         };
     backend.close().await?;
@@ -280,24 +293,44 @@ async fn next_event(events: &mut Option<broadcast::Receiver<Event>>) -> Event {
     }
 }
 
+/// How `get` goes on: seed afterwards, and how long to wait for a holder.
+struct How {
+    seed: bool,
+    wait: Duration,
+}
+
 /// Follows the download to its end, printing progress; a signal cancels it on this command's
-/// node (keeping partial data), or leaves it to the running node.
+/// node (keeping partial data), or leaves it to the running node, as does a wait for a holder
+/// longer than `how.wait` there (this command's own node gives up by itself).
 async fn fetch(
     backend: &mut Backend,
     out: Output,
     ticket: Ticket,
     dest: &Path,
-    seed: bool,
+    how: How,
     stop: &mut StopSignals,
 ) -> Result<()> {
     let mut dl = Fetch::start(backend, ticket, dest).await?;
     let bar = Bar::new(out.json);
     let mut interrupted = false;
+    let mut waiting_since: Option<tokio::time::Instant> = None;
+    let detach_at = |since: Option<tokio::time::Instant>| async move {
+        match since {
+            Some(at) => tokio::time::sleep_until(at + how.wait).await,
+            None => std::future::pending().await,
+        }
+    };
     let end = loop {
         tokio::select! {
             step = dl.call.next() => match step {
                 Ok(Step::Update(Update::Event(ev))) => {
                     bar.show(&ev);
+                    match *ev {
+                        Event::TransferWaiting { .. } => {
+                            waiting_since.get_or_insert_with(tokio::time::Instant::now);
+                        }
+                        _ => waiting_since = None,
+                    }
                     if out.json {
                         out.event(&ev);
                     }
@@ -309,6 +342,14 @@ async fn fetch(
             ev = next_event(&mut dl.events) => if out.json && !is_transfer_event(&ev) {
                 out.event(&ev);
             },
+            () = detach_at(waiting_since), if dl.controls.is_none() => {
+                bar.clear();
+                return Err(anyhow!(
+                    "no one who has this share was in reach for {} s: the node running on this \
+                     data dir keeps the download and goes on by itself when one connects",
+                    how.wait.as_secs()
+                ));
+            }
             _ = stop.recv(), if !interrupted => {
                 interrupted = true;
                 let Some(controls) = &dl.controls else {
@@ -337,7 +378,7 @@ async fn fetch(
     };
     let dest = dest.canonicalize().unwrap_or_else(|_| dest.to_path_buf());
     out.download_finished(transfer, &dest, &report);
-    match (seed, dl.events.as_mut()) {
+    match (how.seed, dl.events.as_mut()) {
         (true, Some(events)) => {
             out.seeding(&ticket, false);
             print_events_until_stopped(out, events, stop).await;
@@ -353,6 +394,7 @@ fn is_transfer_event(ev: &Event) -> bool {
     matches!(
         ev,
         Event::TransferProgress { .. }
+            | Event::TransferWaiting { .. }
             | Event::TransferFinished { .. }
             | Event::TransferFailed { .. }
     )
@@ -377,8 +419,12 @@ impl Bar {
         Self(Some(bar))
     }
 
-    /// Moves the bar on a progress event of the download.
+    /// Moves the bar on a progress event of the download; says when it waits for a holder.
     fn show(&self, event: &Event) {
+        if let (Some(bar), Event::TransferWaiting { .. }) = (&self.0, event) {
+            bar.set_message("waiting for someone who has it…");
+            return;
+        }
         let (
             Some(bar),
             Event::TransferProgress {

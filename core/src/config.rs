@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
+use serde::{Deserialize, Serialize};
 
 use crate::messaging::{CarryQuota, InboxQuota, MessagingConfig, StorageBudget};
 use crate::transfer::limits::TransferLimits;
@@ -64,6 +65,15 @@ pub struct NodeConfig {
     /// The largest manifest an offer may have (default 1 MiB, about 20,000 files): what a
     /// stranger can make this device fetch and decode before anyone said yes.
     pub max_offer_manifest: usize,
+    /// How long a download waits with no holder of its share in reach before it gives up (it is
+    /// kept, and resumes when started again or at the next start); `None` (the default): until
+    /// it is cancelled or the node stops, as an app or a running node wants.
+    pub holder_wait: Option<Duration>,
+    /// What room attachments the node fetches by itself (see [`AutoFetch`]).
+    pub auto_fetch: AutoFetch,
+    /// Where room attachments fetched by themselves go (`<dir>/<room id>/`); `None`: the data
+    /// dir's `attachments`.
+    pub attachments_dir: Option<PathBuf>,
     /// Serve corrupt chunks (a test's malicious provider; see [`NodeConfig::with_corrupt_chunks`]).
     corrupt_chunks: bool,
     /// Ignore pokes (a test's lost pokes; see [`NodeConfig::with_dropped_pokes`]).
@@ -106,6 +116,9 @@ impl NodeConfig {
             max_process_memory: None,
             name_rules: None,
             max_offer_manifest: crate::transfer::offer::MAX_OFFER_MANIFEST,
+            holder_wait: None,
+            auto_fetch: AutoFetch::default(),
+            attachments_dir: None,
             corrupt_chunks: false,
             drop_pokes: false,
         }
@@ -156,6 +169,7 @@ impl NodeConfig {
             visibility: self.visibility,
             name_rules: self.name_rules,
             max_offer_manifest: self.max_offer_manifest,
+            holder_wait: self.holder_wait,
             corrupt_chunks: self.corrupt_chunks,
         }
     }
@@ -197,4 +211,33 @@ fn listen_addrs(ip: IpAddr) -> [Multiaddr; 2] {
         base.clone().with(Protocol::Tcp(0)),
         base.with(Protocol::Udp(0)).with(Protocol::QuicV1),
     ]
+}
+
+/// What a node fetches by itself of what rooms attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoFetch {
+    /// The largest attachment fetched by itself, in bytes (0: none).
+    pub max_message_bytes: u64,
+    /// Bytes fetched by itself per room, all its attachments together.
+    pub room_budget_bytes: u64,
+    /// Bytes fetched to carry files for each contact who asks (see `Node::send_carried`).
+    pub carry_budget_bytes: u64,
+    /// Fetch on battery too.
+    pub on_battery: bool,
+    /// Fetch on a metered network too.
+    pub on_metered: bool,
+}
+
+impl Default for AutoFetch {
+    /// 50 MB per message, 1 GB per room, 2 GB carried per contact, on mains power and
+    /// unmetered networks only.
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 50_000_000,
+            room_budget_bytes: 1_000_000_000,
+            carry_budget_bytes: 2_000_000_000,
+            on_battery: false,
+            on_metered: false,
+        }
+    }
 }

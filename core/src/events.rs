@@ -198,6 +198,55 @@ pub enum Event {
         /// Bytes received in this run.
         fetched: u64,
     },
+    /// No peer that holds the share is in reach: the download waits, asks every peer that
+    /// connects, and goes on by itself when one has it.
+    TransferWaiting {
+        /// The transfer.
+        transfer: u64,
+        /// The share.
+        content: ContentId,
+        /// Bytes verified and on disk.
+        done: u64,
+        /// Bytes of the selected files (0 before the manifest is known).
+        total: u64,
+        /// Who was asked, and what each said.
+        tried: Vec<String>,
+    },
+    /// A room message's attachment was not fetched by itself (too large, the room's budget
+    /// spent, on battery…): it can still be fetched by hand.
+    AttachmentNotFetched {
+        /// The message.
+        message: crate::messaging::MessageId,
+        /// Why.
+        reason: String,
+    },
+    /// A contact asks this device to fetch and hold files for another peer.
+    CarryAsked {
+        /// The contact.
+        from: PeerId,
+        /// Who the files are for.
+        for_peer: PeerId,
+        /// The share.
+        content: ContentId,
+    },
+    /// This device fetches files to carry them for a peer (then serves them to it).
+    Carrying {
+        /// The contact who asked.
+        from: PeerId,
+        /// Who the files are for.
+        for_peer: PeerId,
+        /// The share.
+        content: ContentId,
+    },
+    /// A contact's request to carry files was left alone (on battery, over its budget…).
+    CarryRefused {
+        /// The contact.
+        from: PeerId,
+        /// Who the files were for.
+        for_peer: PeerId,
+        /// Why.
+        reason: String,
+    },
     /// A download stopped with an error (partial data kept unless cancelled with removal).
     TransferFailed {
         /// The transfer.

@@ -27,7 +27,7 @@ pub mod report;
 pub mod store;
 pub mod transfer;
 
-pub use config::NodeConfig;
+pub use config::{AutoFetch, NodeConfig};
 pub use contacts::Contact;
 pub use error::{Error, Result};
 pub use events::{Event, PeerInfo, Transport};

@@ -155,6 +155,21 @@ const MIGRATIONS: &[&str] = &[
         hashes     BLOB NOT NULL,
         PRIMARY KEY (path, chunk_size)
     );",
+    // 11: downloads still looking for a first holder (no manifest yet, so not in `downloads`):
+    // the ticket, destination and files picked, so they resume after a restart too.
+    "CREATE TABLE sought (
+        content BLOB NOT NULL,
+        dest    TEXT NOT NULL,
+        ticket  TEXT NOT NULL,
+        files   TEXT,
+        PRIMARY KEY (content, dest)
+    );",
+    // 12: what files fetched by themselves took of each budget, in bytes: a room's attachments
+    // (by the room, `room:<id>`) or the files carried for a contact (`carry:<peer id>`).
+    "CREATE TABLE auto_fetched (
+        room  TEXT PRIMARY KEY,
+        bytes INTEGER NOT NULL
+    );",
 ];
 
 /// A peer the store remembers.

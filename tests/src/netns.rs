@@ -39,6 +39,8 @@ pub const NS_PREFIX: &str = "mdlab-";
 
 /// Name of the nftables table the lab installs in a host for [`Lab::drop_incoming`].
 const NFT_TABLE: &str = "mdlab";
+/// Name of the nftables table of [`Lab::block`].
+const BLOCK_TABLE: &str = "mdline";
 
 pub(crate) static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 pub(crate) static STALE_CLEANUP: Once = Once::new();
@@ -307,6 +309,33 @@ impl Lab {
 
     fn nft_script(&self, i: usize, script: &str) -> Result<()> {
         nft_in(self.host(i).ns(), script)
+    }
+
+    /// Drops every packet between host `i` and each of `others` (both directions, on host `i`;
+    /// block both ends for a clean cut). Replaces an earlier block of host `i`.
+    pub fn block(&self, i: usize, others: &[usize]) -> Result<()> {
+        tool_present("nft", "nftables")?;
+        let mut rules = String::new();
+        for o in others {
+            rules.push_str(&format!("ip saddr {} drop; ", self.host(*o).addr()));
+        }
+        let mut out_rules = String::new();
+        for o in others {
+            out_rules.push_str(&format!("ip daddr {} drop; ", self.host(*o).addr()));
+        }
+        let script = format!(
+            "table inet {BLOCK_TABLE} {{}}\ndelete table inet {BLOCK_TABLE}\n\
+             table inet {BLOCK_TABLE} {{\n chain input {{ type filter hook input priority 0; policy accept; {rules}}}\n \
+             chain output {{ type filter hook output priority 0; policy accept; {out_rules}}}\n}}\n"
+        );
+        self.nft_script(i, &script)
+    }
+
+    /// Removes what [`Lab::block`] installed on host `i` (no-op when nothing is blocked).
+    pub fn unblock(&self, i: usize) -> Result<()> {
+        tool_present("nft", "nftables")?;
+        let script = format!("table inet {BLOCK_TABLE} {{}}\ndelete table inet {BLOCK_TABLE}\n");
+        self.nft_script(i, &script)
     }
 
     /// Takes host `i`'s `eth0` down: the device leaves the network (partition).

@@ -14,7 +14,9 @@ use meshdrop_tests::raw::{RawPeer, receive, send};
 
 async fn node(dir: &Path, name: &str) -> Node {
     meshdrop_tests::init_test_logging();
-    let config = NodeConfig::loopback(dir).with_name(name).with_mdns(false);
+    let mut config = NodeConfig::loopback(dir).with_name(name).with_mdns(false);
+    // As a standalone `get`: a download no one serves gives up soon, saying who refused.
+    config.holder_wait = Some(std::time::Duration::from_secs(2));
     Node::start(config).await.expect("node starts")
 }
 

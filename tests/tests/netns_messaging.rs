@@ -8,72 +8,13 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use meshdrop_tests::netns::{Host, Lab};
 use meshdrop_tests::process::MeshdropProcess;
 use serde_json::Value;
 use tempfile::TempDir;
 
 const STEP: Duration = Duration::from_secs(30);
-
-/// Drops every packet between `host` and each of `others` (both directions, on `host`).
-fn block(host: &Host, others: &[&Host]) -> Result<()> {
-    let mut steps: Vec<Vec<String>> = vec![
-        vec!["add", "table", "inet", "mdline"],
-        vec![
-            "add",
-            "chain",
-            "inet",
-            "mdline",
-            "input",
-            "{ type filter hook input priority 0 ; policy accept ; }",
-        ],
-        vec![
-            "add",
-            "chain",
-            "inet",
-            "mdline",
-            "output",
-            "{ type filter hook output priority 0 ; policy accept ; }",
-        ],
-    ]
-    .into_iter()
-    .map(|v| v.into_iter().map(String::from).collect())
-    .collect();
-    for other in others {
-        let ip = other.addr().to_string();
-        for (chain, dir) in [("input", "saddr"), ("output", "daddr")] {
-            steps.push(
-                [
-                    "add", "rule", "inet", "mdline", chain, "ip", dir, &ip, "drop",
-                ]
-                .map(String::from)
-                .to_vec(),
-            );
-        }
-    }
-    for args in steps {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        nft(host, &args)?;
-    }
-    Ok(())
-}
-
-/// Removes what [`block`] installed on `host`.
-fn unblock(host: &Host) -> Result<()> {
-    nft(host, &["delete", "table", "inet", "mdline"])
-}
-
-fn nft(host: &Host, args: &[&str]) -> Result<()> {
-    let out = host.run("nft", args)?;
-    ensure!(
-        out.status.success(),
-        "nft {args:?} failed in {}: {}",
-        host.ns(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
 
 /// Runs a one-shot `meshdrop --json ARGS` on `dir` (through the running node's control socket when
 /// one runs there) and returns its JSON lines.
@@ -104,8 +45,8 @@ fn is_message_event(v: &Value, event: &str, id: &str) -> bool {
 #[test]
 fn a_carrier_between_two_devices_that_never_meet_delivers_exactly_once() -> Result<()> {
     let lab = Lab::new(3)?;
-    block(lab.host(0), &[lab.host(2)])?;
-    block(lab.host(2), &[lab.host(0)])?;
+    lab.block(0, &[2])?;
+    lab.block(2, &[0])?;
     let dirs = (TempDir::new()?, TempDir::new()?, TempDir::new()?);
 
     // Carol's id is known (e.g. from a contact card); she is off.
@@ -191,8 +132,8 @@ fn a_room_of_four_split_in_two_and_healed_ends_with_the_same_messages_in_the_sam
     }
     // Two partitions: {ana, ben} and {cai, dee}.
     for (i, j) in [(0, 2), (1, 3)] {
-        block(lab.host(i), &[lab.host(2), lab.host(3)])?;
-        block(lab.host(j), &[lab.host(0), lab.host(1)])?;
+        lab.block(i, &[2, 3])?;
+        lab.block(j, &[0, 1])?;
     }
     let mut nodes = Vec::new();
     for (i, name) in names.iter().enumerate() {
@@ -223,7 +164,7 @@ fn a_room_of_four_split_in_two_and_healed_ends_with_the_same_messages_in_the_sam
     }
     // Heal: the partitions can reach each other again, and ben meets cai.
     for i in 0..4 {
-        unblock(lab.host(i))?;
+        lab.unblock(i)?;
     }
     let cai_addr = format!("/ip4/{}/tcp/", lab.host(2).addr());
     let listening = nodes[2].wait_for(|v| v["event"] == "listening", STEP)?;

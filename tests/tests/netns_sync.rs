@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
-use meshdrop_tests::netns::{Host, Lab};
+use anyhow::{Context, Result};
+use meshdrop_tests::netns::Lab;
 use meshdrop_tests::process::MeshdropProcess;
 use tempfile::TempDir;
 
@@ -20,28 +20,6 @@ const STEP: Duration = Duration::from_secs(30);
 const DELIVERED_WITHIN: Duration = Duration::from_secs(5);
 const RUNS: usize = 50;
 const WORKERS: usize = 10;
-
-/// Drops every packet between `host` and `other` (both directions, on `host`).
-fn block(host: &Host, other: &Host) -> Result<()> {
-    let ip = other.addr().to_string();
-    let script = format!(
-        "table inet mdline {{\n chain input {{ type filter hook input priority 0; policy accept; ip saddr {ip} drop; }}\n chain output {{ type filter hook output priority 0; policy accept; ip daddr {ip} drop; }}\n}}\n"
-    );
-    let mut child = host
-        .exec("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .context("nft")?;
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .context("nft stdin")?
-        .write_all(script.as_bytes())?;
-    ensure!(child.wait()?.success(), "nft failed in {}", host.ns());
-    Ok(())
-}
 
 fn is_event(v: &serde_json::Value, event: &str, id: &str) -> bool {
     v["event"] == event && (v["id"] == id || v["message"]["id"] == id)
@@ -108,8 +86,8 @@ fn a_receipt_carried_for_a_device_that_was_off_reaches_it_within_5_s_in_50_of_50
         .map(|w| {
             std::thread::spawn(move || -> Result<Vec<Duration>> {
                 let lab = Lab::new(3)?;
-                block(lab.host(0), lab.host(2))?;
-                block(lab.host(2), lab.host(0))?;
+                lab.block(0, &[2])?;
+                lab.block(2, &[0])?;
                 (0..RUNS / WORKERS)
                     .map(|i| run_line(&lab, w * (RUNS / WORKERS) + i))
                     .collect()

@@ -14,7 +14,7 @@ use meshdrop_core::{
 };
 
 use super::client::Client;
-use super::protocol::{ContactNow, Request, Response, Step};
+use super::protocol::{Attach, ContactNow, Request, Response, Step};
 use super::running::Running;
 use crate::links::LinkFlags;
 
@@ -242,15 +242,15 @@ impl Backend {
         &mut self,
         to: Recipient,
         text: &str,
-        attach: Vec<PathBuf>,
-        pin: bool,
+        attach: Attach,
     ) -> Result<MessageId> {
         let text = text.to_string();
         let req = Request::SendMessage {
             to,
             text,
-            attach,
-            pin,
+            attach: attach.paths,
+            pin: attach.pin,
+            carry: attach.carry,
         };
         match self.request(req).await? {
             Response::MessageQueued { id } => Ok(id),

@@ -15,7 +15,7 @@ use meshdrop_core::{
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::protocol::{Request, Response, Update};
+use super::protocol::{Attach, Request, Response, Update};
 use super::running::Updates;
 use crate::resolve::{self, Target};
 
@@ -42,9 +42,17 @@ pub async fn execute(node: &Node, req: Request, updates: &Updates) -> Result<Res
             text,
             attach,
             pin,
-        } => Response::MessageQueued {
-            id: send_message(node, to, &text, attach, pin).await?,
-        },
+            carry,
+        } => {
+            let attach = Attach {
+                paths: attach,
+                pin,
+                carry,
+            };
+            Response::MessageQueued {
+                id: send_message(node, to, &text, attach).await?,
+            }
+        }
         Request::Share {
             paths,
             offer_contact,
@@ -100,17 +108,17 @@ async fn connect(node: &Node, address: &str) -> Result<Response> {
 }
 
 /// Queues a message, sharing its attachment first when there is one.
-async fn send_message(
-    node: &Node,
-    to: Recipient,
-    text: &str,
-    attach: Vec<PathBuf>,
-    pin: bool,
-) -> Result<MessageId> {
-    Ok(match (to, attach.is_empty()) {
-        (Recipient::Peer(p), true) => node.send_message(p, text)?,
-        (Recipient::Room(r), true) => node.send_room_message(r, text)?,
-        (to, false) => node.send_with_attachment(to, text, attach, pin).await?,
+async fn send_message(node: &Node, to: Recipient, text: &str, a: Attach) -> Result<MessageId> {
+    Ok(match (to, a.paths.is_empty(), a.carry.is_empty()) {
+        (Recipient::Peer(p), true, _) => node.send_message(p, text)?,
+        (Recipient::Room(r), true, _) => node.send_room_message(r, text)?,
+        (to, false, true) => node.send_with_attachment(to, text, a.paths, a.pin).await?,
+        (Recipient::Peer(p), false, false) => {
+            node.send_carried(p, text, a.paths, a.pin, &a.carry).await?
+        }
+        (Recipient::Room(_), false, false) => {
+            bail!("--carry is for direct messages: a room's members carry its attachments")
+        }
     })
 }
 
@@ -139,6 +147,16 @@ pub async fn download(
         match now {
             Status::Starting => {}
             Status::Running(p) => progress(p),
+            Status::WaitingForHolder { last, tried } => {
+                let waiting = Event::TransferWaiting {
+                    transfer,
+                    content,
+                    done: last.done,
+                    total: last.total,
+                    tried,
+                };
+                updates.send(Update::Event(Box::new(waiting)));
+            }
             Status::Finished { last, .. } => {
                 progress(last);
                 break;
@@ -199,6 +217,11 @@ pub fn explain(e: DownloadError, interrupted: bool) -> anyhow::Error {
             "the disk is full (writing {}): the verified part is kept; free some space and run \
              the same command again to resume",
             path.display()
+        ),
+        DownloadError::NoHolder { secs, tried } => anyhow!(
+            "no one who has this share was in reach for {secs} s (tried: {}); the download is \
+             kept and resumes on the next `meshdrop get` of this ticket or while `meshdrop run` runs",
+            tried.join("; ")
         ),
         e => anyhow!("download failed: {e}"),
     }

@@ -11,6 +11,15 @@ use meshdrop_core::{
 };
 use serde::{Deserialize, Serialize};
 
+/// Files attached to a message: their paths (absolute), whether they are served until unshared,
+/// and the contacts asked to carry them for the recipient.
+#[derive(Debug, Clone, Default)]
+pub struct Attach {
+    pub paths: Vec<PathBuf>,
+    pub pin: bool,
+    pub carry: Vec<PeerId>,
+}
+
 /// What a command asks the node: one variant per operation.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -97,6 +106,9 @@ pub enum Request {
         /// Serve the attachment until unshared (not only for the attachment time).
         #[serde(default)]
         pin: bool,
+        /// Contacts asked to fetch and hold the attachment for the recipient.
+        #[serde(default)]
+        carry: Vec<PeerId>,
     },
     /// Share files and folders (absolute paths); the node keeps seeding them.
     Share {

@@ -7,6 +7,7 @@
 //! [`budget`] (what contacts and strangers may make this device store),
 //! [`service`] (what the node does with messages) and [`sync`] (the `/meshdrop/msg/1` protocol).
 
+mod body;
 pub mod budget;
 pub mod crypto;
 pub mod envelope;
@@ -308,6 +309,15 @@ pub enum Notice {
         id: MessageId,
         /// Its new state.
         state: MessageState,
+    },
+    /// A contact asks this device to fetch and hold files for another peer (told once).
+    CarryAsked {
+        /// The contact.
+        from: PeerId,
+        /// The files.
+        ticket: Box<Ticket>,
+        /// Who they are for.
+        for_peer: PeerId,
     },
 }
 

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::body::{Body, Readable, readable};
 use super::budget::{Class, StorageBudget};
 use super::crypto::{self, OpeningKey, RoomKey};
 use super::envelope::{Envelope, MAX_HOPS};
@@ -33,52 +33,6 @@ pub const MAX_TEXT: usize = 8 * 1024;
 
 /// The window of the inbox quota.
 const HOUR_MS: u64 = 3600 * 1000;
-
-/// The plaintext inside an envelope. New kinds are added at the end: a node that does not know a
-/// kind rejects that one body and reads every other.
-#[derive(Serialize, Deserialize)]
-enum Body {
-    /// A message.
-    Text(String),
-    /// The recipient got the message with this id.
-    Receipt([u8; 32]),
-    /// A message with files attached: the ticket (`meshdrop1…`) of a share its author serves.
-    Attached { text: String, ticket: String },
-}
-
-impl Body {
-    /// The body of a message with `text` and an optional attachment.
-    fn message(text: &str, attachment: Option<&Ticket>) -> Self {
-        match attachment {
-            None => Body::Text(text.to_string()),
-            Some(t) => Body::Attached {
-                text: text.to_string(),
-                ticket: t.to_string(),
-            },
-        }
-    }
-}
-
-/// What a readable body says.
-enum Readable {
-    /// A message: text and attachment.
-    Message(String, Option<Ticket>),
-    /// A receipt for this message.
-    Receipt(MessageId),
-}
-
-/// Decodes a decrypted body, checking an attachment's ticket; the error says why it is refused.
-fn readable(plain: &[u8]) -> std::result::Result<Readable, &'static str> {
-    match postcard::from_bytes::<Body>(plain) {
-        Ok(Body::Text(text)) => Ok(Readable::Message(text, None)),
-        Ok(Body::Attached { text, ticket }) => match ticket.parse::<Ticket>() {
-            Ok(ticket) => Ok(Readable::Message(text, Some(ticket))),
-            Err(_) => Err("the attachment is not a valid ticket"),
-        },
-        Ok(Body::Receipt(id)) => Ok(Readable::Receipt(MessageId(id))),
-        Err(_) => Err("malformed body"),
-    }
-}
 
 /// What became of an envelope a peer handed over.
 #[derive(Debug, PartialEq, Eq)]
@@ -250,6 +204,22 @@ impl Messenger {
         Ok(env.id)
     }
 
+    /// Asks `carrier` to fetch and hold the files of `ticket` for `for_peer` (who got them
+    /// attached to a message), so they reach `for_peer` through the carrier with this device
+    /// gone. Travels like a direct message, sealed to the carrier.
+    pub fn ask_to_carry(&self, carrier: PeerId, ticket: &Ticket, for_peer: PeerId) -> Result<()> {
+        let body = Body::Carry {
+            ticket: ticket.to_string(),
+            for_peer: for_peer.to_bytes(),
+        };
+        let env = self.write(Recipient::Peer(carrier), &body)?;
+        state::write(&self.store, |tx| {
+            state::insert_envelope(tx, &env, &Keep::own(), None)
+        })?;
+        self.changed.notify_one();
+        Ok(())
+    }
+
     /// Takes an envelope handed over by `from` with `hops` left.
     pub fn accept(&self, from: PeerId, hops: u8, raw: &[u8]) -> Outcome {
         match self.try_accept(from, hops, raw) {
@@ -328,6 +298,22 @@ impl Messenger {
                 });
                 Ok(Outcome::Stored)
             }
+            Ok(Readable::Carry(ticket, for_peer)) => {
+                // Only contacts may make this device fetch and hold files for someone.
+                if keep.class != Class::Contact {
+                    return Ok(Outcome::Rejected("a carry request from a stranger".into()));
+                }
+                let limit = self.budget.of(keep.class);
+                state::write(&self.store, |tx| {
+                    state::insert_envelope(tx, &env, &keep, limit)
+                })?;
+                self.report.send(Notice::CarryAsked {
+                    from: env.author,
+                    ticket: Box::new(ticket),
+                    for_peer,
+                });
+                Ok(Outcome::Stored)
+            }
             Err(why) => Ok(Outcome::Rejected(why.into())),
         }
     }
@@ -374,6 +360,9 @@ impl Messenger {
         let (text, attachment) = match readable(&plain) {
             Ok(Readable::Message(text, attachment)) => (text, attachment),
             Ok(Readable::Receipt(_)) => return Ok(Outcome::Rejected("a receipt in a room".into())),
+            Ok(Readable::Carry(..)) => {
+                return Ok(Outcome::Rejected("a carry request in a room".into()));
+            }
             Err(why) => return Ok(Outcome::Rejected(why.into())),
         };
         if self.over_inbox_quota(&env.author)? {

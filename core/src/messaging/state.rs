@@ -12,7 +12,7 @@ use super::hlc::Timestamp;
 use super::{Message, MessageId, MessageState, MessageStats, Recipient, RoomId};
 use crate::error::Result;
 use crate::store::Store;
-use crate::transfer::Ticket;
+use crate::transfer::{ContentId, Ticket};
 
 /// How an envelope is kept.
 pub struct Keep<'a> {
@@ -258,6 +258,52 @@ pub fn messages(store: &Store) -> Result<Vec<Message>> {
             });
         }
         Ok(out)
+    })
+}
+
+/// The peers around the messages that attach the share `content`: each author, a direct
+/// message's recipient, and for a room message everyone who wrote in that room (the members this
+/// device knows). They may hold the files: an author serves them, members fetch them.
+pub fn attachment_peers(store: &Store, content: &ContentId) -> Result<Vec<PeerId>> {
+    store.with(|c| {
+        let mut stmt = c.prepare(
+            "SELECT author, recipient, attachment FROM msg_messages WHERE attachment IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Recipient>(1).ok(),
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut peers: Vec<PeerId> = Vec::new();
+        let mut rooms: Vec<Recipient> = Vec::new();
+        for row in rows {
+            let (author, to, ticket) = row?;
+            if !ticket
+                .parse::<Ticket>()
+                .is_ok_and(|t| t.content == *content)
+            {
+                continue;
+            }
+            peers.extend(author.parse::<PeerId>().ok());
+            match to {
+                Some(Recipient::Peer(p)) => peers.push(p),
+                Some(room @ Recipient::Room(_)) => rooms.push(room),
+                None => {}
+            }
+        }
+        let mut members =
+            c.prepare("SELECT DISTINCT author FROM msg_messages WHERE recipient = ?1")?;
+        for room in rooms {
+            let authors = members.query_map([room], |r| r.get::<_, String>(0))?;
+            for author in authors {
+                peers.extend(author?.parse::<PeerId>().ok());
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        peers.retain(|p| seen.insert(*p));
+        Ok(peers)
     })
 }
 

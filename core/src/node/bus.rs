@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
 
+use super::auto_fetch::Fetcher;
 use crate::events::Event;
 use crate::messaging;
 use crate::report::Report;
@@ -48,16 +49,30 @@ impl Bus {
         Report::new(move |notice| bus.transfer_notice(notice))
     }
 
-    /// Where messaging reports.
-    pub(crate) fn messaging(&self) -> Report<messaging::Notice> {
+    /// Where messaging reports; `fetcher` considers each room attachment that arrives.
+    pub(crate) fn messaging(&self, fetcher: Arc<Fetcher>) -> Report<messaging::Notice> {
         let bus = self.clone();
         Report::new(move |notice| {
             bus.emit(match notice {
                 messaging::Notice::Received(message) => {
+                    fetcher.arrived(&message, &bus);
                     Event::MessageReceived { message: *message }
                 }
                 messaging::Notice::StateChanged { id, state } => {
                     Event::MessageStateChanged { id, state }
+                }
+                messaging::Notice::CarryAsked {
+                    from,
+                    ticket,
+                    for_peer,
+                } => {
+                    let content = ticket.content;
+                    fetcher.carry(from, *ticket, for_peer, &bus);
+                    Event::CarryAsked {
+                        from,
+                        for_peer,
+                        content,
+                    }
                 }
             })
         })
@@ -168,6 +183,16 @@ impl Bus {
             match now {
                 Status::Starting => {}
                 Status::Running(p) => self.progress(transfer, content, p, &mut shown),
+                Status::WaitingForHolder { last, tried } => {
+                    shown = None;
+                    self.emit(Event::TransferWaiting {
+                        transfer,
+                        content,
+                        done: last.done,
+                        total: last.total,
+                        tried,
+                    });
+                }
                 Status::Finished {
                     last,
                     bytes,

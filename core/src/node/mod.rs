@@ -4,8 +4,10 @@
 //! transfers or messages itself.
 
 mod addrs;
+mod auto_fetch;
 mod bus;
 mod data_dir;
+mod hints;
 mod links;
 mod start;
 mod supervisor;
@@ -22,7 +24,7 @@ use tokio::task::JoinHandle;
 pub use data_dir::DataDir;
 pub use links::LinkDriver;
 
-use crate::config::NodeConfig;
+use crate::config::{AutoFetch, NodeConfig};
 use crate::contacts::{self, Contact, Via};
 use crate::discovery::{self, Update};
 use crate::error::{Error, Result};
@@ -72,6 +74,8 @@ struct Inner {
     advert: discovery::Advert,
     /// Discovery updates from a platform's own browser (Bonjour, Android NSD).
     platform_discovery: mpsc::Sender<Update>,
+    /// What room attachments the node fetches by itself.
+    fetcher: Arc<auto_fetch::Fetcher>,
 }
 
 /// The node's long-running tasks, ended by [`Node::stop`].
@@ -79,6 +83,7 @@ struct Tasks {
     server: JoinHandle<()>,
     offer_server: JoinHandle<()>,
     message_sync: JoinHandle<()>,
+    auto_fetch: JoinHandle<()>,
     supervisor: Option<JoinHandle<()>>,
 }
 
@@ -277,10 +282,28 @@ impl Node {
         self.inner.transfers.limits()
     }
 
+    /// What room attachments this node fetches by itself.
+    pub fn auto_fetch(&self) -> AutoFetch {
+        self.inner.fetcher.settings()
+    }
+
+    /// Changes what room attachments this node fetches by itself, from the next one on.
+    pub fn set_auto_fetch(&self, settings: AutoFetch) {
+        self.inner.fetcher.set(settings);
+    }
+
+    /// Tells the node whether the network is metered (a phone's mobile data): room attachments
+    /// are then not fetched by themselves unless [`AutoFetch::on_metered`].
+    pub fn set_metered(&self, metered: bool) {
+        self.inner.fetcher.set_metered(metered);
+    }
+
     /// Tells the node whether the device runs on battery: on battery it still seeds, within the
     /// battery limits (2 MB/s to two peers at a time); on power, within the limits it started
-    /// with. Running transfers follow at once.
+    /// with. Running transfers follow at once. Room attachments are not fetched by themselves
+    /// on battery unless [`AutoFetch::on_battery`].
     pub fn set_on_battery(&self, on_battery: bool) {
+        self.inner.fetcher.set_on_battery(on_battery);
         let limits = if on_battery {
             TransferLimits::on_battery()
         } else {
@@ -416,14 +439,43 @@ impl Node {
         pin: bool,
     ) -> Result<MessageId, ShareError> {
         self.inner.messenger.check(to, text)?;
+        let ticket = self.attach(paths, pin).await?;
+        Ok(self.inner.messenger.send(to, text, Some(&ticket))?)
+    }
+
+    /// Shares `paths` as an attachment (served for the attachment TTL, or until unshared when
+    /// `pin`); its ticket.
+    async fn attach(&self, paths: Vec<PathBuf>, pin: bool) -> Result<Ticket, ShareError> {
         let ttl = (!pin).then_some(self.inner.attachment_ttl);
         let shared = self
             .inner
             .transfers
             .share(paths, ShareKind::Attachment, ttl);
         let (content, key) = shared.await?;
-        let ticket = self.ticket_for(content, key);
-        Ok(self.inner.messenger.send(to, text, Some(&ticket))?)
+        Ok(self.ticket_for(content, key))
+    }
+
+    /// Sends `to` a message with files attached, as [`Node::send_with_attachment`], and asks each
+    /// of `carriers` (contacts who have this device as a contact) to fetch and hold the files
+    /// for `to`: they reach `to` through whichever of them it meets, with this device gone.
+    pub async fn send_carried(
+        &self,
+        to: PeerId,
+        text: &str,
+        paths: Vec<PathBuf>,
+        pin: bool,
+        carriers: &[PeerId],
+    ) -> Result<MessageId, ShareError> {
+        self.inner.messenger.check(Recipient::Peer(to), text)?;
+        let ticket = self.attach(paths, pin).await?;
+        let id = self
+            .inner
+            .messenger
+            .send(Recipient::Peer(to), text, Some(&ticket))?;
+        for carrier in carriers {
+            self.inner.messenger.ask_to_carry(*carrier, &ticket, to)?;
+        }
+        Ok(id)
     }
 
     /// Downloads the files attached to `message` into `dest` (a plain [`Node::download`] of its
@@ -487,6 +539,7 @@ impl Node {
         tasks.server.abort();
         tasks.offer_server.abort();
         tasks.message_sync.abort();
+        tasks.auto_fetch.abort();
         let (tx, rx) = oneshot::channel();
         if self.command(Command::Stop(tx)).await.is_ok() {
             let _ = rx.await;

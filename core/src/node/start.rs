@@ -37,11 +37,12 @@ pub(super) async fn start(config: NodeConfig) -> Result<Node> {
     let store = Arc::new(opened.store);
     let peer_id = key.public().to_peer_id();
     let bus = Bus::new();
+    let (fetcher, jobs) = super::auto_fetch::Fetcher::new(config.auto_fetch);
     let messenger = Arc::new(Messenger::new(
         key.clone(),
         &name,
         store.clone(),
-        bus.messaging(),
+        bus.messaging(fetcher.clone()),
         &config.messaging(),
     )?);
     let agent = format!("meshdrop/{} ({})", crate::VERSION, name);
@@ -91,6 +92,19 @@ pub(super) async fn start(config: NodeConfig) -> Result<Node> {
         config.transfers(),
         bus.transfers(),
     );
+    transfers.set_holder_hints(Arc::new(super::hints::StoreHints {
+        store: store.clone(),
+    }));
+    let fetching = super::auto_fetch::Fetching {
+        fetcher: fetcher.clone(),
+        transfers: transfers.clone(),
+        store: store.clone(),
+        bus: bus.clone(),
+        dir: config
+            .attachments_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("attachments")),
+    };
     let tasks = Tasks {
         server: transfers.serve(net_task.take_incoming(&transfer::wire::PROTOCOL)?),
         offer_server: transfers.receive_offers(net_task.take_incoming(&transfer::offer::PROTOCOL)?),
@@ -100,6 +114,7 @@ pub(super) async fn start(config: NodeConfig) -> Result<Node> {
             net_task.take_incoming(&messaging::sync::PROTOCOL)?,
             &config.messaging(),
         ),
+        auto_fetch: tokio::spawn(fetching.run(jobs)),
         supervisor: None,
     };
 
@@ -150,6 +165,7 @@ pub(super) async fn start(config: NodeConfig) -> Result<Node> {
             limits: config.limits,
             advert,
             platform_discovery: disc_tx,
+            fetcher,
         }),
     };
     if config.resume_downloads {

@@ -5,14 +5,17 @@
 //! that names only the original sender is enough to find the whole swarm.
 //! How to reach a peer is net's business ([`crate::net::Net::listen_addrs_of`]). The table is
 //! bounded (64 peers per share, 256 shares) and forgets a share's peers when its key ends.
+//! Besides them, the node names peers that may hold a share ([`HolderHints`]: its contacts, the
+//! people of the conversation an attachment came from); downloads ask those too.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::broadcast;
 
+use super::ContentId;
 use super::capability::ShareTag;
 use super::wire::{MAX_PEX, PexPeer};
 
@@ -21,10 +24,22 @@ const PEERS_PER_SHARE: usize = 64;
 /// Shares whose peers are remembered; the one heard of least recently goes first beyond this.
 const SHARES: usize = 256;
 
+/// Hinted peers asked per share; more are left out.
+const MAX_HINTS: usize = 64;
+
+/// Peers besides a ticket's providers that may hold a share, as the node knows them (its
+/// contacts, the members of the room an attachment was posted in): a download looking for a
+/// holder dials and asks them too.
+pub trait HolderHints: Send + Sync {
+    /// The peers that may hold the share `content`.
+    fn holders_of(&self, content: &ContentId) -> Vec<PeerId>;
+}
+
 /// Who holds or fetches which share, shared by the node's serving sessions and downloads.
 pub struct Holders {
     peers_of: Mutex<HashMap<ShareTag, HashMap<PeerId, Instant>>>,
     arrivals: broadcast::Sender<(ShareTag, PeerId)>,
+    hints: OnceLock<Arc<dyn HolderHints>>,
 }
 
 impl Default for Holders {
@@ -32,6 +47,7 @@ impl Default for Holders {
         Self {
             peers_of: Mutex::default(),
             arrivals: broadcast::channel(256).0,
+            hints: OnceLock::new(),
         }
     }
 }
@@ -110,6 +126,22 @@ impl Holders {
     /// Tells of every peer found holding or fetching a share, as it is found.
     pub fn arrivals(&self) -> broadcast::Receiver<(ShareTag, PeerId)> {
         self.arrivals.subscribe()
+    }
+
+    /// Sets where hinted peers come from (once, at the node's start).
+    pub fn set_hints(&self, hints: Arc<dyn HolderHints>) {
+        let _ = self.hints.set(hints);
+    }
+
+    /// The peers the node's hints name for `content`, at most [`MAX_HINTS`].
+    pub fn hinted(&self, content: &ContentId) -> Vec<PeerId> {
+        let mut peers = self
+            .hints
+            .get()
+            .map(|h| h.holders_of(content))
+            .unwrap_or_default();
+        peers.truncate(MAX_HINTS);
+        peers
     }
 }
 

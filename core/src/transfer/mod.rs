@@ -48,6 +48,7 @@ pub use capability::{ShareKey, ShareTag};
 pub use content_id::ContentId;
 pub use download::{DownloadError, DownloadReport, DownloadSpec, Status, TransferHandle};
 pub use health::{Damage, FileHealth, ShareHealth};
+pub use holders::HolderHints;
 pub use manifest::{ChunkRef, FileEntry, Manifest, ManifestError};
 pub use names::{NameChange, NameRules};
 pub use offer::{OfferedFile, PendingOffer, Visibility};

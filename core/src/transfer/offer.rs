@@ -558,7 +558,7 @@ async fn download_for(
                 write_within(stream, &progress, IO_TIMEOUT).await?;
             }
             Status::Finished { .. } | Status::Failed { .. } => break,
-            Status::Starting => {}
+            Status::Starting | Status::WaitingForHolder { .. } => {}
         }
         if status.changed().await.is_err() {
             break;

@@ -11,7 +11,7 @@ use libp2p::PeerId;
 use tokio::task::JoinHandle;
 
 use super::capability::{ShareKey, ShareTag};
-use super::download::{self, DownloadSpec, Downloads, TransferHandle};
+use super::download::{self, DownloadError, DownloadSpec, Downloads, TransferHandle};
 use super::health::{self, Health, ShareHealth};
 use super::holders::Holders;
 use super::library::{Content, Library};
@@ -42,6 +42,8 @@ pub struct TransferConfig {
     pub name_rules: Option<NameRules>,
     /// The largest manifest an offer may have (default [`offer::MAX_OFFER_MANIFEST`], 1 MiB).
     pub max_offer_manifest: usize,
+    /// How long a download waits with no holder in reach (`None`: until cancelled or stopped).
+    pub holder_wait: Option<Duration>,
     /// Flip a bit in every chunk served: a corrupt provider, for tests.
     pub(crate) corrupt_chunks: bool,
 }
@@ -54,6 +56,7 @@ impl Default for TransferConfig {
             visibility: Visibility::Contacts,
             name_rules: None,
             max_offer_manifest: offer::MAX_OFFER_MANIFEST,
+            holder_wait: None,
             corrupt_chunks: false,
         }
     }
@@ -265,6 +268,11 @@ impl Transfers {
         Self { s }
     }
 
+    /// Where downloads learn of peers that may hold a share besides its providers (set once).
+    pub fn set_holder_hints(&self, hints: Arc<dyn super::HolderHints>) {
+        self.s.holders.set_hints(hints);
+    }
+
     /// Answers blob streams (`/meshdrop/blob/2`) until aborted.
     pub fn serve(&self, incoming: libp2p_stream::IncomingStreams) -> JoinHandle<()> {
         tokio::spawn(serve::run(incoming, self.s.clone()))
@@ -372,6 +380,12 @@ impl Transfers {
     /// Running the same download again resumes it.
     pub fn download(&self, spec: DownloadSpec) -> TransferHandle {
         self.s.download(spec)
+    }
+
+    /// The bytes of the ticket's share, looking for a holder for at most `within` when its
+    /// manifest is not known here yet.
+    pub async fn size_of(&self, ticket: &Ticket, within: Duration) -> Result<u64, DownloadError> {
+        download::size_of(&self.s, ticket, within).await
     }
 
     /// Restarts the downloads that were running when this node last stopped or died.

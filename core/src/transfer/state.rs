@@ -458,11 +458,13 @@ pub struct Interrupted {
     pub files: Option<Vec<usize>>,
 }
 
-/// Downloads still `active` (the node stopped or died while they ran) that can restart.
+/// Downloads still `active` (the node stopped or died while they ran) or still looking for a
+/// first holder, that can restart.
 pub fn interrupted_downloads(store: &Store) -> Result<Vec<Interrupted>> {
     store.with(|c| {
         let mut stmt = c.prepare(
-            "SELECT ticket, dest, files FROM downloads WHERE state = ?1 AND ticket != ''",
+            "SELECT ticket, dest, files FROM downloads WHERE state = ?1 AND ticket != ''
+             UNION SELECT ticket, dest, files FROM sought",
         )?;
         stmt.query_map([DownloadState::Active], |r| {
             let files: Option<String> = r.get(2)?;
@@ -473,6 +475,39 @@ pub fn interrupted_downloads(store: &Store) -> Result<Vec<Interrupted>> {
             })
         })?
         .collect()
+    })
+}
+
+/// Remembers a download that looks for a first holder of its share, until [`found_download`].
+pub fn seek_download(
+    store: &Store,
+    ticket: &Ticket,
+    dest: &Path,
+    files: Option<&[usize]>,
+) -> Result<()> {
+    let files = files.map(|f| serde_json::to_string(f).unwrap_or_default());
+    store.with(|c| {
+        c.execute(
+            "INSERT OR REPLACE INTO sought (content, dest, ticket, files) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                &ticket.content.0[..],
+                dest.to_string_lossy(),
+                ticket.to_string(),
+                files
+            ],
+        )
+        .map(drop)
+    })
+}
+
+/// Forgets that a download looks for a holder: one answered, or the download ended.
+pub fn found_download(store: &Store, content: &ContentId, dest: &Path) -> Result<()> {
+    store.with(|c| {
+        c.execute(
+            "DELETE FROM sought WHERE content = ?1 AND dest = ?2",
+            params![&content.0[..], dest.to_string_lossy()],
+        )
+        .map(drop)
     })
 }
 

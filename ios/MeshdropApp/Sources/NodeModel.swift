@@ -89,6 +89,7 @@ final class NodeModel: ObservableObject {
         case let .offerReceived(offerId, _, name, contactName, code, _, files):
             offer = Offer(id: offerId, name: name, contactName: contactName, code: code, files: files)
         case let .transferProgress(id, _, _, _, _, _),
+             let .transferWaiting(id, _, _, _, _),
              let .transferFinished(id, _, _),
              let .transferFailed(id, _, _):
             transfers[id] = event

@@ -94,6 +94,8 @@ struct TransfersView: View {
                     switch model.transfers[id] {
                     case let .transferProgress(_, _, done, total, _, _):
                         ProgressView("Transfer \(id)", value: Double(done), total: Double(max(total, 1)))
+                    case .transferWaiting:
+                        Text("Transfer \(id): waiting for someone who has it")
                     case let .transferFinished(_, _, bytes):
                         Text("Transfer \(id): done, \(bytes) bytes")
                     case let .transferFailed(_, _, error):

@@ -2,7 +2,9 @@
 //! peer, the peers known to hold the share, those named by peer exchange, those that ask this
 //! node for the same share, and those that connect while it runs. Peers that sent bad data or
 //! broke the protocol are not asked again; relayed peers wait while a direct one holds the whole
-//! share; when every provider is gone, they are dialled again with backoff for a while.
+//! share; when every provider is gone, the download waits for a holder (shown as
+//! [`Status::WaitingForHolder`]): providers and hinted peers are dialled again with backoff, and
+//! every peer that connects is asked, for as long as the node's holder wait allows.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,11 +16,11 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 
 use super::handle::Control;
-use super::providers;
 use super::schedule::Sched;
 use super::sink::{Feedback, Links, Pool, QUEUED_CHUNKS, Received, Sink, SinkReport};
 use super::worker::{Ended, PeerError, Worker};
 use super::{DownloadError, Job, random_below};
+use super::{providers, seek};
 use crate::net::Change;
 use crate::transfer::capability::ShareTag;
 use crate::transfer::service::Shared;
@@ -30,7 +32,8 @@ const PREFER_DIRECT_EVERY: Duration = Duration::from_secs(1);
 const FIRST_RECONNECT: Duration = Duration::from_secs(1);
 /// The longest wait between redials of vanished providers.
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(16);
-/// A download whose providers are all gone waits this long for one to come back, then fails.
+/// How long a download whose missing chunks only damaged copies hold keeps redialling providers
+/// for a good one.
 const RECONNECT_FOR: Duration = Duration::from_secs(300);
 /// A download whose missing chunks no peer holds (every copy it reached is damaged there) waits
 /// this long for a peer to gain them (a seeder repairing its copy, a peer arriving), then fails
@@ -43,6 +46,8 @@ const STUCK_REDIAL: Duration = Duration::from_secs(10);
 const FOUND_QUEUE: usize = 64;
 /// Workers of one download at once: peer exchange adds none beyond.
 const MAX_WORKERS: usize = 64;
+/// Failures a download remembers to explain itself.
+const MAX_FAILURES: usize = 32;
 
 /// What a worker task returns: its peer and how it ended.
 type WorkerEnd = (PeerId, Result<Ended, PeerError>);
@@ -117,11 +122,13 @@ struct Inputs {
     stopping: watch::Receiver<bool>,
 }
 
-/// Every provider is gone: when to dial them again, and when to give up.
+/// Every provider is gone: when to dial them again, since when, and when to give up (never
+/// without a holder wait).
 #[derive(Clone, Copy)]
 struct Reconnect {
     at: Instant,
-    until: Instant,
+    since: Instant,
+    until: Option<Instant>,
     backoff: Duration,
 }
 
@@ -280,7 +287,7 @@ impl Coordinator<'_> {
                     .banned
                     .insert(peer, "sent a corrupt chunk".into());
                 if self.stop_worker(&peer) {
-                    self.failures.push(format!("{peer}: sent a corrupt chunk"));
+                    self.note_failure(format!("{peer}: sent a corrupt chunk"));
                 }
                 self.s.net.disconnect(peer).await;
                 Step::On
@@ -316,7 +323,7 @@ impl Coordinator<'_> {
                 if why.bans() {
                     self.sched().banned.insert(peer, why.to_string());
                 }
-                self.failures.push(format!("{peer}: {why}"));
+                self.note_failure(format!("{peer}: {why}"));
             }
         }
         self.sched().leave(&peer);
@@ -472,12 +479,14 @@ impl Coordinator<'_> {
         )
     }
 
-    /// Dials the ticket's providers again while every one is gone; gives up after
-    /// [`RECONNECT_FOR`].
+    /// While every peer is gone: dials the ticket's providers and the hinted peers again and
+    /// asks every connected peer (one may have fetched the share meanwhile); gives up when the
+    /// node's holder wait is over.
     async fn on_reconnect_due(&mut self) -> Step {
-        for peer in providers::connect(&self.s, self.job.ticket).await {
-            if self.usable(&peer) {
-                tracing::info!(%peer, "provider back: resuming");
+        let reached = seek::reach(&self.s, self.job.ticket).await;
+        for peer in reached.into_iter().chain(self.s.net.connected()) {
+            if self.usable(&peer) && !self.deferred.contains(&peer) {
+                tracing::info!(%peer, "a peer that may hold the share is back: asking it");
                 self.spawn(peer, Vec::new());
             }
         }
@@ -489,14 +498,28 @@ impl Coordinator<'_> {
         self.reconnect = Some(r);
         if !self.workers.is_empty() {
             self.reconnect = None;
-        } else if Instant::now() >= r.until {
-            self.failures.push(format!(
-                "none came back within {} s",
-                RECONNECT_FOR.as_secs()
-            ));
-            return Step::End(Err(self.providers_failed()));
+        } else if r.until.is_some_and(|until| Instant::now() >= until) {
+            return Step::End(Err(DownloadError::NoHolder {
+                secs: r.since.elapsed().as_secs(),
+                tried: self.tried(),
+            }));
         }
         Step::On
+    }
+
+    /// The last failures, for a waiting download's status and its error.
+    fn tried(&self) -> Vec<String> {
+        let mut tried: Vec<String> = self
+            .failures
+            .iter()
+            .rev()
+            .take(seek::SHOWN_TRIES)
+            .cloned()
+            .collect();
+        if tried.is_empty() {
+            tried.push(seek::nobody_in_reach(self.job.ticket));
+        }
+        tried
     }
 
     /// When no worker runs and nothing is due: every provider is gone (a lost network, a
@@ -527,17 +550,28 @@ impl Coordinator<'_> {
             }
             return Step::End(Err(self.providers_failed()));
         }
-        tracing::warn!(
-            "every provider is gone: redialling them for up to {} s",
-            RECONNECT_FOR.as_secs()
-        );
+        let wait = self.s.config.holder_wait;
+        match wait {
+            Some(w) => tracing::warn!("no peer holds the share: waiting up to {} s", w.as_secs()),
+            None => tracing::warn!("no peer holds the share: waiting for one"),
+        }
         let now = Instant::now();
         self.reconnect = Some(Reconnect {
             at: now + FIRST_RECONNECT,
-            until: now + RECONNECT_FOR,
+            since: now,
+            until: wait.map(|w| now + w),
             backoff: FIRST_RECONNECT,
         });
+        seek::show_waiting(self.job.status, self.tried());
         Step::On
+    }
+
+    /// Remembers why a peer failed (the last [`MAX_FAILURES`]: a download may wait for days).
+    fn note_failure(&mut self, why: String) {
+        if self.failures.len() >= MAX_FAILURES {
+            self.failures.remove(0);
+        }
+        self.failures.push(why);
     }
 
     fn providers_failed(&self) -> DownloadError {

@@ -58,6 +58,14 @@ pub enum Status {
     Starting,
     /// Fetching.
     Running(Progress),
+    /// No peer that holds the share is in reach: waiting for one to appear (a provider coming
+    /// back, a friend who fetched it connecting), asking every peer that connects.
+    WaitingForHolder {
+        /// How far the download is.
+        last: Progress,
+        /// Who was asked, and what each said (at most a few).
+        tried: Vec<String>,
+    },
     /// Every selected file verified and in place.
     Finished {
         /// The last progress.
@@ -130,7 +138,7 @@ fn ended(last: &Status, result: &Result<DownloadReport, DownloadError>) -> Statu
     match result {
         Ok(report) => Status::Finished {
             last: match last {
-                Status::Running(p) => p.clone(),
+                Status::Running(p) | Status::WaitingForHolder { last: p, .. } => p.clone(),
                 _ => Progress {
                     done: report.bytes,
                     total: report.bytes,

@@ -6,7 +6,8 @@
 //!
 //! The parts: [`handle`] (what the app holds: controls and a status watch), `registry` (ids, one
 //! run per share and destination, the names claimed, the node's stop), `providers` (dialling the
-//! ticket's providers, the manifest), `plan` (where each file goes, what is on disk and what is
+//! ticket's providers, asking for the manifest), `seek` (finding a holder when the providers are
+//! gone: any peer that proves the ticket, the node's hints; waiting for one), `plan` (where each file goes, what is on disk and what is
 //! missing), `coordinator` (which peers work for the download, and when no good copy is left),
 //! `worker` (one peer's pipelined stream), `schedule` (which chunk next), `sink` (verify, write,
 //! report progress), `durable` (sync, record, rename) and `repair` (a downloaded share's damaged
@@ -21,6 +22,7 @@ mod providers;
 mod registry;
 mod repair;
 mod schedule;
+mod seek;
 mod sink;
 mod worker;
 
@@ -91,6 +93,17 @@ pub enum DownloadError {
         /// The error.
         #[source]
         source: io::Error,
+    },
+    /// No peer holding the share was in reach for the whole wait; the download is kept.
+    #[error(
+        "no one who has this share was in reach for {secs} s ({}); the download is kept and resumes when started again",
+        tried.join("; ")
+    )]
+    NoHolder {
+        /// How long it waited.
+        secs: u64,
+        /// Who was asked, and what each said.
+        tried: Vec<String>,
     },
     /// Every provider failed or was dropped before the download finished.
     #[error("every provider failed: {0}")]
@@ -171,9 +184,9 @@ async fn run(
 ) -> Result<DownloadReport, DownloadError> {
     let started = Instant::now();
     let content_id = spec.ticket.content;
-    let providers = providers::connect(&s, &spec.ticket).await;
-    let (manifest, encoded) = providers::manifest(&s, &providers, &spec.ticket).await?;
     let dest = Arc::new(Dest::open(&spec.dest)?);
+    let found = find_holder(&s, &spec, &dest, &mut control, &status).await?;
+    let (providers, manifest, encoded) = (found.providers, found.manifest, found.encoded);
     // One run at a time per share and destination: a second one (a node that resumed it at
     // start, and the user asking again) waits, then finds the files in place.
     let slot = s.downloads.slot(content_id, dest.path());
@@ -235,6 +248,27 @@ async fn run(
     ))
 }
 
+/// Finds a holder of the share and its manifest, recorded meanwhile (in `sought`) so that a
+/// download still waiting for one resumes after a restart.
+async fn find_holder(
+    s: &Shared,
+    spec: &DownloadSpec,
+    dest: &Dest,
+    control: &mut watch::Receiver<Control>,
+    status: &watch::Sender<Status>,
+) -> Result<seek::Found, DownloadError> {
+    state::seek_download(&s.store, &spec.ticket, dest.path(), spec.files.as_deref())?;
+    let sought = seek::holder(s, &spec.ticket, control, status).await;
+    let keep = matches!(
+        sought,
+        Err(DownloadError::NoHolder { .. } | DownloadError::Node(crate::Error::Stopped))
+    );
+    if !keep {
+        state::found_download(&s.store, &spec.ticket.content, dest.path())?;
+    }
+    sought
+}
+
 impl DownloadReport {
     /// What a run that planned `plan` and wrote `report` did.
     fn of(
@@ -262,6 +296,24 @@ impl DownloadReport {
     }
 }
 
+/// The bytes of the ticket's share, from its manifest: stored, or from the first holder found
+/// within `within` (the manifest is then stored, so a download of it starts at once).
+pub(crate) async fn size_of(
+    s: &Shared,
+    ticket: &Ticket,
+    within: std::time::Duration,
+) -> Result<u64, DownloadError> {
+    let (_keep, mut control) = watch::channel(Control::Run);
+    let status = watch::Sender::new(Status::Starting);
+    let found = tokio::time::timeout(within, seek::holder(s, ticket, &mut control, &status))
+        .await
+        .map_err(|_| DownloadError::NoHolder {
+            secs: within.as_secs(),
+            tried: Vec::new(),
+        })??;
+    Ok(found.manifest.files().iter().map(|f| f.size).sum())
+}
+
 /// The share as this node serves it while fetching: the library's when it has one, else a new
 /// partial one reading from where the plan puts each file.
 fn served_while_fetched(
@@ -285,7 +337,8 @@ fn served_while_fetched(
 }
 
 /// Records how a download ended early: removed (cancelled without keeping), left `active` (the
-/// node stopped: it resumes at the next start), or `cancelled` / `failed`.
+/// node stopped, or no holder was in reach: it resumes when started again or at the next start),
+/// or `cancelled` / `failed`.
 fn record_failure(
     s: &Shared,
     dl: i64,
@@ -298,7 +351,10 @@ fn record_failure(
     let recorded = if cancelled && !keep {
         plan.remove_parts();
         state::forget_download(&s.store, dl)
-    } else if matches!(e, DownloadError::Node(crate::Error::Stopped)) {
+    } else if matches!(
+        e,
+        DownloadError::Node(crate::Error::Stopped) | DownloadError::NoHolder { .. }
+    ) {
         Ok(())
     } else if cancelled {
         state::set_download_state(&s.store, dl, state::DownloadState::Cancelled)

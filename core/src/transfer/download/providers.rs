@@ -1,5 +1,5 @@
-//! Reaching a ticket's providers and getting the share's manifest: from the store when this node
-//! has seen it before, otherwise from the first provider whose manifest hashes to the content id.
+//! Reaching a ticket's providers, and asking peers for the share's manifest: the first whose
+//! manifest hashes to the content id wins; it is decoded, checked and stored.
 
 use std::sync::Arc;
 
@@ -33,17 +33,14 @@ pub(super) async fn connect(s: &Shared, ticket: &Ticket) -> Vec<PeerId> {
         .collect()
 }
 
-/// The verified manifest of the ticket's share (decoded, and as encoded), stored for later runs.
-pub(super) async fn manifest(
+/// The ticket's share's manifest `encoded`, decoded and checked against the content id, and
+/// stored for later runs.
+pub(super) async fn verified(
     s: &Shared,
-    providers: &[PeerId],
     ticket: &Ticket,
+    encoded: Vec<u8>,
 ) -> Result<(Arc<Manifest>, Arc<Vec<u8>>), DownloadError> {
     let content = &ticket.content;
-    let encoded = match state::manifest(&s.store, content)? {
-        Some(m) => m,
-        None => fetch_manifest(s, providers, ticket, MAX_ENCODED_LEN).await?,
-    };
     // Decoding checks every hash: off the async workers.
     let (encoded, manifest) = tokio::task::spawn_blocking({
         let content = *content;
@@ -83,7 +80,7 @@ pub(crate) async fn fetch_manifest(
         }
     }
     if errors.is_empty() {
-        errors.push("none of the ticket's providers answered".into());
+        errors.push("no peer answered".into());
     }
     Err(DownloadError::NoProvider(errors.join("; ")))
 }

@@ -22,7 +22,9 @@ final class BackgroundTransfers {
         switch event {
         case let .transferProgress(id, _, _, _, _, _):
             begin("transfer \(id)")
-        case let .transferFinished(id, _, _), let .transferFailed(id, _, _):
+        // Waiting for someone who has it holds no background time: the resume task goes on later.
+        case let .transferWaiting(id, _, _, _, _), let .transferFinished(id, _, _),
+             let .transferFailed(id, _, _):
             end("transfer \(id)")
         default:
             break

@@ -62,6 +62,7 @@ class NodeViewModel(app: Application) : AndroidViewModel(app) {
             is NodeEvent.PeerIdentified, is NodeEvent.PeerDisconnected -> refreshPeers()
             is NodeEvent.OfferReceived -> _state.update { it.copy(offer = event) }
             is NodeEvent.TransferProgress -> transfer(event.transferId, event)
+            is NodeEvent.TransferWaiting -> transfer(event.transferId, event)
             is NodeEvent.TransferFinished -> transfer(event.transferId, event)
             is NodeEvent.TransferFailed -> transfer(event.transferId, event)
             is NodeEvent.MessageReceived, is NodeEvent.MessageStateChanged -> refreshMessages()

@@ -129,6 +129,7 @@ fun TransfersScreen(transfers: Map<ULong, NodeEvent>, model: NodeViewModel) {
                         modifier = Modifier.fillMaxWidth(),
                     )
                 }
+                is NodeEvent.TransferWaiting -> Text("Transfer $id: waiting for someone who has it")
                 is NodeEvent.TransferFinished -> Text("Transfer $id: done, ${event.bytes} bytes, saved to the gallery")
                 is NodeEvent.TransferFailed -> Text("Transfer $id failed: ${event.error}")
                 else -> {}

@@ -97,6 +97,8 @@ internal class TransferWatch {
                 }
                 receiving.remove(event.transferId)
             }
+            // No one who has it is in reach: no bytes move, so no locks; it goes on by itself.
+            is NodeEvent.TransferWaiting -> receiving(event.transferId, event.total).moving = false
             is NodeEvent.TransferFailed ->
                 if (receiving.remove(event.transferId) == null) accepted.removeFirstOrNull()
             is NodeEvent.OfferAccepted -> sending.values.firstOrNull { it.peerId == event.peerId && it.content == null }
