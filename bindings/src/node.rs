@@ -42,7 +42,15 @@ pub async fn start_node(
             reason: e.to_string(),
         })??;
     core.set_on_battery(on_battery);
-    let delivery = deliver(rt, core.events(), listener);
+    let offers = core.clone();
+    let pending = move || {
+        offers
+            .pending_offers()
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    };
+    let delivery = deliver(rt, core.events(), pending, listener);
     Ok(Arc::new(Node {
         core,
         ops: Arc::default(),
