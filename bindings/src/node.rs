@@ -195,8 +195,10 @@ impl Node {
     }
 
     /// Tells the node whether the device runs on battery now (it seeds less on battery).
-    pub fn set_on_battery(&self, on_battery: bool) {
+    pub fn set_on_battery(&self, on_battery: bool) -> Result<(), MeshdropError> {
+        let _in_runtime = runtime()?.enter();
         self.core.set_on_battery(on_battery);
+        Ok(())
     }
 
     /// How much the node uploads now: bytes per second (`None`: no limit) and upload slots.

@@ -549,7 +549,7 @@ async fn a_phone_on_battery_seeds_within_the_battery_limits_and_follows_the_char
             upload_slots: battery.upload_slots as u32
         }
     );
-    phone.set_on_battery(false);
+    phone.set_on_battery(false).unwrap();
     let plugged = TransferLimits::default();
     assert_eq!(
         phone.upload_limits(),

@@ -29,13 +29,16 @@ pub(crate) fn dial_kind(e: &DialError) -> FailureKind {
 
 /// `Refused` or `Timeout` when a socket error with that kind is inside `e`, at any depth.
 fn socket_kind(e: &io::Error) -> Option<FailureKind> {
+    let of = |kind: io::ErrorKind| match kind {
+        io::ErrorKind::ConnectionRefused => Some(FailureKind::Refused),
+        io::ErrorKind::TimedOut => Some(FailureKind::Timeout),
+        _ => None,
+    };
     let mut next: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = next {
         if let Some(io) = err.downcast_ref::<io::Error>() {
-            match io.kind() {
-                io::ErrorKind::ConnectionRefused => return Some(FailureKind::Refused),
-                io::ErrorKind::TimedOut => return Some(FailureKind::Timeout),
-                _ => {}
+            if let Some(kind) = of(io.kind()) {
+                return Some(kind);
             }
             // An io::Error's `source` skips the error it wraps: look at that one first.
             if let Some(inner) = io.get_ref() {
@@ -45,12 +48,37 @@ fn socket_kind(e: &io::Error) -> Option<FailureKind> {
         }
         next = err.source();
     }
-    None
+    // The transports wrap the socket's error in `Either`s whose `source` skips it too: its kind
+    // is still in the debug form (`kind: ConnectionRefused` for an OS error, `Kind(…)` for
+    // one made of a kind), which names std's `ErrorKind`.
+    let debug = format!("{e:?}");
+    [io::ErrorKind::ConnectionRefused, io::ErrorKind::TimedOut]
+        .into_iter()
+        .find(|k| {
+            debug.contains(&format!("kind: {k:?}")) || debug.contains(&format!("Kind({k:?})"))
+        })
+        .and_then(of)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error whose `source` skips the error it wraps, as `Either`'s does.
+    #[derive(Debug)]
+    struct Skips(io::Error);
+
+    impl std::fmt::Display for Skips {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+
+    impl StdError for Skips {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            self.0.source()
+        }
+    }
 
     #[test]
     fn a_refused_socket_inside_wrapped_errors_is_refused_and_a_timeout_a_timeout() {
@@ -70,6 +98,8 @@ mod tests {
         let timeout = io::Error::other(io::Error::from(io::ErrorKind::TimedOut));
         assert_eq!(socket_kind(&timeout), Some(FailureKind::Timeout));
         assert_eq!(socket_kind(&io::Error::other("no route")), None);
+        let hidden = io::Error::other(Skips(io::Error::from(io::ErrorKind::ConnectionRefused)));
+        assert_eq!(socket_kind(&hidden), Some(FailureKind::Refused));
         assert_eq!(dial_kind(&DialError::NoAddresses), FailureKind::Unreachable);
     }
 }
