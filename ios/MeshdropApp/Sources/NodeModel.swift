@@ -89,8 +89,8 @@ final class NodeModel: ObservableObject {
         case let .offerReceived(offerId, _, name, contactName, code, _, files):
             offer = Offer(id: offerId, name: name, contactName: contactName, code: code, files: files)
         case let .transferProgress(id, _, _, _, _, _),
-             let .transferFinished(id, _, _),
-             let .transferFailed(id, _, _):
+             let .transferFinished(id, _, _, _),
+             let .transferFailed(id, _, _, _):
             transfers[id] = event
         case .messageReceived, .messageStateChanged:
             await refreshMessages()
@@ -115,7 +115,7 @@ final class NodeModel: ObservableObject {
                 break
             case let .declined(reason):
                 self.notice = "Declined: \(reason)"
-            case let .failed(error):
+            case let .failed(error, _):
                 self.notice = "Not delivered: \(error)"
             }
         }

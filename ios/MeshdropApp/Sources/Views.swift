@@ -94,9 +94,9 @@ struct TransfersView: View {
                     switch model.transfers[id] {
                     case let .transferProgress(_, _, done, total, _, _):
                         ProgressView("Transfer \(id)", value: Double(done), total: Double(max(total, 1)))
-                    case let .transferFinished(_, _, bytes):
+                    case let .transferFinished(_, _, bytes, _):
                         Text("Transfer \(id): done, \(bytes) bytes")
-                    case let .transferFailed(_, _, error):
+                    case let .transferFailed(_, _, error, _):
                         Text("Transfer \(id) failed: \(error)")
                     default:
                         EmptyView()

@@ -22,7 +22,7 @@ final class BackgroundTransfers {
         switch event {
         case let .transferProgress(id, _, _, _, _, _):
             begin("transfer \(id)")
-        case let .transferFinished(id, _, _), let .transferFailed(id, _, _):
+        case let .transferFinished(id, _, _, _), let .transferFailed(id, _, _, _):
             end("transfer \(id)")
         default:
             break
