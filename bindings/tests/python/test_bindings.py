@@ -170,6 +170,35 @@ def test_a_cancelled_download_ends_with_the_kind_cancelled():
     asyncio.run(scenario())
 
 
+def test_an_offer_accepted_where_no_folder_can_be_fails_with_its_kind_on_both_sides():
+    async def scenario():
+        alice = await LoopbackNode.start("alice")
+        bob = await LoopbackNode.start("bob")
+        await alice.node.add_peer(bob.node.peer_id(), bob.node.listen_addrs())
+        bob.node.add_contact(alice.node.peer_id(), "Alice")
+        with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as tmp:
+            write_folder(Path(src))
+            # The destination is a file: no folder can be made there.
+            dest = Path(tmp) / "taken"
+            dest.write_bytes(b"not a folder")
+            sending = asyncio.ensure_future(
+                alice.node.send_files(bob.node.peer_id(), [str(Path(src) / "album")])
+            )
+            offer = await bob.wait_for("offer", lambda e: e.is_offer_received())
+            bob.node.accept_offer(offer.offer_id, str(dest), None)
+            failed = await bob.wait_for("failed", lambda e: e.is_transfer_failed())
+            assert failed.kind == md.FailureKind.DESTINATION, failed
+            outcome = await asyncio.wait_for(sending, 20)
+            assert outcome.is_failed(), outcome
+            assert outcome.kind == md.FailureKind.DESTINATION
+            assert outcome.error == failed.error
+            assert dest.read_bytes() == b"not a folder"
+        await alice.shutdown()
+        await bob.shutdown()
+
+    asyncio.run(scenario())
+
+
 def test_a_dial_to_a_closed_port_fails_as_refused():
     async def scenario():
         bob = await LoopbackNode.start("bob")
