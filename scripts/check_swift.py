@@ -1203,7 +1203,7 @@ MUTATIONS = [
      "case .messageReceived, .messageStateChanged:", "case .messageReceived, .messageStateChange:",
      "NodeEvent has no case .messageStateChange"),
     ("an enum pattern of the wrong arity", "ios/MeshdropKit/Sources/MeshdropKit/BackgroundTransfers.swift",
-     "let .transferFinished(id, _, _)", "let .transferFinished(id, _)", "transferFinished has 3 associated values"),
+     "let .transferFinished(id, _, _, _)", "let .transferFinished(id, _, _)", "transferFinished has 4 associated values"),
     ("a misspelled record field", "ios/MeshdropApp/Sources/Views.swift",
      "peer.verificationCode)", "peer.verificationcode)", "PeerInfo has no member verificationcode"),
     ("a misspelled generated function", "ios/MeshdropKit/Sources/MeshdropKit/Meshdrop.swift",

@@ -7,7 +7,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
 
 use crate::messaging::{Message, MessageState};
-use crate::types::{OfferedFile, Transport, strings};
+use crate::types::{FailureKind, OfferedFile, Transport, strings};
 
 /// Receives every event of a node, in order, on one thread of the bindings (not the UI thread).
 /// Hand events on (to a channel, a flow, a queue) and return: never wait in it for a call of the
@@ -113,6 +113,8 @@ pub enum NodeEvent {
         peer_id: Option<String>,
         /// Why.
         error: String,
+        /// What kind of failure.
+        kind: FailureKind,
     },
     /// A download moved on (at most a few times per second).
     TransferProgress {
@@ -176,6 +178,8 @@ pub enum NodeEvent {
         content: String,
         /// Bytes of the selected files.
         bytes: u64,
+        /// Where each selected file now is (to hand to the gallery or Photos).
+        paths: Vec<String>,
     },
     /// No one who has the share is in reach: the download waits ("waiting for someone who has
     /// it") and goes on by itself when one connects.
@@ -199,8 +203,11 @@ pub enum NodeEvent {
         content: String,
         /// Why.
         error: String,
+        /// What kind of failure.
+        kind: FailureKind,
     },
-    /// A nearby device offers files: answer with `accept_offer` or `decline_offer`.
+    /// A nearby device offers files: answer with `accept_offer` or `decline_offer`. The same
+    /// offer may come again after the listener fell behind (see `Node::pending_offers`).
     OfferReceived {
         /// The offer.
         offer_id: u64,
@@ -378,9 +385,10 @@ impl NodeEvent {
             Event::PeerDisconnected { peer } => Self::PeerDisconnected {
                 peer_id: peer.to_string(),
             },
-            Event::DialFailed { peer, error } => Self::DialFailed {
+            Event::DialFailed { peer, error, kind } => Self::DialFailed {
                 peer_id: peer.map(|p| p.to_string()),
                 error,
+                kind: kind.into(),
             },
             Event::TransferProgress {
                 transfer,
@@ -438,11 +446,13 @@ impl NodeEvent {
                 transfer,
                 content,
                 bytes,
+                paths,
                 ..
             } => Self::TransferFinished {
                 transfer_id: transfer,
                 content: content.to_string(),
                 bytes,
+                paths: crate::types::paths(&paths),
             },
             Event::TransferWaiting {
                 transfer,
@@ -461,10 +471,12 @@ impl NodeEvent {
                 transfer,
                 content,
                 error,
+                kind,
             } => Self::TransferFailed {
                 transfer_id: transfer,
                 content: content.to_string(),
                 error,
+                kind: kind.into(),
             },
             Event::OfferExpired { offer } => Self::OfferExpired { offer_id: offer },
             Event::OfferRefused { peer, name, reason } => Self::OfferRefused {
@@ -562,10 +574,12 @@ impl NodeEvent {
 }
 
 /// Delivers the node's events to `listener` on a blocking thread of the runtime, in order, until
-/// the node stops (its `Stopped` event is delivered last) or its event stream closes.
+/// the node stops (its `Stopped` event is delivered last) or its event stream closes. When the
+/// listener fell behind and events were dropped, the offers still waiting (`pending`) come again.
 pub(crate) fn deliver(
     runtime: &tokio::runtime::Runtime,
     mut events: broadcast::Receiver<Event>,
+    pending: impl Fn() -> Vec<Event> + Send + 'static,
     listener: Arc<dyn EventListener>,
 ) -> JoinHandle<()> {
     runtime.spawn_blocking(move || {
@@ -578,10 +592,77 @@ pub(crate) fn deliver(
                         return;
                     }
                 }
-                // A listener this slow misses events: progress comes again, state can be re-read.
-                Err(RecvError::Lagged(_)) => {}
+                // A listener this slow misses events: progress comes again, state can be
+                // re-read, and an offer waiting for an answer is shown again.
+                Err(RecvError::Lagged(_)) => {
+                    for offer in pending() {
+                        listener.on_event(NodeEvent::from_core(offer));
+                    }
+                }
                 Err(RecvError::Closed) => return,
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Remembers every event it receives.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<NodeEvent>>);
+
+    impl EventListener for Recorder {
+        fn on_event(&self, event: NodeEvent) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+        }
+    }
+
+    fn offer(id: u64) -> Event {
+        Event::OfferReceived {
+            offer: id,
+            peer: meshdrop_core::PeerId::random(),
+            name: "Ana".into(),
+            contact: None,
+            verification_code: "1234".into(),
+            total: 5,
+            files: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_offer_dropped_while_the_listener_lagged_comes_again() {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let (tx, rx) = broadcast::channel(2);
+        // The listener is behind by more than the channel holds: the offer event is dropped.
+        for event in [
+            offer(7),
+            Event::ShareDistributed {
+                content: meshdrop_core::ContentId([1; 32]),
+            },
+        ] {
+            tx.send(event).expect("sent");
+        }
+        tx.send(Event::PeerDisconnected {
+            peer: meshdrop_core::PeerId::random(),
+        })
+        .expect("sent");
+        tx.send(Event::Stopped).expect("sent");
+        let recorder = Arc::new(Recorder::default());
+        let delivery = deliver(&runtime, rx, || vec![offer(7)], recorder.clone());
+        runtime.block_on(delivery).expect("delivered");
+        let got = recorder.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let offers: Vec<u64> = got
+            .iter()
+            .filter_map(|e| match e {
+                NodeEvent::OfferReceived { offer_id, .. } => Some(*offer_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offers, [7], "{got:?}");
+        assert_eq!(got.last(), Some(&NodeEvent::Stopped));
+    }
 }

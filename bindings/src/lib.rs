@@ -1,7 +1,7 @@
 //! UniFFI bindings of the meshdrop core: thin wrappers, no logic.
 //!
 //! - [`node`]: start a node ([`start_node`]), peers, shares, offers, shutdown.
-//! - [`transfer`]: a running download (pause, resume, cancel, wait).
+//! - [`transfer`]: a running download (pause, resume, cancel, its status stream, wait).
 //! - [`events`]: the event listener a host implements, and the events it receives.
 //! - [`discovery`]: a platform's own DNS-SD browser (Bonjour, Android NSD) feeding the node.
 //! - [`link`]: links the host hands over (Wi-Fi Aware, AWDL, Bluetooth) and its link driver.
@@ -29,7 +29,7 @@ pub use events::{EventListener, NodeEvent};
 pub use link::{LinkDirection, LinkDriver, LinkStream};
 pub use messaging::{Message, MessageState, Recipient, Room};
 pub use node::{Node, start_node};
-pub use transfer::Transfer;
+pub use transfer::{Transfer, TransferStatus};
 pub use trust::{Contact, ContactVia, ShareInfo, Visibility};
 pub use types::*;
 

@@ -42,7 +42,15 @@ pub async fn start_node(
             reason: e.to_string(),
         })??;
     core.set_on_battery(on_battery);
-    let delivery = deliver(rt, core.events(), listener);
+    let offers = core.clone();
+    let pending = move || {
+        offers
+            .pending_offers()
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    };
+    let delivery = deliver(rt, core.events(), pending, listener);
     Ok(Arc::new(Node {
         core,
         ops: Arc::default(),
@@ -188,8 +196,10 @@ impl Node {
 
     /// Tells the node whether the device runs on battery now (it seeds less on battery, and
     /// fetches no room attachment by itself unless allowed).
-    pub fn set_on_battery(&self, on_battery: bool) {
+    pub fn set_on_battery(&self, on_battery: bool) -> Result<(), MeshdropError> {
+        let _in_runtime = runtime()?.enter();
         self.core.set_on_battery(on_battery);
+        Ok(())
     }
 
     /// Tells the node whether the network is metered (no room attachment fetched by itself).

@@ -169,6 +169,8 @@ pub struct DownloadReport {
     /// Files saved under another name than the share's (a name the destination cannot hold,
     /// or taken by another file).
     pub renamed: Vec<RenamedFile>,
+    /// Where each selected file now is, in the share's order.
+    pub paths: Vec<String>,
 }
 
 /// A file of a share saved under another name.
@@ -201,6 +203,64 @@ impl From<CoreReport> for DownloadReport {
                     reason: c.reason,
                 })
                 .collect(),
+            paths: paths(&r.paths),
+        }
+    }
+}
+
+/// Why a download, a dial or an offer failed, by what the user can do about it (the message
+/// beside it says the rest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum FailureKind {
+    /// No holder of the share could be reached, or none had it.
+    NoProvider,
+    /// Every holder failed or went away before the end.
+    ProvidersFailed,
+    /// Every copy within reach of some chunks is damaged.
+    NoGoodCopy,
+    /// The share's file list does not match its ticket, does not decode or holds an unsafe path.
+    ManifestRejected,
+    /// The destination lacks space.
+    NoSpace,
+    /// The destination cannot take the files (a link or a file where a folder goes, every name
+    /// taken).
+    Destination,
+    /// Reading or writing a file failed.
+    DiskError,
+    /// The user cancelled.
+    Cancelled,
+    /// The node stopped (a download resumes at the next start).
+    Stopped,
+    /// The peer refused the connection (nothing listens there, or it denied it).
+    Refused,
+    /// The peer did not answer in time.
+    Timeout,
+    /// The peer could not be reached (no address, no route, the connection failed).
+    Unreachable,
+    /// Another device than the one expected answered.
+    WrongPeer,
+    /// Anything else.
+    Other,
+}
+
+impl From<meshdrop_core::events::FailureKind> for FailureKind {
+    fn from(k: meshdrop_core::events::FailureKind) -> Self {
+        use meshdrop_core::events::FailureKind as K;
+        match k {
+            K::NoProvider => Self::NoProvider,
+            K::ProvidersFailed => Self::ProvidersFailed,
+            K::NoGoodCopy => Self::NoGoodCopy,
+            K::ManifestRejected => Self::ManifestRejected,
+            K::NoSpace => Self::NoSpace,
+            K::Destination => Self::Destination,
+            K::DiskError => Self::DiskError,
+            K::Cancelled => Self::Cancelled,
+            K::Stopped => Self::Stopped,
+            K::Refused => Self::Refused,
+            K::Timeout => Self::Timeout,
+            K::Unreachable => Self::Unreachable,
+            K::WrongPeer => Self::WrongPeer,
+            K::Other => Self::Other,
         }
     }
 }
@@ -291,6 +351,8 @@ pub enum SendOutcome {
     Failed {
         /// The receiver's error.
         error: String,
+        /// What kind of failure (`Other` from a receiver too old to say).
+        kind: FailureKind,
     },
 }
 
@@ -299,7 +361,10 @@ impl From<offer::SendOutcome> for SendOutcome {
         match o {
             offer::SendOutcome::Delivered { bytes } => Self::Delivered { bytes },
             offer::SendOutcome::Declined { reason } => Self::Declined { reason },
-            offer::SendOutcome::Failed { error } => Self::Failed { error },
+            offer::SendOutcome::Failed { error, kind } => Self::Failed {
+                error,
+                kind: kind.into(),
+            },
         }
     }
 }
@@ -423,6 +488,11 @@ pub struct Advertisement {
 /// Addresses (or anything displayable) as strings.
 pub(crate) fn strings<T: ToString>(items: &[T]) -> Vec<String> {
     items.iter().map(ToString::to_string).collect()
+}
+
+/// Paths as strings.
+pub(crate) fn paths(items: &[std::path::PathBuf]) -> Vec<String> {
+    items.iter().map(|p| p.display().to_string()).collect()
 }
 
 /// Parses every string, naming the first bad one.

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use meshdrop_core::transfer::limits::TransferLimits;
 use meshdrop_ffi::{
-    EventListener, MeshdropError, MessageState, Node, NodeConfig, NodeEvent, SendOutcome,
-    UploadLimits, start_node,
+    EventListener, FailureKind, MeshdropError, MessageState, Node, NodeConfig, NodeEvent,
+    SendOutcome, TransferStatus, UploadLimits, start_node,
 };
 use tokio::sync::mpsc;
 
@@ -122,8 +122,26 @@ async fn a_shared_folder_downloads_with_progress_and_equal_bytes() {
         .node
         .download(ticket, dest.path().display().to_string(), None)
         .unwrap();
+    // The transfer's own status stream, to its end.
+    let mut statuses = Vec::new();
+    while let Some(status) = tokio::time::timeout(Duration::from_secs(20), transfer.next_status())
+        .await
+        .unwrap()
+    {
+        statuses.push(status);
+    }
+    let Some(TransferStatus::Finished { bytes, paths, .. }) = statuses.last().cloned() else {
+        panic!("the status stream ends finished: {statuses:?}")
+    };
+    assert_eq!(bytes, 3_000_020);
+    let wanted: Vec<String> = files
+        .iter()
+        .map(|(rel, _)| dest.path().join(rel).display().to_string())
+        .collect();
+    assert_eq!(paths, wanted, "the finished files, where they are");
     let report = transfer.wait().await.unwrap();
     assert_eq!(report.bytes, 3_000_020);
+    assert_eq!(report.paths, wanted);
     for (rel, bytes) in &files {
         assert_eq!(
             &std::fs::read(dest.path().join(rel)).unwrap(),
@@ -140,10 +158,15 @@ async fn a_shared_folder_downloads_with_progress_and_equal_bytes() {
         })
         .await;
     println!("last progress: {done:?}");
-    b.wait_for("transfer finished", |e| {
-        matches!(e, NodeEvent::TransferFinished { transfer_id, bytes: 3_000_020, .. } if *transfer_id == id)
-    })
-    .await;
+    let finished = b
+        .wait_for("transfer finished", |e| {
+            matches!(e, NodeEvent::TransferFinished { transfer_id, bytes: 3_000_020, .. } if *transfer_id == id)
+        })
+        .await;
+    assert!(
+        matches!(&finished, NodeEvent::TransferFinished { paths, .. } if *paths == wanted),
+        "{finished:?}"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -449,7 +472,7 @@ async fn a_message_arrives_once_and_its_sender_sees_it_delivered() {
 #[tokio::test]
 async fn a_transfer_pauses_resumes_and_cancels() {
     let a = node("alice").await;
-    let b = node("bob").await;
+    let mut b = node("bob").await;
     let src = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..8_000_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::write(src.path().join("big.bin"), &data).unwrap();
@@ -478,6 +501,34 @@ async fn a_transfer_pauses_resumes_and_cancels() {
     cancelled.cancel(false);
     assert_eq!(cancelled.wait().await, Err(MeshdropError::Cancelled));
     assert!(!other.path().join("big.bin").exists());
+    let mut last = None;
+    while let Some(status) = cancelled.next_status().await {
+        last = Some(status);
+    }
+    assert_eq!(
+        last,
+        Some(TransferStatus::Failed {
+            error: "cancelled".into(),
+            kind: FailureKind::Cancelled
+        })
+    );
+    let id = cancelled.id();
+    let failed = b
+        .wait_for(
+            "transfer failed",
+            |e| matches!(e, NodeEvent::TransferFailed { transfer_id, .. } if *transfer_id == id),
+        )
+        .await;
+    assert!(
+        matches!(
+            failed,
+            NodeEvent::TransferFailed {
+                kind: FailureKind::Cancelled,
+                ..
+            }
+        ),
+        "{failed:?}"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -504,7 +555,7 @@ async fn a_phone_on_battery_seeds_within_the_battery_limits_and_follows_the_char
             upload_slots: battery.upload_slots as u32
         }
     );
-    phone.set_on_battery(false);
+    phone.set_on_battery(false).unwrap();
     let plugged = TransferLimits::default();
     assert_eq!(
         phone.upload_limits(),

@@ -77,7 +77,7 @@ impl Output {
                 Some(a) => println!("reachability: {status:?} at {a}"),
                 None => println!("reachability: {status:?}"),
             },
-            Event::DialFailed { peer, error } => match peer {
+            Event::DialFailed { peer, error, .. } => match peer {
                 Some(p) => println!("could not reach {p}: {}", clean(error)),
                 None => println!("could not reach peer: {}", clean(error)),
             },

@@ -240,6 +240,8 @@ async fn follow_offer(backend: &mut Backend, out: Output, req: Request) -> Resul
         SendOutcome::Declined { reason } => {
             Err(anyhow!("the receiver declined ({})", clean(&reason)))
         }
-        SendOutcome::Failed { error } => Err(anyhow!("the receiver's download failed: {error}")),
+        SendOutcome::Failed { error, .. } => {
+            Err(anyhow!("the receiver's download failed: {error}"))
+        }
     }
 }

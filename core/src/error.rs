@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 /// What can go wrong in the core.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -99,6 +101,59 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a download, a dial or an offer failed, by what the user can do about it (the message
+/// beside it says the rest).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// No holder of the share could be reached, or none had it.
+    NoProvider,
+    /// Every holder failed or went away before the end.
+    ProvidersFailed,
+    /// Every copy within reach of some chunks is damaged.
+    NoGoodCopy,
+    /// The share's file list does not match its ticket, does not decode or holds an unsafe path.
+    ManifestRejected,
+    /// The destination lacks space.
+    NoSpace,
+    /// The destination cannot take the files (a link or a file where a folder goes, every name
+    /// taken).
+    Destination,
+    /// Reading or writing a file failed.
+    DiskError,
+    /// The user cancelled.
+    Cancelled,
+    /// The node stopped (a download resumes at the next start).
+    Stopped,
+    /// The peer refused the connection (nothing listens there, or it denied it).
+    Refused,
+    /// The peer did not answer in time.
+    Timeout,
+    /// The peer could not be reached (no address, no route, the connection failed).
+    Unreachable,
+    /// Another device than the one expected answered.
+    WrongPeer,
+    /// Anything else.
+    #[default]
+    Other,
+}
+
+impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Error::Unreachable { .. } => FailureKind::Unreachable,
+            Error::Timeout { .. } => FailureKind::Timeout,
+            Error::Stopped => FailureKind::Stopped,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+                FailureKind::NoSpace
+            }
+            Error::Io { .. } => FailureKind::DiskError,
+            _ => FailureKind::Other,
+        }
+    }
 }
 
 /// Shorthand for results of the core.

@@ -2,12 +2,15 @@
 //! capabilities do not know it: the node turns their notices into these events. Nothing inside
 //! the core decides anything from this stream.
 
+use std::path::PathBuf;
+
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::FailureKind;
 pub use crate::net::Transport;
 pub use crate::transfer::download::PeerBytes;
-use crate::transfer::{ContentId, Damage, OfferedFile};
+use crate::transfer::{ContentId, Damage, OfferedFile, PendingOffer};
 
 /// Whether the device can be dialled from outside its network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +128,9 @@ pub enum Event {
         peer: Option<PeerId>,
         /// Why.
         error: String,
+        /// What kind of failure.
+        #[serde(default)]
+        kind: FailureKind,
     },
     /// A download moved on (at most a few per second).
     TransferProgress {
@@ -197,6 +203,9 @@ pub enum Event {
         bytes: u64,
         /// Bytes received in this run.
         fetched: u64,
+        /// Where each selected file now is.
+        #[serde(default)]
+        paths: Vec<PathBuf>,
     },
     /// No peer that holds the share is in reach: the download waits, asks every peer that
     /// connects, and goes on by itself when one has it.
@@ -255,6 +264,9 @@ pub enum Event {
         content: ContentId,
         /// Why.
         error: String,
+        /// What kind of failure.
+        #[serde(default)]
+        kind: FailureKind,
     },
     /// A nearby device offers files; answer with `Node::respond_offer`. Nothing is written before.
     OfferReceived {
@@ -354,4 +366,19 @@ pub struct PeerInfo {
     pub discovered: bool,
     /// The code both people see on their screens.
     pub verification_code: String,
+}
+
+/// The `offer_received` event of an offer that still waits for an answer, to show it again.
+impl From<PendingOffer> for Event {
+    fn from(o: PendingOffer) -> Self {
+        Event::OfferReceived {
+            offer: o.offer,
+            peer: o.peer,
+            name: o.name,
+            contact: o.contact,
+            verification_code: o.verification_code,
+            total: o.total,
+            files: o.files,
+        }
+    }
 }

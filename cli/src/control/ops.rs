@@ -161,11 +161,12 @@ pub async fn download(
                 progress(last);
                 break;
             }
-            Status::Failed { error } => {
+            Status::Failed { error, kind } => {
                 let failed = Event::TransferFailed {
                     transfer,
                     content,
                     error,
+                    kind,
                 };
                 updates.send(Update::Event(Box::new(failed)));
                 break;

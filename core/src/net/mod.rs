@@ -10,6 +10,7 @@
 //! [`framing`].
 
 mod connections;
+mod dial_error;
 pub mod framing;
 pub mod gate;
 mod link;
@@ -34,7 +35,7 @@ pub use pipe::{HostEnd, MAX_CHUNK, PIPE_CHUNKS, PipeClosed, PipeLink, link_pipe}
 pub use swarm::MAX_MEMORY;
 pub use transport::{Transport, is_relayed, learned_dialable};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FailureKind, Result};
 use link::Links;
 use paths::PathTable;
 use swarm::Command;
@@ -113,6 +114,8 @@ pub enum NetEvent {
         peer: Option<PeerId>,
         /// Why.
         error: String,
+        /// What kind of failure.
+        kind: FailureKind,
     },
     /// A relay holds a slot for this device: it is reachable at `addr` through it.
     RelayReserved {

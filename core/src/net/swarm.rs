@@ -10,7 +10,7 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, Swarm, autonat, connection_limits, dcutr, identify,
     memory_connection_limits, noise, ping, relay, tcp, yamux,
@@ -18,6 +18,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::connections::{Carrier, Connections};
+use super::dial_error::dial_kind;
 use super::link::{LinkTransport, LinkUse, Links, link_of};
 use super::relays::Relays;
 use super::{Change, NetEvent, PROTOCOL, Shared};
@@ -234,7 +235,7 @@ impl Driver {
             (Ok(()), None) => {}
             // Being dialled already (two downloads from one sender at once): the caller hears
             // how that dial ends.
-            (Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)), Some(reply))
+            (Err(DialError::DialPeerConditionFalse(_)), Some(reply))
                 if peer.is_some_and(|p| !self.swarm.is_connected(&p)) =>
             {
                 if let Some(peer) = peer {
@@ -311,7 +312,7 @@ impl Driver {
                 peer_id,
                 connection_id,
                 error,
-            } => Some(self.on_dial_error(peer_id, connection_id, error.to_string())),
+            } => Some(self.on_dial_error(peer_id, connection_id, &error)),
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
                 error,
@@ -453,7 +454,8 @@ impl Driver {
         NetEvent::Disconnected { peer, last }
     }
 
-    fn on_dial_error(&mut self, peer: Option<PeerId>, id: ConnectionId, error: String) -> NetEvent {
+    fn on_dial_error(&mut self, peer: Option<PeerId>, id: ConnectionId, e: &DialError) -> NetEvent {
+        let error = e.to_string();
         let waiting = peer
             .filter(|p| !self.swarm.is_connected(p))
             .and_then(|p| self.waiting.remove(&p))
@@ -468,7 +470,11 @@ impl Driver {
                 self.shared.paths.set_punch_failed(peer);
                 NetEvent::HolePunchFailed { peer, error }
             }
-            _ => NetEvent::DialFailed { peer, error },
+            _ => NetEvent::DialFailed {
+                peer,
+                error,
+                kind: dial_kind(e),
+            },
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 
 use super::auto_fetch::Fetcher;
-use crate::events::Event;
+use crate::events::{Event, FailureKind};
 use crate::messaging;
 use crate::report::Report;
 use crate::transfer::{self, ContentId, Status, download::Progress};
@@ -197,6 +197,7 @@ impl Bus {
                     last,
                     bytes,
                     fetched,
+                    paths,
                 } => {
                     self.progress(transfer, content, last, &mut shown);
                     let end = Event::TransferFinished {
@@ -204,14 +205,16 @@ impl Bus {
                         content,
                         bytes,
                         fetched,
+                        paths,
                     };
                     return self.emit(end);
                 }
-                Status::Failed { error } => {
+                Status::Failed { error, kind } => {
                     let end = Event::TransferFailed {
                         transfer,
                         content,
                         error,
+                        kind,
                     };
                     return self.emit(end);
                 }
@@ -222,6 +225,7 @@ impl Bus {
                     transfer,
                     content,
                     error,
+                    kind: FailureKind::Other,
                 };
                 return self.emit(end);
             }

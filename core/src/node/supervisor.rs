@@ -372,9 +372,9 @@ impl Supervisor {
                 },
                 addr: public,
             }),
-            NetEvent::DialFailed { peer, error } => {
-                tracing::debug!(?peer, %error, "dial failed");
-                self.bus.emit(Event::DialFailed { peer, error });
+            NetEvent::DialFailed { peer, error, kind } => {
+                tracing::debug!(?peer, %error, ?kind, "dial failed");
+                self.bus.emit(Event::DialFailed { peer, error, kind });
             }
         }
     }

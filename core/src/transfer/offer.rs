@@ -17,7 +17,7 @@ use super::download::{self, DownloadSpec, Status};
 use super::service::Shared;
 use super::{Manifest, Notice, Provider, Ticket};
 use crate::contacts;
-use crate::error::{Error, Result};
+use crate::error::{Error, FailureKind, Result};
 use crate::identity;
 use crate::net::framing::{
     FIRST_FRAME, IO_TIMEOUT, WireError, read_msg, read_within, write_within,
@@ -57,8 +57,20 @@ enum Msg {
     Progress { done: u64, total: u64 },
     /// Receiver → sender: everything verified and in place.
     Finished { bytes: u64 },
-    /// Receiver → sender: the download failed.
-    Failed { error: String },
+    /// Receiver → sender: the download failed. `kind` came last, after the first version: an
+    /// older peer's frame ends before it (read as `Other`), and an older peer reading ours stops
+    /// before it.
+    Failed {
+        error: String,
+        #[serde(default, deserialize_with = "kind_or_other")]
+        kind: FailureKind,
+    },
+}
+
+/// The failure kind on the wire, `Other` when the frame ends before it or names a kind this
+/// version does not know.
+fn kind_or_other<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FailureKind, D::Error> {
+    Ok(FailureKind::deserialize(d).unwrap_or_default())
 }
 
 /// A file in an offer, as shown to the receiver.
@@ -117,6 +129,9 @@ pub enum SendOutcome {
     Failed {
         /// The receiver's error.
         error: String,
+        /// What kind of failure (`other` from a receiver too old to say).
+        #[serde(default)]
+        kind: FailureKind,
     },
 }
 
@@ -310,7 +325,7 @@ pub(crate) async fn send(
                 total,
             }),
             Some(Msg::Finished { bytes }) => return Ok(SendOutcome::Delivered { bytes }),
-            Some(Msg::Failed { error }) => return Ok(SendOutcome::Failed { error }),
+            Some(Msg::Failed { error, kind }) => return Ok(SendOutcome::Failed { error, kind }),
             other => return Err(unreachable(&format!("the receiver went away ({other:?})"))),
         }
     }
@@ -570,6 +585,59 @@ async fn download_for(
         },
         Err(e) => Msg::Failed {
             error: e.to_string(),
+            kind: e.kind(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages as the first version of the protocol had them.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum FirstMsg {
+        Offer { ticket: String, name: String },
+        Accepted { files: u32 },
+        Declined { reason: String },
+        Progress { done: u64, total: u64 },
+        Finished { bytes: u64 },
+        Failed { error: String },
+    }
+
+    fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+        postcard::to_stdvec(msg).expect("encodes")
+    }
+
+    #[test]
+    fn a_failure_kind_crosses_the_wire_and_first_version_peers_still_read_each_other() {
+        let failed = Msg::Failed {
+            error: "not enough free space".into(),
+            kind: FailureKind::NoSpace,
+        };
+        let ours = encode(&failed);
+        assert_eq!(postcard::from_bytes::<Msg>(&ours), Ok(failed));
+        assert_eq!(
+            postcard::from_bytes::<FirstMsg>(&ours),
+            Ok(FirstMsg::Failed {
+                error: "not enough free space".into()
+            }),
+            "a first-version sender reads our failure"
+        );
+        let theirs = encode(&FirstMsg::Failed {
+            error: "gone".into(),
+        });
+        let gone = Msg::Failed {
+            error: "gone".into(),
+            kind: FailureKind::Other,
+        };
+        assert_eq!(postcard::from_bytes::<Msg>(&theirs), Ok(gone.clone()));
+        let mut newer = theirs;
+        newer.push(0x7f);
+        assert_eq!(
+            postcard::from_bytes::<Msg>(&newer),
+            Ok(gone),
+            "a kind this version does not know reads as other"
+        );
+    }
 }

@@ -90,8 +90,8 @@ final class NodeModel: ObservableObject {
             offer = Offer(id: offerId, name: name, contactName: contactName, code: code, files: files)
         case let .transferProgress(id, _, _, _, _, _),
              let .transferWaiting(id, _, _, _, _),
-             let .transferFinished(id, _, _),
-             let .transferFailed(id, _, _):
+             let .transferFinished(id, _, _, _),
+             let .transferFailed(id, _, _, _):
             transfers[id] = event
         case .messageReceived, .messageStateChanged:
             await refreshMessages()
@@ -116,7 +116,7 @@ final class NodeModel: ObservableObject {
                 break
             case let .declined(reason):
                 self.notice = "Declined: \(reason)"
-            case let .failed(error):
+            case let .failed(error, _):
                 self.notice = "Not delivered: \(error)"
             }
         }

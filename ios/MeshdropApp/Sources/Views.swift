@@ -96,9 +96,9 @@ struct TransfersView: View {
                         ProgressView("Transfer \(id)", value: Double(done), total: Double(max(total, 1)))
                     case .transferWaiting:
                         Text("Transfer \(id): waiting for someone who has it")
-                    case let .transferFinished(_, _, bytes):
+                    case let .transferFinished(_, _, bytes, _):
                         Text("Transfer \(id): done, \(bytes) bytes")
-                    case let .transferFailed(_, _, error):
+                    case let .transferFailed(_, _, error, _):
                         Text("Transfer \(id) failed: \(error)")
                     default:
                         EmptyView()

@@ -1,6 +1,7 @@
 //! A running download as the app holds it: pause, resume, cancel, a watch of its status
 //! (progress, then its end), and the wait for its report.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use libp2p::PeerId;
@@ -9,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{DownloadError, DownloadReport, DownloadSpec};
+use crate::error::FailureKind;
 use crate::transfer::service::Shared;
 
 /// Running, paused or cancelled (keeping or removing partial data).
@@ -74,11 +76,15 @@ pub enum Status {
         bytes: u64,
         /// Bytes received in this run.
         fetched: u64,
+        /// Where each selected file now is.
+        paths: Vec<PathBuf>,
     },
     /// Ended with an error (partial data kept unless cancelled with removal).
     Failed {
         /// Why.
         error: String,
+        /// What kind of failure.
+        kind: FailureKind,
     },
 }
 
@@ -147,9 +153,11 @@ fn ended(last: &Status, result: &Result<DownloadReport, DownloadError>) -> Statu
             },
             bytes: report.bytes,
             fetched: report.fetched,
+            paths: report.paths.clone(),
         },
         Err(e) => Status::Failed {
             error: e.to_string(),
+            kind: e.kind(),
         },
     }
 }
@@ -211,13 +219,15 @@ mod tests {
             secs: 0.1,
             renamed: Vec::new(),
             notes: Vec::new(),
+            paths: vec![PathBuf::from("/d/a.bin")],
         };
         assert_eq!(
             ended(&Status::Running(running.clone()), &Ok(report.clone())),
             Status::Finished {
                 last: running,
                 bytes: 10,
-                fetched: 4
+                fetched: 4,
+                paths: vec![PathBuf::from("/d/a.bin")],
             }
         );
         // Nothing was fetched (every file in place): the last progress says all is done.
@@ -228,7 +238,8 @@ mod tests {
         assert_eq!(
             ended(&Status::Starting, &Err(DownloadError::Cancelled)),
             Status::Failed {
-                error: "cancelled".into()
+                error: "cancelled".into(),
+                kind: FailureKind::Cancelled,
             }
         );
     }

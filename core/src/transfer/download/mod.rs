@@ -45,6 +45,7 @@ use super::names::NameChange;
 use super::service::Shared;
 use super::shares::{KeyRecord, ShareKind};
 use super::{ContentId, Manifest, ManifestError, PathError, Ticket, state};
+use crate::error::FailureKind;
 use plan::{Plan, PlanInput};
 use registry::ClaimGuard;
 use sink::SinkReport;
@@ -116,6 +117,28 @@ pub enum DownloadError {
     Node(#[from] crate::Error),
 }
 
+impl DownloadError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            DownloadError::NoProvider(_) | DownloadError::NoHolder { .. } => {
+                FailureKind::NoProvider
+            }
+            DownloadError::Manifest(_) | DownloadError::Path(_) => FailureKind::ManifestRejected,
+            DownloadError::NoSpace { .. } => FailureKind::NoSpace,
+            DownloadError::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull => {
+                FailureKind::NoSpace
+            }
+            DownloadError::Exists { .. } | DownloadError::Dest(_) => FailureKind::Destination,
+            DownloadError::NoGoodCopy(_) => FailureKind::NoGoodCopy,
+            DownloadError::Io { .. } => FailureKind::DiskError,
+            DownloadError::ProvidersFailed(_) => FailureKind::ProvidersFailed,
+            DownloadError::Cancelled => FailureKind::Cancelled,
+            DownloadError::Node(e) => e.kind(),
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DownloadError + '_ {
     move |source| DownloadError::Io {
         path: path.to_path_buf(),
@@ -162,6 +185,9 @@ pub struct DownloadReport {
     /// What the download found and mended on the way (a link planted where it writes).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Where each selected file now is, in the share's order.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
 }
 
 /// One run of a download, as its coordinator and writer see it: the share, the plan, the
@@ -278,6 +304,11 @@ impl DownloadReport {
         report: SinkReport,
         started: Instant,
     ) -> Self {
+        let paths = plan
+            .files
+            .iter()
+            .map(|f| final_path(plan, &f.final_rel, &report.renamed))
+            .collect();
         let mut renamed = plan.renamed.clone();
         renamed.extend(report.renamed);
         DownloadReport {
@@ -292,6 +323,7 @@ impl DownloadReport {
             secs: started.elapsed().as_secs_f64(),
             renamed,
             notes: plan.notes.clone(),
+            paths,
         }
     }
 }
@@ -312,6 +344,16 @@ pub(crate) async fn size_of(
             tried: Vec::new(),
         })??;
     Ok(found.manifest.files().iter().map(|f| f.size).sum())
+}
+
+/// Where a file planned at `rel` ended: there, or where it went when another file took the name
+/// while it was fetched (`moved`).
+fn final_path(plan: &Plan, rel: &[String], moved: &[NameChange]) -> PathBuf {
+    let planned = rel.join("/");
+    match moved.iter().find(|c| c.path == planned) {
+        Some(c) => plan.dest.path().join(&c.saved_as),
+        None => plan.dest.join(rel),
+    }
 }
 
 /// The share as this node serves it while fetching: the library's when it has one, else a new

@@ -23,8 +23,8 @@ final class BackgroundTransfers {
         case let .transferProgress(id, _, _, _, _, _):
             begin("transfer \(id)")
         // Waiting for someone who has it holds no background time: the resume task goes on later.
-        case let .transferWaiting(id, _, _, _, _), let .transferFinished(id, _, _),
-             let .transferFailed(id, _, _):
+        case let .transferWaiting(id, _, _, _, _), let .transferFinished(id, _, _, _),
+             let .transferFailed(id, _, _, _):
             end("transfer \(id)")
         default:
             break

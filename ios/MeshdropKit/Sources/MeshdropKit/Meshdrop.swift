@@ -3,8 +3,8 @@ import Foundation
 @_exported import MeshdropFFI
 
 /// A meshdrop node: the generated `Node` (async methods for peers, share, sendFiles, messages,
-/// shutdown, ...) and its events as an `AsyncStream`. The same shape as the Kotlin facade; the
-/// bindings' per-transfer progress streams and pending offers will be added here when they come.
+/// shutdown, ...) and its events as an `AsyncStream`, and each transfer's status as one
+/// (`Transfer.statuses`). The same shape as the Kotlin facade.
 ///
 /// It holds no state and decides nothing: views show what `events` and `node.peers()` say, and
 /// taps call `node` (through `MeshdropHost` where the platform has a part).
@@ -30,6 +30,14 @@ public final class Meshdrop: @unchecked Sendable {
     /// Stops the node; returns when every task and callback of it has ended.
     public func shutdown() async throws {
         try await node.shutdown()
+    }
+}
+
+extension TransferProtocol {
+    /// This download's status: where it is now, then each change (a few a second at most); it
+    /// finishes after `.finished` or `.failed`. Iterate it once per transfer.
+    public var statuses: AsyncStream<TransferStatus> {
+        AsyncStream(unfolding: { await self.nextStatus() })
     }
 }
 

@@ -155,6 +155,11 @@ public final class MeshdropHost {
         self.meshdrop = meshdrop
         self.discovery = discovery
         network.start { [weak self] in self?.reconnect() }
+        NotificationCenter.default.addObserver(
+            forName: UIDevice.batteryStateDidChangeNotification, object: nil, queue: .main
+        ) { [weak self] _ in
+            MainActor.assumeIsolated { self?.batteryChanged() }
+        }
         Task { await forward(meshdrop.events) }
         Task { await media.collect() }
         return meshdrop
@@ -170,6 +175,15 @@ public final class MeshdropHost {
             sink.yield(event)
         }
         sink.finish()
+    }
+
+    /// Tells the core whether the device runs on battery now; it decides what that means.
+    private func batteryChanged() {
+        do {
+            try meshdrop?.node.setOnBattery(onBattery: UIDevice.current.batteryState == .unplugged)
+        } catch {
+            log.error("battery state: \(String(describing: error), privacy: .public)")
+        }
     }
 
     /// After a suspension or a network change connections may be dead and addresses new: browse

@@ -12,6 +12,7 @@ import kotlinx.coroutines.launch
 import org.meshdrop.ffi.Message
 import org.meshdrop.ffi.NodeEvent
 import org.meshdrop.ffi.PeerInfo
+import org.meshdrop.ffi.PendingOffer
 import org.meshdrop.ffi.SendOutcome
 import org.meshdrop.kit.android.HostConfig
 import org.meshdrop.kit.android.MeshdropHost
@@ -19,7 +20,7 @@ import org.meshdrop.kit.android.MeshdropHost
 /** What the screens show: read from the node, refreshed when its events say it changed. */
 data class UiState(
     val peers: List<PeerInfo> = emptyList(),
-    val offer: NodeEvent.OfferReceived? = null,
+    val offer: PendingOffer? = null,
     val transfers: Map<ULong, NodeEvent> = emptyMap(),
     val messages: List<Message> = emptyList(),
     /** Items another app shared, waiting for a device (or a ticket). */
@@ -60,7 +61,9 @@ class NodeViewModel(app: Application) : AndroidViewModel(app) {
         when (event) {
             is NodeEvent.PeerDiscovered, is NodeEvent.PeerLost, is NodeEvent.PeerConnected,
             is NodeEvent.PeerIdentified, is NodeEvent.PeerDisconnected -> refreshPeers()
-            is NodeEvent.OfferReceived -> _state.update { it.copy(offer = event) }
+            // The oldest offer that waits for an answer, as the node lists them.
+            is NodeEvent.OfferReceived, is NodeEvent.OfferExpired ->
+                _state.update { it.copy(offer = host?.pendingOffers()?.firstOrNull()) }
             is NodeEvent.TransferProgress -> transfer(event.transferId, event)
             is NodeEvent.TransferWaiting -> transfer(event.transferId, event)
             is NodeEvent.TransferFinished -> transfer(event.transferId, event)
@@ -114,13 +117,13 @@ class NodeViewModel(app: Application) : AndroidViewModel(app) {
     }
 
     /** Accepts the shown offer; the files go to the gallery. */
-    fun accept(offer: NodeEvent.OfferReceived) = call { h ->
+    fun accept(offer: PendingOffer) = call { h ->
         _state.update { it.copy(offer = null) }
         h.accept(offer.offerId)
     }
 
     /** Declines the shown offer. */
-    fun decline(offer: NodeEvent.OfferReceived) = call { h ->
+    fun decline(offer: PendingOffer) = call { h ->
         _state.update { it.copy(offer = null) }
         h.decline(offer.offerId)
     }

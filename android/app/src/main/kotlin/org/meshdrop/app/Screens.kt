@@ -31,6 +31,7 @@ import androidx.compose.ui.unit.dp
 import androidx.lifecycle.compose.collectAsStateWithLifecycle
 import org.meshdrop.ffi.NodeEvent
 import org.meshdrop.ffi.PeerInfo
+import org.meshdrop.ffi.PendingOffer
 import org.meshdrop.ffi.Recipient
 
 /** The screens: Nearby devices, Transfers, Chat, items shared in, and the incoming offer dialog. */
@@ -174,7 +175,7 @@ fun ChatScreen(state: UiState, model: NodeViewModel) {
 
 /** An incoming offer: who, the code to compare, what; accept or decline. */
 @Composable
-fun OfferDialog(offer: NodeEvent.OfferReceived, model: NodeViewModel) {
+fun OfferDialog(offer: PendingOffer, model: NodeViewModel) {
     AlertDialog(
         onDismissRequest = {},
         title = { Text("${offer.name} wants to send you ${offer.files.size} file(s)") },

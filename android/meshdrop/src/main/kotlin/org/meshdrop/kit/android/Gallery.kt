@@ -17,12 +17,15 @@ import java.io.IOException
  */
 internal class Gallery(private val context: Context) {
     /**
-     * Moves every file under [dir] (verified by the node) into the shared collections and
-     * removes [dir]; a file that cannot be saved stays in [dir].
+     * Moves [files] (a download's, verified by the node, under [dir]) into the shared collections,
+     * their folders under [dir] kept, and removes [dir] once empty; a file that cannot be saved
+     * stays in [dir].
      */
-    fun save(dir: File) {
-        dir.walkTopDown().filter { it.isFile }.toList().forEach { file ->
-            val folder = file.parentFile!!.relativeTo(dir).invariantSeparatorsPath
+    fun save(dir: File, files: List<File>) {
+        // The node reports canonical paths.
+        val root = dir.canonicalFile
+        files.forEach { file ->
+            val folder = file.parentFile!!.relativeTo(root).invariantSeparatorsPath
             if (save(file, folder) != null) file.delete()
         }
         if (dir.walkTopDown().none { it.isFile }) dir.deleteRecursively()

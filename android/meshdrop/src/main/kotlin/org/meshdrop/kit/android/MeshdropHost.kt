@@ -1,9 +1,14 @@
 package org.meshdrop.kit.android
 
+import android.content.BroadcastReceiver
 import android.content.Context
+import android.content.Intent
+import android.content.IntentFilter
 import android.net.Uri
 import android.net.wifi.WifiManager
 import android.os.BatteryManager
+import android.os.Build
+import android.util.Log
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.SupervisorJob
@@ -17,8 +22,10 @@ import kotlinx.coroutines.launch
 import kotlinx.coroutines.sync.Mutex
 import kotlinx.coroutines.sync.withLock
 import kotlinx.coroutines.withContext
+import org.meshdrop.ffi.MeshdropException
 import org.meshdrop.ffi.NodeConfig
 import org.meshdrop.ffi.NodeEvent
+import org.meshdrop.ffi.PendingOffer
 import org.meshdrop.ffi.Recipient
 import org.meshdrop.ffi.SendOutcome
 import org.meshdrop.ffi.Transfer
@@ -65,7 +72,6 @@ class MeshdropHost private constructor(private val app: Context) {
     private val notifications = Notifications(app)
     private val gallery = Gallery(app)
     internal val background = Background(app, notifications)
-    private val offers = HashMap<ULong, NodeEvent.OfferReceived>()
     private var sends = 0L
     private val summary = MutableStateFlow(TransferSummary())
     private var discovery: NsdDiscoveryDriver? = null
@@ -74,17 +80,30 @@ class MeshdropHost private constructor(private val app: Context) {
         .createMulticastLock("meshdrop-mdns")
         .apply { setReferenceCounted(false) }
 
+    /** Tells the node each change of the power supply (a platform fact; the core decides). */
+    private val power = object : BroadcastReceiver() {
+        override fun onReceive(context: Context, intent: Intent) {
+            try {
+                node.setOnBattery(onBattery(intent))
+            } catch (e: MeshdropException) {
+                Log.w("meshdrop", "battery state: ${e.message}")
+            }
+        }
+    }
+
     /** The transfers running now; the foreground service and its notification follow it. */
     val transfers: StateFlow<TransferSummary> = summary.asStateFlow()
 
     private suspend fun start(config: HostConfig) {
+        // The battery's state now (a sticky broadcast), when the system has told it yet.
+        val battery = app.registerReceiver(null, IntentFilter(Intent.ACTION_BATTERY_CHANGED))
         val nodeConfig = NodeConfig(
             dataDir = File(app.filesDir, "meshdrop").path,
             deviceName = config.deviceName,
             bind = config.bind,
             mdns = config.coreMdns,
             // A platform fact; the core decides what it means for seeding.
-            onBattery = !app.system<BatteryManager>().isCharging,
+            onBattery = battery?.let(::onBattery) ?: !app.system<BatteryManager>().isCharging,
             relays = config.relays,
         )
         // Multicast reaches the app only under the lock, and only the core's own mDNS needs it.
@@ -96,6 +115,10 @@ class MeshdropHost private constructor(private val app: Context) {
             throw e
         }
         events = node.events.shareIn(scope, SharingStarted.Eagerly)
+        // A system broadcast: it reaches a receiver that is not exported.
+        val changes = IntentFilter(Intent.ACTION_BATTERY_CHANGED)
+        if (Build.VERSION.SDK_INT >= 33) app.registerReceiver(power, changes, Context.RECEIVER_NOT_EXPORTED)
+        else app.registerReceiver(power, changes)
         if (!config.coreMdns) discovery = NsdDiscoveryDriver(app, node, scope).also { it.start() }
         if (config.wifiAware) {
             links = WifiAwareLinkDriver(app, node, scope).also {
@@ -105,6 +128,7 @@ class MeshdropHost private constructor(private val app: Context) {
     }
 
     private suspend fun stop() {
+        app.unregisterReceiver(power)
         discovery?.stop()
         node.shutdown()
         // The node stopped discovery on its way out; the callback thread goes too.
@@ -120,31 +144,34 @@ class MeshdropHost private constructor(private val app: Context) {
     /** Each event, on the bindings' thread, before [events] has it: what the platform shows. */
     private fun onEvent(event: NodeEvent) = synchronized(lock) {
         when (event) {
-            is NodeEvent.OfferReceived -> {
-                offers[event.offerId] = event
-                notifications.offer(event)
-            }
+            // What waits for an answer is the node's to say; the notifications follow it.
+            is NodeEvent.OfferReceived, is NodeEvent.OfferExpired -> showOffers()
             is NodeEvent.MessageReceived -> if (!event.message.outgoing) {
                 val room = (event.message.to as? Recipient.Room)?.roomId
                 val rooms = if (this::node.isInitialized && room != null) node.rooms() else emptyList()
                 notifications.message(event.message, rooms.find { it.id == room }?.name)
             }
             // Offers end with the node that received them.
-            NodeEvent.Stopped -> {
-                offers.keys.forEach(notifications::answered)
-                offers.clear()
-            }
+            NodeEvent.Stopped -> notifications.offers(emptyList())
             else -> {}
         }
         val finished = watch.onEvent(event)
-        if (finished != null && event is NodeEvent.TransferFinished) save(event.transferId, finished)
+        if (finished != null && event is NodeEvent.TransferFinished) save(event.transferId, finished, event.paths)
         publish()
     }
 
-    /** Saves a finished transfer's files to the gallery; it counts as running until then. */
-    private fun save(transferId: ULong, dir: File) = scope.launch(Dispatchers.IO) {
+    /** Shows a notification for each offer the node says waits for an answer, and none else. */
+    private fun showOffers() = synchronized(lock) {
+        if (this::node.isInitialized) notifications.offers(node.pendingOffers())
+    }
+
+    /**
+     * Saves a finished transfer's files ([paths], as the node reports them, under [dir]) to the
+     * gallery; it counts as running until then.
+     */
+    private fun save(transferId: ULong, dir: File, paths: List<String>) = scope.launch(Dispatchers.IO) {
         try {
-            gallery.save(dir)
+            gallery.save(dir, paths.map(::File))
         } finally {
             synchronized(lock) {
                 watch.ended(transferId)
@@ -209,10 +236,13 @@ class MeshdropHost private constructor(private val app: Context) {
 
     /** Accepts the offer [offerId] (all files, or the indexes in [files]); they go to the gallery. */
     fun accept(offerId: ULong, files: List<UInt>? = null) = synchronized(lock) {
-        val offer = offers.remove(offerId)
-        notifications.answered(offerId)
+        val offer = node.pendingOffers().find { it.offerId == offerId }
         val dest = File(app.filesDir, "incoming/" + UUID.randomUUID())
-        node.acceptOffer(offerId, dest.path, files)
+        try {
+            node.acceptOffer(offerId, dest.path, files)
+        } finally {
+            showOffers()
+        }
         if (offer != null) {
             val bytes = files?.sumOf { offer.files[it.toInt()].size } ?: offer.total
             watch.accepted(offer.peerId, bytes, dest)
@@ -221,17 +251,16 @@ class MeshdropHost private constructor(private val app: Context) {
         publish()
     }
 
-    /**
-     * Offers received and not answered here yet, oldest first, for a screen created after they
-     * came. (The node does not list them yet; one it let expire stays here until answered.)
-     */
-    fun pendingOffers(): List<NodeEvent.OfferReceived> = synchronized(lock) { offers.values.sortedBy { it.offerId } }
+    /** The offers that wait for an answer, as the node lists them, for a screen created after they came. */
+    fun pendingOffers(): List<PendingOffer> = node.pendingOffers()
 
     /** Declines the offer [offerId]; nothing is written. */
     fun decline(offerId: ULong) = synchronized(lock) {
-        offers.remove(offerId)
-        notifications.answered(offerId)
-        node.declineOffer(offerId)
+        try {
+            node.declineOffer(offerId)
+        } finally {
+            showOffers()
+        }
     }
 
     companion object {
@@ -247,15 +276,19 @@ class MeshdropHost private constructor(private val app: Context) {
 
         /**
          * The process's node: the running one, or one started with [config] in the app's
-         * private files folder. Screens call it each time they are created.
+         * private files folder. Screens call it each time they are created; the offers that
+         * wait for an answer get their notifications back (one swiped away, or missed).
          */
         suspend fun getOrStart(context: Context, config: HostConfig = HostConfig()): MeshdropHost =
             starting.withLock {
-                running ?: MeshdropHost(context.applicationContext).also {
+                (running ?: MeshdropHost(context.applicationContext).also {
                     it.start(config)
                     running = it
-                }
+                }).also { it.showOffers() }
             }
+
+        /** Whether a `ACTION_BATTERY_CHANGED` intent says the device runs on its battery. */
+        private fun onBattery(battery: Intent) = battery.getIntExtra(BatteryManager.EXTRA_PLUGGED, 0) == 0
 
         /** Stops the node (the user quit): returns once it has fully stopped. */
         suspend fun quit(): Unit = starting.withLock {

@@ -9,7 +9,7 @@ import android.content.Context
 import android.content.Intent
 import android.text.format.Formatter
 import org.meshdrop.ffi.Message
-import org.meshdrop.ffi.NodeEvent
+import org.meshdrop.ffi.PendingOffer
 import org.meshdrop.ffi.Recipient
 
 /**
@@ -19,6 +19,9 @@ import org.meshdrop.ffi.Recipient
  */
 internal class Notifications(private val context: Context) {
     private val manager = context.system<NotificationManager>()
+
+    /** The offers with a notification up. */
+    private val shownOffers = HashSet<ULong>()
 
     /** The last messages of each conversation with a notification up, by [conversation] key. */
     private val conversations = HashMap<String, ArrayDeque<Message>>()
@@ -52,8 +55,18 @@ internal class Notifications(private val context: Context) {
             .build()
     }
 
+    /**
+     * Shows exactly the offers [pending] (what the node says waits for an answer): each one up
+     * (again, if the user swiped it away), and those answered or expired gone.
+     */
+    fun offers(pending: List<PendingOffer>) {
+        val waiting = pending.map { it.offerId }.toSet()
+        (shownOffers - waiting).forEach(::answered)
+        pending.forEach(::offer)
+    }
+
     /** An incoming offer: who, whether verified, how many files and bytes; Accept and Decline. */
-    fun offer(offer: NodeEvent.OfferReceived) {
+    private fun offer(offer: PendingOffer) {
         val sender = offer.name.ifEmpty { offer.peerId.takeLast(8) }
         val count = offer.files.size
         val files = if (count == 1) "a file" else "$count files"
@@ -68,15 +81,20 @@ internal class Notifications(private val context: Context) {
                 (listOf("${size(offer.total)} · $trust") + offer.files.take(5).map { it.path }).joinToString("\n"),
             ))
             .setCategory(Notification.CATEGORY_SOCIAL)
+            .setOnlyAlertOnce(true)
             .addAction(Notification.Action.Builder(null, "Accept", answer(OfferActionReceiver.ACCEPT, offer.offerId)).build())
             .addAction(Notification.Action.Builder(null, "Decline", answer(OfferActionReceiver.DECLINE, offer.offerId)).build())
             .setOpen()
             .build()
         manager.notify(OFFER_TAG, offer.offerId.toInt(), notification)
+        shownOffers += offer.offerId
     }
 
-    /** The offer was answered (here or in the app): its notification goes. */
-    fun answered(offerId: ULong) = manager.cancel(OFFER_TAG, offerId.toInt())
+    /** The offer's notification goes (its node is gone, and the offer with it). */
+    fun answered(offerId: ULong) {
+        manager.cancel(OFFER_TAG, offerId.toInt())
+        shownOffers -= offerId
+    }
 
     /**
      * An incoming message, shown in the notification of its conversation (the author for a

@@ -13,6 +13,7 @@ import kotlinx.coroutines.runBlocking
 import org.junit.After
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertSame
 import org.junit.Assert.assertTrue
 import org.junit.Before
 import org.junit.Rule
@@ -76,10 +77,10 @@ class NotificationsTest {
         assertTrue(text, text.startsWith("2.0 MB · Not verified"))
         assertTrue(text, text.contains(offer.verificationCode))
 
-        assertEquals("a screen opened now shows it", listOf(offer), host.pendingOffers())
+        assertEquals("a screen opened now shows it", listOf(offer.offerId), host.pendingOffers().map { it.offerId })
 
         tap(shown, "Accept")
-        assertEquals(emptyList<NodeEvent.OfferReceived>(), host.pendingOffers())
+        assertEquals(emptyList<ULong>(), host.pendingOffers().map { it.offerId })
         assertEquals(SendOutcome.Delivered(2_000_000uL), sending.await())
         assertTrue("the offer's notification is gone", notifications.allNotifications.none { it.channelId == "offers" })
         within("saved to the gallery") { host.transfers.first { it.idle } }
@@ -105,6 +106,31 @@ class NotificationsTest {
         assertTrue(notifications.allNotifications.none { it.channelId == "offers" })
         assertTrue(media.items.isEmpty())
         assertTrue(app.filesDir.resolve("incoming").listFiles().isNullOrEmpty())
+    }
+
+    @Test
+    fun anOfferSwipedAwayComesBackWhenTheAppAsksForItsNodeAgain() = runBlocking<Unit> {
+        val host = startHost()
+        val ana = device("Ana")
+        ana.meet(host)
+        val photo = randomFile(ana.dir, "beach.jpg", 300_000)
+        val offered = expect<NodeEvent.OfferReceived>(host, "the offer") { it is NodeEvent.OfferReceived }
+        val sending = async { ana.md.sendFiles(host.node.peerId(), listOf(photo.path)) }
+        val offer = offered.await()
+
+        // The user swipes the notification away; the offer still waits in the node.
+        app.getSystemService(NotificationManager::class.java)!!.cancelAll()
+        assertTrue(notifications.allNotifications.none { it.channelId == "offers" })
+        assertSame(host, startHost())
+        val back = offerNotification()
+        assertEquals("Ana wants to send you a file", back.extras.getCharSequence(Notification.EXTRA_TITLE).toString())
+        assertEquals(listOf(offer.offerId), host.pendingOffers().map { it.offerId })
+
+        tap(back, "Decline")
+        assertTrue(sending.await() is SendOutcome.Declined)
+        assertTrue(notifications.allNotifications.none { it.channelId == "offers" })
+        assertSame(host, startHost())
+        assertTrue("an answered offer does not come back", notifications.allNotifications.none { it.channelId == "offers" })
     }
 
     @Test

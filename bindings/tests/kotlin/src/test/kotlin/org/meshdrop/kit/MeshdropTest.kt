@@ -6,6 +6,7 @@ import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
 import kotlinx.coroutines.channels.Channel
+import kotlinx.coroutines.flow.toList
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
@@ -15,11 +16,13 @@ import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
 import org.junit.jupiter.api.io.TempDir
+import org.meshdrop.ffi.FailureKind
 import org.meshdrop.ffi.MeshdropException
 import org.meshdrop.ffi.MessageState
 import org.meshdrop.ffi.NodeConfig
 import org.meshdrop.ffi.NodeEvent
 import org.meshdrop.ffi.SendOutcome
+import org.meshdrop.ffi.TransferStatus
 
 /** The facade over the generated Kotlin, as an app uses it: two nodes on 127.0.0.1. */
 class MeshdropTest {
@@ -88,8 +91,16 @@ class MeshdropTest {
 
         val ticket = alice.md.share(listOf(src.resolve("album").toString()))
         val transfer = bob.md.download(ticket, dest.toString(), null)
+        val statuses = withTimeout(20_000) { transfer.statuses().toList() }
+        val finished = statuses.last() as TransferStatus.Finished
+        val wanted = files.keys.map { dest.resolve(it).toString() }
+        assertEquals(3_000_018uL, finished.bytes)
+        assertEquals(wanted, finished.paths)
+        val running = statuses.filterIsInstance<TransferStatus.Running>()
+        assertTrue(running.zipWithNext().all { (a, b) -> a.done <= b.done }, "$running")
         val report = transfer.wait()
         assertEquals(3_000_018uL, report.bytes)
+        assertEquals(wanted, report.paths)
         for ((rel, bytes) in files) assertArrayEquals(bytes, Files.readAllBytes(dest.resolve(rel)), rel)
 
         val id = transfer.id()
@@ -97,7 +108,8 @@ class MeshdropTest {
             it is NodeEvent.TransferProgress && it.transferId == id && it.done == it.total
         }
         println("last progress: $last")
-        bob.waitFor("finished") { it is NodeEvent.TransferFinished && it.transferId == id }
+        val event = bob.waitFor("finished") { it is NodeEvent.TransferFinished && it.transferId == id }
+        assertEquals(wanted, (event as NodeEvent.TransferFinished).paths)
         transfer.close()
         alice.shutdown()
         bob.shutdown()
@@ -118,7 +130,9 @@ class MeshdropTest {
         val offer = bob.waitFor("offer") { it is NodeEvent.OfferReceived } as NodeEvent.OfferReceived
         assertEquals("alice", offer.name)
         assertEquals(files.keys.sorted(), offer.files.map { it.path }.sorted())
+        assertEquals(listOf(offer.offerId), bob.md.pendingOffers().map { it.offerId }, "what a screen opened now shows")
         bob.md.acceptOffer(offer.offerId, dest.toString(), null)
+        assertEquals(emptyList<ULong>(), bob.md.pendingOffers().map { it.offerId })
         assertEquals(SendOutcome.Delivered(3_000_018uL), sending.await())
         for ((rel, bytes) in files) assertArrayEquals(bytes, Files.readAllBytes(dest.resolve(rel)), rel)
         alice.shutdown()
@@ -154,6 +168,26 @@ class MeshdropTest {
             invalid = e
         }
         assertTrue(invalid != null, "a bad peer id is InvalidInput")
+        bob.shutdown()
+    }
+
+    @Test
+    fun aCancelledDownloadsFlowEndsFailedAsCancelled() = runBlocking {
+        val alice = start("alice")
+        val bob = start("bob")
+        val src = Files.createDirectories(tmp.resolve("src"))
+        val dest = Files.createDirectories(tmp.resolve("dest"))
+        Files.write(src.resolve("big.bin"), ByteArray(8_000_000))
+        val transfer = bob.md.download(alice.md.share(listOf(src.resolve("big.bin").toString())), dest.toString(), null)
+        transfer.pause()
+        transfer.cancel(false)
+        val last = withTimeout(20_000) { transfer.statuses().toList() }.last()
+        assertEquals(TransferStatus.Failed("cancelled", FailureKind.CANCELLED), last)
+        val id = transfer.id()
+        val failed = bob.waitFor("failed") { it is NodeEvent.TransferFailed && it.transferId == id }
+        assertEquals(FailureKind.CANCELLED, (failed as NodeEvent.TransferFailed).kind)
+        transfer.close()
+        alice.shutdown()
         bob.shutdown()
     }
 }
