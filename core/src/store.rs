@@ -155,6 +155,9 @@ const MIGRATIONS: &[&str] = &[
         hashes     BLOB NOT NULL,
         PRIMARY KEY (path, chunk_size)
     );",
+    // 11: shares of files the host opens on demand (`host` = 1): `path` holds each file's name in
+    // the share, and the share is served only once the host registers its files again.
+    "ALTER TABLE shares ADD COLUMN host INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// A peer the store remembers.
