@@ -2,8 +2,9 @@
 //! nodes in one process on 127.0.0.1: a friend downloads them verified and byte for byte, also
 //! when the host reads in short pieces; a file that changed under the host after it was shared is
 //! never served as it is now (the seeder checks, says so, and the friend is told no good copy
-//! exists, rejecting nothing); and after a restart the share is listed as unavailable until the
-//! host shares the same files again, when its first ticket opens it once more.
+//! exists, rejecting nothing); and after a restart the share is listed as unavailable (and not
+//! had, for a downloader) until the host shares the same files again, when its first ticket opens
+//! it once more.
 
 use std::io;
 use std::path::Path;
@@ -214,15 +215,18 @@ async fn after_a_restart_the_share_is_unavailable_until_the_app_shares_the_files
     assert_eq!(listed[0].name, "clip.mp4");
     assert!(!listed[0].available, "its files are not open in this run");
     assert!(a.verify(None).await.unwrap()[0].damaged.is_empty());
+    // A friend with the first ticket hears at once that this device does not have it now.
+    let b = node(dirs[1].path(), "b").await;
+    let first = a.ticket_for(first.content, first.key);
+    let out = dirs[1].path().join("in");
+    let err = get(&b, &first, &out).await.expect_err("not served");
+    assert!(matches!(err, DownloadError::NoProvider(_)), "{err:?}");
 
     // The app shares the same files again: the share is served again, under its first ticket too.
     let app = AppFiles::new(&[("clip.mp4", &video[..])], usize::MAX);
     let again = a.share_source(app).await.expect("shared again");
     assert_eq!(again.content, first.content);
     assert!(a.shares().unwrap().iter().all(|s| s.available));
-    let b = node(dirs[1].path(), "b").await;
-    let first = a.ticket_for(first.content, first.key);
-    let out = dirs[1].path().join("in");
     get(&b, &first, &out)
         .await
         .expect("the first ticket opens it");

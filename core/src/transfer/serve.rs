@@ -86,8 +86,14 @@ async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireErro
         .shares
         .open(&tag, crate::store::now_secs())
         .filter(|o| o.key.verify(&proof, &peer, &local));
-    let Some((share, content)) = opened.and_then(|o| s.library.get(&o.content).map(|c| (o, c)))
-    else {
+    // Files the host opened in an earlier run are not had until it shares them again.
+    let content_of = |o: Opened| {
+        s.library
+            .get(&o.content)
+            .filter(|c| c.available())
+            .map(|c| (o, c))
+    };
+    let Some((share, content)) = opened.and_then(content_of) else {
         return write_within(&mut w, &Response::Unknown, IO_TIMEOUT).await;
     };
     // Whoever proves the key holds or fetches the share: a peer for the others, and for this
