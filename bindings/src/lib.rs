@@ -4,6 +4,7 @@
 //! - [`transfer`]: a running download (pause, resume, cancel, its status stream, wait).
 //! - [`events`]: the event listener a host implements, and the events it receives.
 //! - [`discovery`]: a platform's own DNS-SD browser (Bonjour, Android NSD) feeding the node.
+//! - [`host_files`]: files the host opens on demand (content URIs), shared without a copy.
 //! - [`link`]: links the host hands over (Wi-Fi Aware, AWDL, Bluetooth) and its link driver.
 //! - [`messaging`]: messages and rooms.
 //! - [`trust`]: contacts, visibility, the shares this device serves.
@@ -15,6 +16,7 @@ uniffi::setup_scaffolding!();
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod host_files;
 pub mod link;
 pub mod messaging;
 pub mod node;
@@ -26,6 +28,7 @@ pub mod types;
 
 pub use error::{MeshdropError, ShareProblem};
 pub use events::{EventListener, NodeEvent};
+pub use host_files::{HostFileError, HostFiles};
 pub use link::{LinkDirection, LinkDriver, LinkStream};
 pub use messaging::{Message, MessageState, Recipient, Room};
 pub use node::{Node, start_node};

@@ -111,6 +111,9 @@ pub struct ShareInfo {
     pub expires: Option<u64>,
     /// Bytes served under its key.
     pub served: u64,
+    /// Whether its files can be read now: `false` for files the app opened in an earlier run,
+    /// until it shares the same files again.
+    pub available: bool,
 }
 
 impl From<meshdrop_core::transfer::ShareInfo> for ShareInfo {
@@ -131,6 +134,7 @@ impl From<meshdrop_core::transfer::ShareInfo> for ShareInfo {
             since: s.since,
             expires: s.expires,
             served: s.served,
+            available: s.available,
         }
     }
 }

@@ -38,7 +38,7 @@ pub use node::{DataDir, LinkDriver, Node};
 pub use transfer::download::{
     DownloadError, DownloadReport, DownloadSpec, Progress, Status, TransferControls, TransferHandle,
 };
-pub use transfer::{ContentId, ShareError, Ticket};
+pub use transfer::{ContentId, FileSource, ShareError, Ticket};
 
 /// The version of this core, as published in identify and DNS-SD records.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

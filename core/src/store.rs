@@ -155,7 +155,10 @@ const MIGRATIONS: &[&str] = &[
         hashes     BLOB NOT NULL,
         PRIMARY KEY (path, chunk_size)
     );",
-    // 11: downloads still looking for a first holder (no manifest yet, so not in `downloads`):
+    // 11: shares of files the host opens on demand (`host` = 1): `path` holds each file's name in
+    // the share, and the share is served only once the host registers its files again.
+    "ALTER TABLE shares ADD COLUMN host INTEGER NOT NULL DEFAULT 0;",
+    // 12: downloads still looking for a first holder (no manifest yet, so not in `downloads`):
     // the ticket, destination and files picked, so they resume after a restart too.
     "CREATE TABLE sought (
         content BLOB NOT NULL,
@@ -164,7 +167,7 @@ const MIGRATIONS: &[&str] = &[
         files   TEXT,
         PRIMARY KEY (content, dest)
     );",
-    // 12: what files fetched by themselves took of each budget, in bytes: a room's attachments
+    // 13: what files fetched by themselves took of each budget, in bytes: a room's attachments
     // (by the room, `room:<id>`) or the files carried for a contact (`carry:<peer id>`).
     "CREATE TABLE auto_fetched (
         room  TEXT PRIMARY KEY,

@@ -37,8 +37,8 @@ use crate::store::Store;
 use crate::transfer::limits::TransferLimits;
 use crate::transfer::offer::{Decision, PendingOffer, SendOutcome};
 use crate::transfer::{
-    ContentId, DownloadSpec, Provider, ShareError, ShareHealth, ShareInfo, ShareKey, ShareKind,
-    Ticket, TransferHandle, Transfers, Visibility,
+    ContentId, DownloadSpec, FileSource, Provider, ShareError, ShareHealth, ShareInfo, ShareKey,
+    ShareKind, Ticket, TransferHandle, Transfers, Visibility,
 };
 use addrs::is_wildcard;
 use bus::Bus;
@@ -247,6 +247,16 @@ impl Node {
         Ok(self.ticket_for(content, key))
     }
 
+    /// Shares the files the host opens on demand (an app's content URIs) under a new key, never
+    /// copying them: hashes them through `source`, serves them through it while this run lasts,
+    /// and returns a ticket as [`Node::share`] does. After a restart the share is listed as
+    /// unavailable until the host shares the same files again.
+    pub async fn share_source(&self, source: Arc<dyn FileSource>) -> Result<Ticket, ShareError> {
+        let shared = self.inner.transfers.share_source(source, ShareKind::Shared);
+        let (content, key) = shared.await?;
+        Ok(self.ticket_for(content, key))
+    }
+
     /// Stops serving the share named `id` (as `shares` lists it) at once: open sessions end, and
     /// its ticket opens nothing here any more.
     pub fn unshare(&self, id: &str) -> Result<ShareInfo> {
@@ -388,6 +398,28 @@ impl Node {
     ) -> Result<SendOutcome, ShareError> {
         let shared = self.inner.transfers.share(paths, ShareKind::Offer, None);
         let (content, key) = shared.await?;
+        self.offer(peer, content, key).await
+    }
+
+    /// Offers the files the host opens on demand to a nearby peer, as [`Node::send_files`] does,
+    /// reading them through `source` (never copied).
+    pub async fn send_source(
+        &self,
+        peer: PeerId,
+        source: Arc<dyn FileSource>,
+    ) -> Result<SendOutcome, ShareError> {
+        let shared = self.inner.transfers.share_source(source, ShareKind::Offer);
+        let (content, key) = shared.await?;
+        self.offer(peer, content, key).await
+    }
+
+    /// Offers `content`, opened by `key` (made for this offer), to `peer` and follows the offer.
+    async fn offer(
+        &self,
+        peer: PeerId,
+        content: ContentId,
+        key: ShareKey,
+    ) -> Result<SendOutcome, ShareError> {
         let ticket = self.ticket_for(content, key);
         let addrs = self
             .peers()

@@ -205,7 +205,7 @@ pub(crate) fn build_with(
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, units.len().max(1));
-    for (unit, hash) in hash_units(&files, &units, chunk_size, threads)? {
+    for (unit, hash) in hash_files(&files, &units, chunk_size, threads)? {
         let u = units[unit];
         chunks[first[u.file] + u.index as usize] = hash;
     }
@@ -293,31 +293,48 @@ fn assemble(
 
 /// One chunk to hash: chunk `index` of file `file`.
 #[derive(Clone, Copy)]
-struct Unit {
-    file: usize,
-    index: u64,
+pub(super) struct Unit {
+    pub(super) file: usize,
+    pub(super) index: u64,
 }
 
-/// Hashes `units` on `threads` threads, which take the next unit in order as they finish one, so
-/// a thread keeps reading the same file forward. Returns each unit's position and hash.
-fn hash_units(
+/// Hashes `units` of the files found on disk (see [`hash_units`]).
+fn hash_files(
     files: &[Found],
     units: &[Unit],
     chunk_size: u32,
     threads: usize,
 ) -> Result<Vec<(usize, Hash)>, ManifestError> {
+    hash_units(units, threads, || {
+        let mut open = None;
+        move |unit, buf: &mut [u8]| hash_unit(&mut open, files, unit, chunk_size, buf)
+    })
+}
+
+/// Hashes `units` on `threads` threads, which take the next unit in order as they finish one, so
+/// a thread keeps reading the same file forward. Each thread hashes with its own function from
+/// `hasher` (which may keep a file open between units) through its own buffer of [`READ_BUF`].
+/// Returns each unit's position and hash.
+pub(super) fn hash_units<M, H>(
+    units: &[Unit],
+    threads: usize,
+    hasher: M,
+) -> Result<Vec<(usize, Hash)>, ManifestError>
+where
+    M: Fn() -> H + Sync,
+    H: FnMut(Unit, &mut [u8]) -> Result<Hash, ManifestError>,
+{
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let work = || -> Result<Vec<(usize, Hash)>, ManifestError> {
         let mut buf = vec![0u8; READ_BUF];
-        let mut open: Option<(usize, File)> = None;
+        let mut hash = hasher();
         let mut out = Vec::new();
         while !failed.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&unit) = units.get(i) else { break };
-            let result = hash_unit(&mut open, files, unit, chunk_size, &mut buf);
-            match result {
-                Ok(hash) => out.push((i, hash)),
+            match hash(unit, &mut buf) {
+                Ok(h) => out.push((i, h)),
                 Err(e) => {
                     failed.store(true, Ordering::Relaxed);
                     return Err(e);
@@ -357,7 +374,17 @@ fn hash_unit(
         *open = Some((unit.file, open_sized(found)?));
     }
     let (_, file) = open.as_ref().ok_or_else(|| changed(found))?;
-    hash_chunk(file, found, unit.index, chunk_size, buf)
+    hash_chunk(
+        found.size,
+        unit.index,
+        chunk_size,
+        buf,
+        |piece, at| match file.read_exact_at(piece, at) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(changed(found)),
+            Err(e) => Err(io_err(&found.source)(e)),
+        },
+    )
 }
 
 fn changed(found: &Found) -> ManifestError {
@@ -377,18 +404,19 @@ fn open_sized(found: &Found) -> Result<File, ManifestError> {
     Ok(file)
 }
 
-/// The hash of chunk `index` of `found` (see [`tree::chunk_hash`]), read with `pread` through `buf`.
-fn hash_chunk(
-    file: &File,
-    found: &Found,
+/// The hash of chunk `index` of a file of `size` bytes (see [`tree::chunk_hash`]), its bytes read
+/// by `read` (which fills a piece of `buf` from an offset) through `buf`.
+pub(super) fn hash_chunk(
+    size: u64,
     index: u64,
     chunk_size: u32,
     buf: &mut [u8],
+    mut read: impl FnMut(&mut [u8], u64) -> Result<(), ManifestError>,
 ) -> Result<Hash, ManifestError> {
     let cs = u64::from(chunk_size);
-    let whole_file = found.size <= cs;
+    let whole_file = size <= cs;
     let start = index * cs;
-    let end = (start + cs).min(found.size);
+    let end = (start + cs).min(size);
     let mut hasher = blake3::Hasher::new();
     if !whole_file {
         hasher.set_input_offset(start);
@@ -396,11 +424,7 @@ fn hash_chunk(
     let mut at = start;
     while at < end {
         let n = usize::try_from(end - at).map_or(buf.len(), |left| left.min(buf.len()));
-        match file.read_exact_at(&mut buf[..n], at) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(changed(found)),
-            Err(e) => return Err(io_err(&found.source)(e)),
-        }
+        read(&mut buf[..n], at)?;
         hasher.update(&buf[..n]);
         at += n as u64;
     }
@@ -844,7 +868,7 @@ mod tests {
         add_root(&file, &mut found, &mut dirs).expect("walk");
         fs::write(&file, b"short").expect("write");
         let units = [Unit { file: 0, index: 1 }];
-        let err = hash_units(&found, &units, MIN_CHUNK_SIZE, 2).expect_err("shrank");
+        let err = hash_files(&found, &units, MIN_CHUNK_SIZE, 2).expect_err("shrank");
         assert!(matches!(err, ManifestError::FileChanged { .. }), "{err:?}");
     }
 }

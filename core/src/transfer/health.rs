@@ -4,7 +4,7 @@
 //! (`share_damaged`: which file, which chunks, and whether the file changed since it was shared)
 //! and, where the share came from others (a download), fetch those chunks again from the peers
 //! that hold its key, in place (`share_repaired`). `meshdrop verify` runs the same check on
-//! every file of a share.
+//! every file of a share. Files the host opens are checked as the host reads them.
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::library::Content;
 use super::service::Shared;
 use super::shares::ShareKind;
+use super::source::Hosted;
 use super::state::{self, Stamp};
 use super::{ContentId, Notice, download};
 
@@ -202,32 +203,10 @@ pub(crate) fn check_file(content: &Content, file: usize) -> Option<FileHealth> {
         .chunks_of(file)
         .filter(|i| content.has(*i) || content.is_lost(*i))
         .collect();
-    let (bad, damage) = match std::fs::File::open(&path) {
-        Err(_) => (held, Damage::Missing),
-        Ok(f) => {
-            let mut buf = Vec::new();
-            let bad: Vec<u64> = held
-                .into_iter()
-                .filter(|&i| {
-                    let Some(c) = content.manifest.chunk(i) else {
-                        return false;
-                    };
-                    buf.resize(c.len as usize, 0);
-                    f.read_exact_at(&mut buf, c.offset).is_err() || !c.verify(&buf)
-                })
-                .collect();
-            let changed = content
-                .stamp(file)
-                .is_some_and(|was| Stamp::of(&path) != Some(was));
-            (
-                bad,
-                if changed {
-                    Damage::Changed
-                } else {
-                    Damage::Corrupt
-                },
-            )
-        }
+    let (bad, damage) = match content.host_files() {
+        Some(host) => check_host_file(content, host, file, held),
+        None if !content.available() => return None,
+        None => check_disk_file(content, &path, file, held),
     };
     if bad.is_empty() {
         return None;
@@ -246,4 +225,67 @@ pub(crate) fn check_file(content: &Content, file: usize) -> Option<FileHealth> {
         repaired: false,
         error: None,
     })
+}
+
+/// The chunks of `held` that do not verify in the file on disk at `path`, and why.
+fn check_disk_file(
+    content: &Content,
+    path: &std::path::Path,
+    file: usize,
+    held: Vec<u64>,
+) -> (Vec<u64>, Damage) {
+    match std::fs::File::open(path) {
+        Err(_) => (held, Damage::Missing),
+        Ok(f) => {
+            let mut buf = Vec::new();
+            let bad: Vec<u64> = held
+                .into_iter()
+                .filter(|&i| {
+                    let Some(c) = content.manifest.chunk(i) else {
+                        return false;
+                    };
+                    buf.resize(c.len as usize, 0);
+                    f.read_exact_at(&mut buf, c.offset).is_err() || !c.verify(&buf)
+                })
+                .collect();
+            let changed = content
+                .stamp(file)
+                .is_some_and(|was| Stamp::of(path) != Some(was));
+            (
+                bad,
+                if changed {
+                    Damage::Changed
+                } else {
+                    Damage::Corrupt
+                },
+            )
+        }
+    }
+}
+
+/// The chunks of `held` that do not verify in file `file` as the host reads it, and why: a file
+/// the host cannot read is missing; one of another size, or whose bytes differ, changed.
+fn check_host_file(
+    content: &Content,
+    host: &Hosted,
+    file: usize,
+    held: Vec<u64>,
+) -> (Vec<u64>, Damage) {
+    let size = content.manifest.files().get(file).map(|f| f.size);
+    match host.size(file) {
+        Err(_) => (held, Damage::Missing),
+        Ok(now) if Some(now) != size => (held, Damage::Changed),
+        Ok(_) => {
+            let bad = held
+                .into_iter()
+                .filter(|&i| {
+                    content.manifest.chunk(i).is_some_and(|c| {
+                        host.read_exact(file, c.offset, c.len as usize)
+                            .map_or(true, |bytes| !c.verify(&bytes))
+                    })
+                })
+                .collect();
+            (bad, Damage::Changed)
+        }
+    }
 }

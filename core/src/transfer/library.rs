@@ -1,6 +1,7 @@
 //! The shares this node can serve right now: complete shares read from their source files, and
 //! downloads in progress, served chunk by chunk as each one verifies (seed while downloading).
-//! A chunk found damaged on disk is no longer servable until it is repaired.
+//! A chunk found damaged on disk is no longer servable until it is repaired. A share of files the
+//! host opens on demand is read through the host ([`super::source`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::bitfield::Bitfield;
+use super::source::Hosted;
 use super::state::Stamp;
 use super::{ContentId, Manifest};
 
@@ -31,6 +33,18 @@ pub struct Content {
     stamps: RwLock<Vec<Option<Stamp>>>,
     /// Chunks held once and found damaged since (until repaired).
     lost: Mutex<std::collections::BTreeSet<u64>>,
+    /// Where the bytes come from.
+    origin: Origin,
+}
+
+/// Where a share's bytes are read from.
+enum Origin {
+    /// Files on disk, at the locations.
+    Disk,
+    /// Files the host opens on demand, registered in this run.
+    Host(Hosted),
+    /// Files the host opened in an earlier run: nothing is served until it shares them again.
+    HostGone,
 }
 
 impl Content {
@@ -47,6 +61,27 @@ impl Content {
             served: Mutex::new(Bitfield::new(chunks)),
             stamps: RwLock::default(),
             lost: Mutex::default(),
+            origin: Origin::Disk,
+        }
+    }
+
+    /// A complete share of files the host opens on demand (each file's location is its name).
+    pub(crate) fn hosted(manifest: Arc<Manifest>, encoded: Arc<Vec<u8>>, files: Hosted) -> Self {
+        let names = host_names(&manifest);
+        Self {
+            origin: Origin::Host(files),
+            ..Self::complete(manifest, encoded, names)
+        }
+    }
+
+    /// A share of files the host opened in an earlier run: listed, but nothing is servable.
+    pub fn host_gone(manifest: Arc<Manifest>, encoded: Arc<Vec<u8>>) -> Self {
+        let names = host_names(&manifest);
+        let chunks = manifest.chunk_count();
+        Self {
+            origin: Origin::HostGone,
+            have: Mutex::new(Some(Bitfield::new(chunks))),
+            ..Self::complete(manifest, encoded, names)
         }
     }
 
@@ -67,7 +102,26 @@ impl Content {
             served: Mutex::new(Bitfield::new(chunks)),
             stamps: RwLock::default(),
             lost: Mutex::default(),
+            origin: Origin::Disk,
         }
+    }
+
+    /// The host's files this share is read through, when it is one of files the host opens.
+    pub(crate) fn host_files(&self) -> Option<&Hosted> {
+        match &self.origin {
+            Origin::Host(files) => Some(files),
+            Origin::Disk | Origin::HostGone => None,
+        }
+    }
+
+    /// Whether its files can be read now: not when the host opened them in an earlier run.
+    pub fn available(&self) -> bool {
+        !matches!(self.origin, Origin::HostGone)
+    }
+
+    /// Whether the host opens its files (in this run or an earlier one).
+    pub fn from_host(&self) -> bool {
+        !matches!(self.origin, Origin::Disk)
     }
 
     /// Whether chunk `index` can be served.
@@ -214,13 +268,25 @@ impl Content {
         }
     }
 
-    /// Opens file `file` for reading.
+    /// Opens file `file` for reading (on disk: not a file the host opens).
     pub fn open(&self, file: usize) -> std::io::Result<File> {
+        if self.from_host() {
+            return Err(std::io::Error::other("the app opens this share's files"));
+        }
         let path = self
             .location(file)
             .ok_or_else(|| std::io::Error::other("no such file in the share"))?;
         File::open(path)
     }
+}
+
+/// The location of each file of a share the host opens: its name in the share.
+fn host_names(manifest: &Manifest) -> Vec<PathBuf> {
+    manifest
+        .files()
+        .iter()
+        .map(|f| PathBuf::from(f.path.as_str()))
+        .collect()
 }
 
 /// Every share this node serves, by content id.

@@ -2,7 +2,8 @@
 //!
 //! - [`manifest`]: the files and empty folders of a share, its chunk size and a BLAKE3 hash per
 //!   chunk; canonical encoding, strict decoding, chunk lookup. [`Manifest::build`] (in `build.rs`)
-//!   makes one from files and folders on disk.
+//!   makes one from files and folders on disk; [`source`] from files the host opens on demand
+//!   (a [`FileSource`]), which are then served through it, never copied.
 //! - [`content_id`]: the BLAKE3 hash of an encoded manifest, which names a share.
 //! - [`ticket`]: a content id and its providers as a copy-paste- and QR-safe string.
 //! - [`paths`]: the rules that keep an untrusted relative path inside the destination;
@@ -33,6 +34,7 @@ pub mod paths;
 mod serve;
 pub mod service;
 pub mod shares;
+pub mod source;
 pub mod state;
 pub mod ticket;
 pub mod tree;
@@ -55,6 +57,7 @@ pub use offer::{OfferedFile, PendingOffer, Visibility};
 pub use paths::{PathError, RelPath, join_safe};
 pub use service::{ShareError, ShareInfo, TransferConfig, Transfers};
 pub use shares::ShareKind;
+pub use source::FileSource;
 pub use ticket::{Provider, Ticket, TicketError};
 
 /// What the transfer capability tells the app (the node turns each into an event).

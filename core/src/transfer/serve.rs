@@ -1,4 +1,5 @@
-//! Serving shares: answers downloaders' requests on the blob protocol, streaming chunks from disk.
+//! Serving shares: answers downloaders' requests on the blob protocol, streaming chunks from disk
+//! (or through the host, for files it opens).
 //! Requests become jobs for a reader task that reads ahead (each read on the blocking pool, no
 //! thread held between reads) while earlier chunks are being sent, and verifies each chunk it read
 //! against the manifest: one that does not verify is never sent (the answer is `Missing`, and
@@ -85,8 +86,14 @@ async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireErro
         .shares
         .open(&tag, crate::store::now_secs())
         .filter(|o| o.key.verify(&proof, &peer, &local));
-    let Some((share, content)) = opened.and_then(|o| s.library.get(&o.content).map(|c| (o, c)))
-    else {
+    // Files the host opened in an earlier run are not had until it shares them again.
+    let content_of = |o: Opened| {
+        s.library
+            .get(&o.content)
+            .filter(|c| c.available())
+            .map(|c| (o, c))
+    };
+    let Some((share, content)) = opened.and_then(content_of) else {
         return write_within(&mut w, &Response::Unknown, IO_TIMEOUT).await;
     };
     // Whoever proves the key holds or fetches the share: a peer for the others, and for this
@@ -430,7 +437,7 @@ impl Reader {
         match read {
             Some(buf) if chunk.verify(&buf) => Some(buf),
             _ => {
-                tracing::warn!(content = %self.content.id, index, "a chunk read from disk does not verify");
+                tracing::warn!(content = %self.content.id, index, "a chunk read does not verify");
                 self.open = None;
                 health::suspect(&self.s, &self.rt, &self.content, index);
                 None
@@ -439,6 +446,9 @@ impl Reader {
     }
 
     fn read(&mut self, file: usize, offset: u64, len: usize) -> Option<Vec<u8>> {
+        if let Some(host) = self.content.host_files() {
+            return host.read_exact(file, offset, len).ok();
+        }
         if self.open.as_ref().is_none_or(|(f, _)| *f != file) {
             self.open = Some((file, self.content.open(file).ok()?));
         }

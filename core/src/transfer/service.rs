@@ -19,6 +19,7 @@ use super::limits::{Throttle, TransferLimits};
 use super::names::NameRules;
 use super::offer::{self, Decision, Pending, PendingOffer, SendOutcome, Visibility};
 use super::shares::{KeyRecord, ShareKind, Shares};
+use super::source::{self, FileSource};
 use super::{ContentId, Manifest, ManifestError, Notice, Ticket, state};
 use super::{build, serve};
 use crate::error::{Error, Result};
@@ -86,6 +87,9 @@ pub struct ShareInfo {
     pub expires: Option<u64>,
     /// Bytes served under its key.
     pub served: u64,
+    /// Whether its files can be read now: `false` for files the app opened in an earlier run
+    /// (served again once the app shares the same files again).
+    pub available: bool,
 }
 
 impl ShareInfo {
@@ -105,6 +109,7 @@ impl ShareInfo {
             since: r.since,
             expires: r.expires,
             served: r.served,
+            available: content.is_some_and(Content::available),
         }
     }
 }
@@ -200,9 +205,7 @@ impl Services {
         kind: ShareKind,
         ttl: Option<Duration>,
     ) -> Result<(ContentId, ShareKey), ShareError> {
-        let key = ShareKey::generate().ok_or_else(|| Error::Network {
-            reason: "no randomness for a share key".into(),
-        })?;
+        let key = new_key()?;
         let store = self.store.clone();
         let (manifest, sources) = tokio::task::spawn_blocking(move || build_cached(&store, &paths))
             .await
@@ -216,6 +219,49 @@ impl Services {
             served.set_stamps(stamps);
             self.library.insert(Arc::new(served));
         }
+        self.add_new_key(key, content, kind, ttl)?;
+        Ok((content, key))
+    }
+
+    /// Shares the files `source` opens under a new key: hashes them through it (off the async
+    /// workers) and serves them through it while this run lasts (see [`super::source`]).
+    pub(crate) async fn share_source(
+        &self,
+        source: Arc<dyn FileSource>,
+        kind: ShareKind,
+    ) -> Result<(ContentId, ShareKey), ShareError> {
+        let key = new_key()?;
+        let (manifest, files) =
+            tokio::task::spawn_blocking(move || source::build(source, None, None))
+                .await
+                .map_err(|_| Error::Stopped)??;
+        let encoded = manifest.encode();
+        let content = ContentId::of(&encoded);
+        state::save_manifest(&self.store, &content, &encoded)?;
+        // Files already served whole (from disk, or through the host) are kept as they are; a
+        // share the host opened in an earlier run is served again from now on.
+        if self.library.get(&content).is_none_or(|c| !c.is_complete()) {
+            let listed: Vec<(String, u64)> = manifest
+                .files()
+                .iter()
+                .map(|f| (f.path.to_string(), f.size))
+                .collect();
+            state::save_host_share(&self.store, &content, &listed)?;
+            let served = Content::hosted(Arc::new(manifest), Arc::new(encoded), files);
+            self.library.insert(Arc::new(served));
+        }
+        self.add_new_key(key, content, kind, None)?;
+        Ok((content, key))
+    }
+
+    /// Serves `content` under the new `key` from now on; `ttl`: how long it opens it.
+    fn add_new_key(
+        &self,
+        key: ShareKey,
+        content: ContentId,
+        kind: ShareKind,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
         let since = crate::store::now_secs();
         self.add_key(KeyRecord {
             key,
@@ -224,8 +270,7 @@ impl Services {
             since,
             expires: ttl.map(|t| since.saturating_add(t.as_secs())),
             served: 0,
-        })?;
-        Ok((content, key))
+        })
     }
 
     /// Starts a download; the app hears of it through the report.
@@ -293,6 +338,17 @@ impl Transfers {
         ttl: Option<Duration>,
     ) -> Result<(ContentId, ShareKey), ShareError> {
         self.s.share(paths, kind, ttl).await
+    }
+
+    /// Shares the files `source` opens on demand under a new key (a new ticket): hashes them
+    /// through it and serves them through it, never copied, while this run lasts; returns its
+    /// content id and key.
+    pub async fn share_source(
+        &self,
+        source: Arc<dyn FileSource>,
+        kind: ShareKind,
+    ) -> Result<(ContentId, ShareKey), ShareError> {
+        self.s.share_source(source, kind).await
     }
 
     /// Stops serving the share named `id` (its short id, or any longer start of its tag) at once:
@@ -468,6 +524,13 @@ impl Transfers {
     }
 }
 
+/// A new share key.
+fn new_key() -> Result<ShareKey> {
+    ShareKey::generate().ok_or_else(|| Error::Network {
+        reason: "no randomness for a share key".into(),
+    })
+}
+
 /// Serves again the shares remembered in the store, under their keys (expired keys are
 /// forgotten; shares no key opens are not loaded).
 fn load_shares(s: &Services) {
@@ -490,6 +553,12 @@ fn load_shares(s: &Services) {
     }
     for share in shares.into_iter().filter(|sh| s.shares.serves(&sh.content)) {
         match Manifest::decode_verified(&share.manifest, &share.content) {
+            // Files the host opened in an earlier run are listed, not served, until it shares
+            // them again.
+            Ok(m) if share.host => {
+                let c = Content::host_gone(Arc::new(m), Arc::new(share.manifest));
+                s.library.insert(Arc::new(c));
+            }
             Ok(m) => {
                 let c = Content::complete(Arc::new(m), Arc::new(share.manifest), share.sources);
                 c.set_stamps(share.stamps);

@@ -107,6 +107,22 @@ pub fn save_share(
     Ok(stamps)
 }
 
+/// Records a share of files the host opens on demand: each file's name in the share and size
+/// (nothing to read again after a restart, until the host registers the files again).
+pub fn save_host_share(store: &Store, content: &ContentId, files: &[(String, u64)]) -> Result<()> {
+    store.with(|c| {
+        let tx = c.transaction()?;
+        tx.execute("DELETE FROM shares WHERE content = ?1", [&content.0[..]])?;
+        for (i, (name, size)) in files.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO shares (content, file, path, size, host) VALUES (?1, ?2, ?3, ?4, 1)",
+                params![&content.0[..], i as i64, name, secs(*size)],
+            )?;
+        }
+        tx.commit()
+    })
+}
+
 /// The most files the hash cache remembers; the ones hashed longest ago are forgotten beyond it.
 pub const MAX_CACHED_FILES: i64 = 100_000;
 
@@ -228,6 +244,8 @@ pub struct StoredShare {
     pub sources: Vec<PathBuf>,
     /// Each file's size and change time when it was shared.
     pub stamps: Vec<Option<Stamp>>,
+    /// Whether the host opened its files (then `sources` are their names in the share).
+    pub host: bool,
 }
 
 /// Every share this node serves.
@@ -246,14 +264,15 @@ pub fn shares(store: &Store) -> Result<Vec<StoredShare>> {
                 continue;
             };
             let mut stmt = c.prepare(
-                "SELECT path, size, mtime_ns FROM shares WHERE content = ?1 ORDER BY file",
+                "SELECT path, size, mtime_ns, host FROM shares WHERE content = ?1 ORDER BY file",
             )?;
-            let rows: Vec<(String, Option<i64>, Option<i64>)> = stmt
-                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            let rows: Vec<(String, Option<i64>, Option<i64>, bool)> = stmt
+                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<rusqlite::Result<_>>()?;
+            let host = rows.iter().any(|row| row.3);
             let stamps = rows
                 .iter()
-                .map(|(_, size, mtime)| match (size, mtime) {
+                .map(|(_, size, mtime, _)| match (size, mtime) {
                     (Some(size), Some(mtime_ns)) => Some(Stamp {
                         size: unsigned(*size),
                         mtime_ns: *mtime_ns,
@@ -264,8 +283,9 @@ pub fn shares(store: &Store) -> Result<Vec<StoredShare>> {
             out.push(StoredShare {
                 content: ContentId(bytes),
                 manifest,
-                sources: rows.into_iter().map(|(p, _, _)| PathBuf::from(p)).collect(),
+                sources: rows.into_iter().map(|row| PathBuf::from(row.0)).collect(),
                 stamps,
+                host,
             });
         }
         Ok(out)

@@ -21,7 +21,6 @@ import kotlinx.coroutines.flow.shareIn
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.sync.Mutex
 import kotlinx.coroutines.sync.withLock
-import kotlinx.coroutines.withContext
 import org.meshdrop.ffi.MeshdropException
 import org.meshdrop.ffi.NodeConfig
 import org.meshdrop.ffi.NodeEvent
@@ -202,7 +201,8 @@ class MeshdropHost private constructor(private val app: Context) {
 
     /**
      * Offers [items] (picked documents, or [ShareIn.items]) to the nearby device [peerId] and
-     * follows the offer to its end. Copies made for the core are removed when it returns.
+     * follows the offer to its end. The core reads them where they are (no copy); they are
+     * closed when it returns.
      */
     suspend fun send(peerId: String, items: List<Uri>): SendOutcome {
         val send = synchronized(lock) {
@@ -211,12 +211,9 @@ class MeshdropHost private constructor(private val app: Context) {
             publish()
             sends
         }
-        val folder = File(app.cacheDir, "outgoing/" + UUID.randomUUID())
         try {
-            val paths = withContext(Dispatchers.IO) { stage(app, items, folder) }
-            return node.sendFiles(peerId, paths)
+            return ContentUriFiles(app, items).use { node.sendHostFiles(peerId, it) }
         } finally {
-            folder.deleteRecursively()
             synchronized(lock) {
                 watch.sent(send)
                 publish()
@@ -225,13 +222,18 @@ class MeshdropHost private constructor(private val app: Context) {
     }
 
     /**
-     * Shares [items] and returns the ticket to give to others. Until the core reads files the
-     * host opens on demand, `content:` items are copied into the app's files and kept there.
+     * Shares [items] and returns the ticket to give to others. The core reads them where they are
+     * (no copy) while the process lives; after a restart the share is listed unavailable until
+     * the same items are shared again.
      */
     suspend fun share(items: List<Uri>): String {
-        val folder = File(app.filesDir, "shared/" + UUID.randomUUID())
-        val paths = withContext(Dispatchers.IO) { stage(app, items, folder) }
-        return node.share(paths)
+        val files = ContentUriFiles(app, items)
+        try {
+            return node.shareHostFiles(files)
+        } catch (e: Exception) {
+            files.close()
+            throw e
+        }
     }
 
     /** Accepts the offer [offerId] (all files, or the indexes in [files]); they go to the gallery. */

@@ -17,6 +17,7 @@ import org.junit.runner.RunWith
 import org.meshdrop.ffi.NodeEvent
 import org.meshdrop.ffi.SendOutcome
 import org.robolectric.RobolectricTestRunner
+import java.io.File
 
 /** Photos shared from the gallery's share sheet go to a friend, and friends' files come into the gallery. */
 @RunWith(RobolectricTestRunner::class)
@@ -62,7 +63,7 @@ class ShareInTest {
         assertArrayEquals(beach.readBytes(), ana.dir.resolve("in/beach.jpg").readBytes())
         assertArrayEquals(dunes.readBytes(), ana.dir.resolve("in/dunes.jpg").readBytes())
         assertArrayEquals(sameName.readBytes(), ana.dir.resolve("in/beach (2).jpg").readBytes())
-        assertTrue("the copies made for the core are gone", app.cacheDir.resolve("outgoing").listFiles().isNullOrEmpty())
+        assertEquals("no copy made for the core", emptyList<File>(), copiesOf(beach, dunes, sameName))
     }
 
     @Test
@@ -77,8 +78,29 @@ class ShareInTest {
         val got = ana.md.download(ticket, ana.dir.resolve("in").path, null)
         assertEquals(2_000_000uL, got.wait().bytes)
         assertArrayEquals(video.readBytes(), ana.dir.resolve("in/sunset.mp4").readBytes())
+        assertEquals("no copy made for the core", emptyList<File>(), copiesOf(video))
+        assertTrue("listed as served", host.node.shares().single().available)
         got.close()
     }
+
+    @Test
+    fun aFileItemIsSharedFromWhereItIs() = runBlocking<Unit> {
+        val host = startHost()
+        val ana = device("Ana")
+        val notes = randomFile(tmp.root, "Documents/notes.pdf", 400_000)
+
+        val ticket = host.share(listOf(Uri.fromFile(notes)))
+        val got = ana.md.download(ticket, ana.dir.resolve("in").path, null)
+        assertEquals(400_000uL, got.wait().bytes)
+        assertArrayEquals(notes.readBytes(), ana.dir.resolve("in/notes.pdf").readBytes())
+        assertEquals("no copy made for the core", emptyList<File>(), copiesOf(notes))
+        got.close()
+    }
+
+    /** Files in the app's own folders with the bytes of any of [files]. */
+    private fun copiesOf(vararg files: File): List<File> = listOf(app.cacheDir, app.filesDir)
+        .flatMap { it.walk().filter { f -> f.isFile }.toList() }
+        .filter { f -> files.any { it.length() == f.length() && it.readBytes().contentEquals(f.readBytes()) } }
 
     @Test
     fun receivedImagesVideosAndOtherFilesLandInTheirCollections() = runBlocking<Unit> {
