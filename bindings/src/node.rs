@@ -207,6 +207,11 @@ impl Node {
         self.core.set_metered(metered);
     }
 
+    /// Whether the node was told the network is metered.
+    pub fn is_metered(&self) -> bool {
+        self.core.is_metered()
+    }
+
     /// What room attachments the node fetches by itself.
     pub fn auto_fetch(&self) -> AutoFetchSettings {
         self.core.auto_fetch().into()

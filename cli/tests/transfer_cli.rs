@@ -312,6 +312,33 @@ fn malformed_truncated_and_wrong_checksum_tickets_are_one_clear_error_each() {
 }
 
 #[test]
+fn a_get_with_no_one_in_reach_who_has_the_share_says_so_after_its_wait() {
+    let (files, sender, receiver, out) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let file = files.path().join("trip.mp4");
+    random_file(&file, MIB, 5);
+    let ticket = share(sender.path(), &[&file], &[]).ticket;
+    // The sharer is gone (its process ended with the `Sharer`): no one has the share.
+    let (status, _, stderr) = get(receiver.path(), &ticket, out.path(), &["--wait", "1"]);
+    println!("{}", stderr.trim());
+    assert_one_line_error(
+        &status,
+        &stderr,
+        "no one who has this share was in reach for ",
+    );
+    assert!(
+        stderr
+            .contains("the download is kept and resumes on the next `meshdrop get` of this ticket"),
+        "{stderr}"
+    );
+    assert!(!out.path().join("trip.mp4").exists());
+}
+
+#[test]
 fn many_small_files_never_run_out_of_file_descriptors() {
     // A roll of 3000 photos of 1 KiB, sent and received by processes that may hold at most 256
     // open files each (`ulimit -n 256`): one batch of the writer holds them all.

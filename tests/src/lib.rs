@@ -81,6 +81,23 @@ pub fn part_files(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> 
         .collect()
 }
 
+/// Downloads `ticket` into `dest` on `node` (all files); fails the test when the download does
+/// not end within 120 s.
+pub async fn get(
+    node: &meshdrop_core::Node,
+    ticket: &meshdrop_core::Ticket,
+    dest: &std::path::Path,
+) -> Result<meshdrop_core::DownloadReport, meshdrop_core::DownloadError> {
+    let handle = node.download(meshdrop_core::DownloadSpec {
+        ticket: ticket.clone(),
+        dest: dest.to_path_buf(),
+        files: None,
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(120), handle.wait())
+        .await
+        .expect("the download ends in time")
+}
+
 /// How long [`wait_for`] waits for an event.
 pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use meshdrop_core::transfer::{Damage, NameRules, Provider};
 use meshdrop_core::{DownloadError, DownloadReport, DownloadSpec, Event, Node, NodeConfig, Ticket};
-use meshdrop_tests::{damage, part_files, random_file, wait_for};
+use meshdrop_tests::{damage, get, part_files, random_file, wait_for};
 
 const MIB: usize = 1024 * 1024;
 
@@ -23,17 +23,6 @@ async fn node_with(config: NodeConfig, name: &str) -> Node {
     let mut config = config.with_name(name).with_mdns(false);
     config.progress_interval = Duration::ZERO;
     Node::start(config).await.expect("node starts")
-}
-
-async fn get(node: &Node, ticket: &Ticket, dest: &Path) -> Result<DownloadReport, DownloadError> {
-    let handle = node.download(DownloadSpec {
-        ticket: ticket.clone(),
-        dest: dest.to_path_buf(),
-        files: None,
-    });
-    tokio::time::timeout(Duration::from_secs(120), handle.wait())
-        .await
-        .expect("the download ends in time")
 }
 
 fn hash(path: &Path) -> blake3::Hash {

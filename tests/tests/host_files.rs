@@ -16,7 +16,7 @@ use meshdrop_core::transfer::Damage;
 use meshdrop_core::{
     DownloadError, DownloadReport, DownloadSpec, Event, FileSource, Node, NodeConfig, Ticket,
 };
-use meshdrop_tests::wait_for;
+use meshdrop_tests::{get, wait_for};
 
 const MIB: usize = 1024 * 1024;
 
@@ -85,17 +85,6 @@ async fn node(dir: &Path, name: &str) -> Node {
     // As a standalone `get`: a download no one serves gives up soon, saying who refused.
     config.holder_wait = Some(Duration::from_secs(2));
     Node::start(config).await.expect("node starts")
-}
-
-async fn get(node: &Node, ticket: &Ticket, dest: &Path) -> Result<DownloadReport, DownloadError> {
-    let handle = node.download(DownloadSpec {
-        ticket: ticket.clone(),
-        dest: dest.to_path_buf(),
-        files: None,
-    });
-    tokio::time::timeout(Duration::from_secs(120), handle.wait())
-        .await
-        .expect("the download ends in time")
 }
 
 /// Bytes in the files under `dir`.

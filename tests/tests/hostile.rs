@@ -353,11 +353,18 @@ async fn forty_offers_with_large_manifests_at_once_keep_the_device_small_and_ans
         })
     }))
     .await;
-    let mut declined = 0;
+    // Refused: declined, or (past the 32 offer sessions running at once, on a slow machine)
+    // closed without a word; only the kept offers wait.
+    let (mut declined, mut closed) = (0, 0);
     for answer in answers {
-        if let Ok(Ok(Some(OfferMsg::Declined { reason }))) = answer {
-            assert!(reason.contains("too many offers"), "{reason}");
-            declined += 1;
+        match answer {
+            Ok(Ok(Some(OfferMsg::Declined { reason }))) => {
+                assert!(reason.contains("too many offers"), "{reason}");
+                declined += 1;
+            }
+            Ok(Ok(None) | Err(_)) => closed += 1,
+            Ok(Ok(Some(other))) => panic!("an offer answered with {other:?}"),
+            Err(_) => {}
         }
     }
     // The terminal prompt shows one waiting offer at a time.
@@ -369,12 +376,20 @@ async fn forty_offers_with_large_manifests_at_once_keep_the_device_small_and_ans
     let peak = memory_kb(dev.pid(), "VmHWM:");
     let slowest = slowest.max(command(&dev_dir, &["peers"]));
     println!(
-        "{} offers: {declined} declined at once, {pending} shown; RSS idle {idle} kB (peak so \
+        "{} offers: {declined} declined at once, {closed} closed, {pending} shown; RSS idle {idle} kB (peak so \
          far {idle_peak} kB), peak {peak} kB; `peers` slowest {slowest:?}; {:?}",
         SENDERS * EACH,
         started.elapsed()
     );
-    assert_eq!(declined, SENDERS * EACH - 4, "all but the strangers' four");
+    assert_eq!(
+        declined + closed,
+        SENDERS * EACH - 4,
+        "all but the strangers' four refused"
+    );
+    assert!(
+        declined >= 32 - 4,
+        "at least what the sessions at once hold is declined"
+    );
     assert!(
         peak <= 2 * idle,
         "peak RSS {peak} kB over twice the idle {idle} kB"

@@ -42,11 +42,79 @@ fn dial_addr(node: &mut MeshdropProcess, host: &Host) -> Result<String> {
     Ok(format!("{addr}/p2p/{id}"))
 }
 
+/// Three devices in a line, A – B – C, whose data dirs are ready; C is away (no link to A or B).
+struct Line {
+    lab: Lab,
+    dirs: (TempDir, TempDir, TempDir),
+}
+
+impl Line {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            lab: Lab::new(3)?,
+            dirs: (TempDir::new()?, TempDir::new()?, TempDir::new()?),
+        })
+    }
+
+    /// Starts the three nodes with C away; returns them once A and B are connected.
+    fn run(&self) -> Result<[MeshdropProcess; 3]> {
+        self.lab.block(0, &[2])?;
+        self.lab.block(2, &[0, 1])?;
+        self.lab.block(1, &[2])?;
+        let mut a = self.spawn(0, &self.dirs.0, "a")?;
+        let mut b = self.spawn(1, &self.dirs.1, "b")?;
+        let c = self.spawn(2, &self.dirs.2, "c")?;
+        a.wait_peer_event("peer_connected", &b.peer_id(STEP)?, STEP)?;
+        Ok([a, b, c])
+    }
+
+    fn spawn(&self, i: usize, dir: &TempDir, name: &str) -> Result<MeshdropProcess> {
+        MeshdropProcess::spawn_in(Some(self.lab.host(i)), dir.path(), name, &[])
+    }
+
+    /// C comes back, in reach of B only, and connects to B.
+    fn c_meets_b(&self, b: &mut MeshdropProcess) -> Result<()> {
+        self.lab.unblock(1)?;
+        self.lab.block(2, &[0])?;
+        let b_addr = dial_addr(b, self.lab.host(1))?;
+        command(
+            self.lab.host(2),
+            &self.dirs.2,
+            "meet-b",
+            &["connect", &b_addr],
+        )?;
+        Ok(())
+    }
+}
+
+/// `meshdrop get TICKET` through the node running on `dir`, into a new folder (removed when the
+/// returned `TempDir` is dropped: keep it while the node serves the files).
+fn get(host: &Host, dir: &TempDir, label: &str, ticket: &str) -> Result<TempDir> {
+    let out = TempDir::new()?;
+    let dest = out.path().to_string_lossy().to_string();
+    command(host, dir, label, &["get", ticket, "--out", &dest])?;
+    Ok(out)
+}
+
+/// The attachment's ticket of message `id`, once `node` received it.
+fn attachment(node: &mut MeshdropProcess, id: &str, what: &str) -> Result<String> {
+    let got = node
+        .wait_for(
+            |v| v["event"] == "message_received" && v["message"]["id"] == id,
+            STEP,
+        )
+        .context(what.to_string())?;
+    Ok(got["message"]["attachment"]
+        .as_str()
+        .context("the message has an attachment")?
+        .to_string())
+}
+
 #[test]
 fn photos_posted_in_a_room_reach_a_member_who_meets_only_a_friend_after_the_sender_is_gone()
 -> Result<()> {
-    let lab = Lab::new(3)?;
-    let dirs = (TempDir::new()?, TempDir::new()?, TempDir::new()?);
+    let line = Line::new()?;
+    let (lab, dirs) = (&line.lab, &line.dirs);
     // The room exists before the nodes run: created by A, joined by invite by B and C.
     let room = command(lab.host(0), &dirs.0, "create", &["room", "create", "trip"])?;
     let invite = room[0]["invite"].as_str().context("no invite")?.to_string();
@@ -55,14 +123,7 @@ fn photos_posted_in_a_room_reach_a_member_who_meets_only_a_friend_after_the_send
     command(lab.host(2), &dirs.2, "join-c", &["room", "join", &invite])?;
 
     // A and C never share a link; C is away from B too, for now.
-    lab.block(0, &[2])?;
-    lab.block(2, &[0, 1])?;
-    lab.block(1, &[2])?;
-    let mut a = MeshdropProcess::spawn_in(Some(lab.host(0)), dirs.0.path(), "a", &[])?;
-    let mut b = MeshdropProcess::spawn_in(Some(lab.host(1)), dirs.1.path(), "b", &[])?;
-    let mut c = MeshdropProcess::spawn_in(Some(lab.host(2)), dirs.2.path(), "c", &[])?;
-    let b_id = b.peer_id(STEP)?;
-    a.wait_peer_event("peer_connected", &b_id, STEP)?;
+    let [mut a, mut b, mut c] = line.run()?;
 
     // A posts the day's photos in the room.
     let photos = TempDir::new()?;
@@ -85,40 +146,18 @@ fn photos_posted_in_a_room_reach_a_member_who_meets_only_a_friend_after_the_send
         .as_str()
         .context("no message id")?
         .to_string();
-    let is_it = |v: &Value| v["event"] == "message_received" && v["message"]["id"] == msg_id;
-    let got = b.wait_for(is_it, STEP).context("B gets the room message")?;
-    let ticket = got["message"]["attachment"]
-        .as_str()
-        .context("the message has an attachment")?
-        .to_string();
+    let ticket = attachment(&mut b, &msg_id, "B gets the room message")?;
 
     // B fetches the photos through its running node, then A's device dies.
-    let b_out = TempDir::new()?;
-    let b_dest = b_out.path().to_string_lossy().to_string();
-    command(
-        lab.host(1),
-        &dirs.1,
-        "get-b",
-        &["get", &ticket, "--out", &b_dest],
-    )?;
+    // Kept: B serves the files from there.
+    let _b_out = get(lab.host(1), &dirs.1, "get-b", &ticket)?;
     a.terminate(STEP)?;
 
     // C comes back and meets only B: the room message comes from B, then the photos.
-    lab.unblock(1)?;
-    lab.block(2, &[0])?;
-    let b_addr = dial_addr(&mut b, lab.host(1))?;
-    command(lab.host(2), &dirs.2, "meet-b", &["connect", &b_addr])?;
-    c.wait_for(is_it, STEP)
-        .context("C gets the room message from B")?;
-    let c_out = TempDir::new()?;
-    let c_dest = c_out.path().to_string_lossy().to_string();
-    command(
-        lab.host(2),
-        &dirs.2,
-        "get-c",
-        &["get", &ticket, "--out", &c_dest],
-    )
-    .context("C's get through its running node, with A gone")?;
+    line.c_meets_b(&mut b)?;
+    attachment(&mut c, &msg_id, "C gets the room message from B")?;
+    let c_out = get(lab.host(2), &dirs.2, "get-c", &ticket)
+        .context("C's get through its running node, with A gone")?;
     for (name, bytes) in &want {
         let got = std::fs::read(c_out.path().join("day-one").join(name))
             .with_context(|| format!("C has {name}"))?;
@@ -131,16 +170,9 @@ fn photos_posted_in_a_room_reach_a_member_who_meets_only_a_friend_after_the_send
 
 #[test]
 fn a_get_on_a_running_node_waits_for_a_holder_and_finishes_when_one_connects() -> Result<()> {
-    let lab = Lab::new(3)?;
-    let dirs = (TempDir::new()?, TempDir::new()?, TempDir::new()?);
-    lab.block(0, &[2])?;
-    lab.block(2, &[0, 1])?;
-    lab.block(1, &[2])?;
-    let mut a = MeshdropProcess::spawn_in(Some(lab.host(0)), dirs.0.path(), "a", &[])?;
-    let mut b = MeshdropProcess::spawn_in(Some(lab.host(1)), dirs.1.path(), "b", &[])?;
-    let mut c = MeshdropProcess::spawn_in(Some(lab.host(2)), dirs.2.path(), "c", &[])?;
-    let b_id = b.peer_id(STEP)?;
-    a.wait_peer_event("peer_connected", &b_id, STEP)?;
+    let line = Line::new()?;
+    let (lab, dirs) = (&line.lab, &line.dirs);
+    let [mut a, mut b, mut c] = line.run()?;
     let files = TempDir::new()?;
     let video = files.path().join("trip.mp4");
     random_file(&video, 3_000_000, 7);
@@ -151,14 +183,8 @@ fn a_get_on_a_running_node_waits_for_a_holder_and_finishes_when_one_connects() -
         .find_map(|v| v["ticket"].as_str())
         .context("share printed no ticket")?
         .to_string();
-    let b_out = TempDir::new()?;
-    let b_dest = b_out.path().to_string_lossy().to_string();
-    command(
-        lab.host(1),
-        &dirs.1,
-        "get-b",
-        &["get", &ticket, "--out", &b_dest],
-    )?;
+    // Kept: B serves the files from there.
+    let _b_out = get(lab.host(1), &dirs.1, "get-b", &ticket)?;
     a.terminate(STEP)?;
 
     // C's get finds no one: it says so, and the running node keeps the download.
@@ -183,10 +209,7 @@ fn a_get_on_a_running_node_waits_for_a_holder_and_finishes_when_one_connects() -
     );
 
     // B comes in reach: the download finishes on its own.
-    lab.unblock(1)?;
-    lab.block(2, &[0])?;
-    let b_addr = dial_addr(&mut b, lab.host(1))?;
-    command(lab.host(2), &dirs.2, "meet-b", &["connect", &b_addr])?;
+    line.c_meets_b(&mut b)?;
     c.wait_for(|v| v["event"] == "transfer_finished", STEP)
         .context("the waiting download finishes once B connects")?;
     ensure!(std::fs::read(c_out.path().join("trip.mp4"))? == std::fs::read(&video)?);
@@ -259,24 +282,8 @@ fn a_video_pinned_on_a_carrier_reaches_a_friend_the_sender_never_meets() -> Resu
     lab.block(2, &[])?;
     let c_addr = dial_addr(&mut c, lab.host(2))?;
     command(lab.host(1), &dirs.1, "meet-c", &["connect", &c_addr])?;
-    let got = b
-        .wait_for(
-            |v| v["event"] == "message_received" && v["message"]["id"] == msg_id,
-            STEP,
-        )
-        .context("B gets the message through C")?;
-    let ticket = got["message"]["attachment"]
-        .as_str()
-        .context("an attachment")?
-        .to_string();
-    let out = TempDir::new()?;
-    let dest = out.path().to_string_lossy().to_string();
-    command(
-        lab.host(1),
-        &dirs.1,
-        "get-b",
-        &["get", &ticket, "--out", &dest],
-    )?;
+    let ticket = attachment(&mut b, &msg_id, "B gets the message through C")?;
+    let out = get(lab.host(1), &dirs.1, "get-b", &ticket)?;
     ensure!(std::fs::read(out.path().join("trip.mp4"))? == std::fs::read(&video)?);
     b.terminate(STEP)?;
     c.terminate(STEP)?;

@@ -112,6 +112,10 @@ impl Fetcher {
         self.metered.store(on, Ordering::Relaxed);
     }
 
+    pub(super) fn metered(&self) -> bool {
+        self.metered.load(Ordering::Relaxed)
+    }
+
     /// Considers a message that arrived: a room message from another device with files attached
     /// is queued.
     pub(super) fn arrived(&self, message: &Message, bus: &Bus) {

@@ -308,6 +308,11 @@ impl Node {
         self.inner.fetcher.set_metered(metered);
     }
 
+    /// Whether the node was told the network is metered.
+    pub fn is_metered(&self) -> bool {
+        self.inner.fetcher.metered()
+    }
+
     /// Tells the node whether the device runs on battery: on battery it still seeds, within the
     /// battery limits (2 MB/s to two peers at a time); on power, within the limits it started
     /// with. Running transfers follow at once. Room attachments are not fetched by themselves

@@ -154,7 +154,10 @@ public final class MeshdropHost {
         discovery.start()
         self.meshdrop = meshdrop
         self.discovery = discovery
-        network.start { [weak self] in self?.reconnect() }
+        network.start(
+            metered: { [weak self] costly in self?.meshdrop?.node.setMetered(metered: costly) },
+            changed: { [weak self] in self?.reconnect() }
+        )
         NotificationCenter.default.addObserver(
             forName: UIDevice.batteryStateDidChangeNotification, object: nil, queue: .main
         ) { [weak self] _ in

@@ -6,6 +6,9 @@ import android.content.Intent
 import android.content.IntentFilter
 import android.net.Uri
 import android.net.wifi.WifiManager
+import android.net.ConnectivityManager
+import android.net.Network
+import android.net.NetworkCapabilities
 import android.os.BatteryManager
 import android.os.Build
 import android.util.Log
@@ -90,6 +93,13 @@ class MeshdropHost private constructor(private val app: Context) {
         }
     }
 
+    /** Tells the node whether the default network is metered (a platform fact; the core decides). */
+    private val network = object : ConnectivityManager.NetworkCallback() {
+        override fun onCapabilitiesChanged(network: Network, caps: NetworkCapabilities) {
+            node.setMetered(!caps.hasCapability(NetworkCapabilities.NET_CAPABILITY_NOT_METERED))
+        }
+    }
+
     /** The transfers running now; the foreground service and its notification follow it. */
     val transfers: StateFlow<TransferSummary> = summary.asStateFlow()
 
@@ -118,6 +128,7 @@ class MeshdropHost private constructor(private val app: Context) {
         val changes = IntentFilter(Intent.ACTION_BATTERY_CHANGED)
         if (Build.VERSION.SDK_INT >= 33) app.registerReceiver(power, changes, Context.RECEIVER_NOT_EXPORTED)
         else app.registerReceiver(power, changes)
+        app.system<ConnectivityManager>().registerDefaultNetworkCallback(network)
         if (!config.coreMdns) discovery = NsdDiscoveryDriver(app, node, scope).also { it.start() }
         if (config.wifiAware) {
             links = WifiAwareLinkDriver(app, node, scope).also {
@@ -128,6 +139,7 @@ class MeshdropHost private constructor(private val app: Context) {
 
     private suspend fun stop() {
         app.unregisterReceiver(power)
+        app.system<ConnectivityManager>().unregisterNetworkCallback(network)
         discovery?.stop()
         node.shutdown()
         // The node stopped discovery on its way out; the callback thread goes too.

@@ -1,19 +1,27 @@
 package org.meshdrop.kit.android
 
 import android.content.Intent
+import android.net.ConnectivityManager
+import android.net.NetworkCapabilities
 import android.os.BatteryManager
 import android.os.Looper
 import kotlinx.coroutines.runBlocking
 import org.junit.After
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
 import org.junit.Assert.assertNotEquals
 import org.junit.Assert.assertTrue
 import org.junit.Test
 import org.junit.runner.RunWith
 import org.robolectric.RobolectricTestRunner
 import org.robolectric.Shadows.shadowOf
+import org.robolectric.shadows.ShadowNetwork
+import org.robolectric.shadows.ShadowNetworkCapabilities
 
-/** The node hears when the phone is unplugged and plugged in again, and seeds less on battery. */
+/**
+ * The node hears when the phone is unplugged and plugged in again, and seeds less on battery; and
+ * whether the network is metered (room attachments then wait for the user).
+ */
 @RunWith(RobolectricTestRunner::class)
 class PowerTest {
     @After
@@ -39,6 +47,24 @@ class PowerTest {
 
         battery(BatteryManager.BATTERY_PLUGGED_USB)
         assertEquals(plugged, host.node.uploadLimits())
+    }
+
+    @Test
+    fun aMeteredNetworkReachesTheNode() = runBlocking<Unit> {
+        val host = startHost()
+        val connectivity = shadowOf(app.getSystemService(ConnectivityManager::class.java))
+        val callbacks = connectivity.networkCallbacks.toList()
+        assertEquals("one callback for the default network", 1, callbacks.size)
+        val network = ShadowNetwork.newInstance(7)
+        val mobile = ShadowNetworkCapabilities.newInstance()
+        callbacks.single().onCapabilitiesChanged(network, mobile)
+        assertTrue("mobile data is metered", host.node.isMetered())
+        val wifi = ShadowNetworkCapabilities.newInstance()
+        shadowOf(wifi).addCapability(NetworkCapabilities.NET_CAPABILITY_NOT_METERED)
+        callbacks.single().onCapabilitiesChanged(network, wifi)
+        assertFalse("home Wi-Fi is not", host.node.isMetered())
+        MeshdropHost.quit()
+        assertTrue("the callback goes with the node", connectivity.networkCallbacks.isEmpty())
     }
 
     @Test
