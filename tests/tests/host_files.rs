@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use meshdrop_core::transfer::Damage;
-use meshdrop_core::{
-    DownloadError, DownloadReport, DownloadSpec, Event, FileSource, Node, NodeConfig, Ticket,
-};
+use meshdrop_core::{DownloadError, Event, FileSource, Node, NodeConfig};
 use meshdrop_tests::{get, wait_for};
 
 const MIB: usize = 1024 * 1024;
