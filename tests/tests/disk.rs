@@ -3,7 +3,9 @@
 //! a link is left alone, a `.part` that became a link is replaced), two downloads of two shares
 //! with the same file name into one folder never mix bytes, names a destination cannot hold are
 //! mapped and reported, and a seeder whose copy was damaged serves only what still verifies,
-//! says so, and heals from others; with no good copy anywhere the download fails clearly.
+//! says so, and heals from others; with no good copy anywhere the download fails clearly; files
+//! partly copied into the destination beforehand are completed in place (only the chunks they
+//! lack travel), and a file the user changed is never written over.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -437,6 +439,74 @@ async fn one_share_fetched_into_one_folder_by_two_nodes_at_once_lands_once() {
     assert_eq!(hash(&out.join("a.bin")), hash(&file));
     assert!(a.renamed.is_empty() && b.renamed.is_empty());
     for n in [&sender, &r1, &r2] {
+        n.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_partly_copied_from_a_stick_is_completed_in_place_fetching_only_what_it_lacks() {
+    use std::os::unix::fs::MetadataExt;
+    const KIB: u64 = 1024;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let trip = dirs[2].path().join("Trip");
+    random_file(&trip.join("a.mp4"), 6 * MIB, 21);
+    random_file(&trip.join("b.mp4"), 6 * MIB, 22);
+    random_file(&trip.join("c.jpg"), 300_000, 23);
+    random_file(&trip.join("e.mp4"), 4 * MIB, 24);
+    random_file(&trip.join("f.mov"), 2 * MIB, 25);
+    let sender = node(dirs[0].path(), "sender").await;
+    let receiver = node(dirs[1].path(), "receiver").await;
+    let ticket = sender.share(vec![trip.clone()]).await.unwrap();
+
+    // What the friend copied from a stick before it was pulled: a.mp4 whole, b.mp4 up to a
+    // little past 2.5 MiB, e.mp4 by a copier that sized the file first (1 MiB, then zeros), and
+    // their own edit of f.mov (a changed region in its middle), which must survive.
+    let out = dirs[1].path().join("out");
+    let mine = out.join("Trip");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::copy(trip.join("a.mp4"), mine.join("a.mp4")).unwrap();
+    let b = std::fs::read(trip.join("b.mp4")).unwrap();
+    std::fs::write(mine.join("b.mp4"), &b[..5 * MIB / 2 + 1000]).unwrap();
+    let mut e = std::fs::read(trip.join("e.mp4")).unwrap();
+    e[MIB..].fill(0);
+    std::fs::write(mine.join("e.mp4"), &e).unwrap();
+    std::fs::copy(trip.join("f.mov"), mine.join("f.mov")).unwrap();
+    damage(&mine.join("f.mov"), 3 * MIB as u64 / 2, 4096).unwrap();
+    let edited = hash(&mine.join("f.mov"));
+    let inode = |name: &str| std::fs::metadata(mine.join(name)).unwrap().ino();
+    let (b_inode, e_inode) = (inode("b.mp4"), inode("e.mp4"));
+
+    let report = get(&receiver, &ticket, &out).await.expect("downloads");
+    println!("{report:?}");
+    for name in ["a.mp4", "b.mp4", "c.jpg", "e.mp4"] {
+        assert_eq!(hash(&mine.join(name)), hash(&trip.join(name)), "{name}");
+    }
+    assert_eq!(hash(&mine.join("f (1).mov")), hash(&trip.join("f.mov")));
+    assert_eq!(hash(&mine.join("f.mov")), edited, "the user's edit is kept");
+    assert_eq!(
+        (inode("b.mp4"), inode("e.mp4")),
+        (b_inode, e_inode),
+        "completed where they lay, not copied"
+    );
+    // 256 KiB chunks: b.mp4 kept its first 10 whole chunks, e.mp4 its first 4; the torn chunk
+    // of b.mp4 and the zeros of e.mp4 were fetched, as were c.jpg and the share's f.mov.
+    let kept = 6 * MIB as u64 + 2560 * KIB + 1024 * KIB;
+    assert_eq!(report.skipped, kept, "already there");
+    assert_eq!(
+        report.fetched,
+        (6 * MIB + 4 * MIB + 2 * MIB) as u64 + 300_000 - 2560 * KIB - 1024 * KIB,
+        "only what was missing travelled"
+    );
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("b.mp4 was partly there already")),
+        "{:?}",
+        report.notes
+    );
+    assert!(part_files(&mine, "b.mp4").is_empty());
+    for n in [&sender, &receiver] {
         n.stop().await.unwrap();
     }
 }

@@ -170,7 +170,8 @@ pub struct DownloadReport {
     pub fetched: u64,
     /// Bytes already on disk from an earlier run.
     pub resumed: u64,
-    /// Bytes of files already present and identical.
+    /// Bytes already in the destination: identical files, and the chunks of unfinished copies
+    /// (completed in place).
     pub skipped: u64,
     /// Bytes rejected because they failed verification.
     pub rejected: u64,

@@ -2,10 +2,13 @@
 //! mapped to what the destination holds (`names.rs`); a final name already taken by another file
 //! or claimed by a running download moves on to `a (1).bin`; each file's bytes go to a `.part` of
 //! this download alone (`.a.bin.<token>.meshdrop-part`), resumed only from the chunks this
-//! download recorded; everything reached through [`Dest`], which follows no link.
+//! download recorded; a final name that holds an unfinished copy of the file (a copy from a
+//! stick that stopped half-way) is completed where it lies, fetching only the chunks it lacks;
+//! everything reached through [`Dest`], which follows no link.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,6 +36,15 @@ pub(super) struct FilePlan {
 }
 
 impl FilePlan {
+    fn new(index: usize, final_rel: Vec<String>, part_rel: Vec<String>) -> Self {
+        FilePlan {
+            index,
+            final_rel,
+            part_rel,
+            done: false,
+        }
+    }
+
     /// Whether the file is written where it lies (a repair), not renamed into place.
     pub(super) fn in_place(&self) -> bool {
         self.part_rel == self.final_rel
@@ -54,7 +66,7 @@ pub(super) struct Plan {
     all_final: Vec<PathBuf>,
     /// Bytes already on disk from an earlier run.
     pub(super) resumed: u64,
-    /// Bytes of files already present and identical.
+    /// Bytes already in the destination (identical files, chunks of unfinished copies).
     pub(super) skipped: u64,
     /// Names of the share saved under others.
     pub(super) renamed: Vec<NameChange>,
@@ -62,6 +74,28 @@ pub(super) struct Plan {
     pub(super) notes: Vec<String>,
     /// The longest name the destination holds.
     pub(super) name_max: usize,
+}
+
+/// What the name a selected file is saved under holds.
+enum Placed {
+    /// Nothing yet: the file is fetched into its `.part`.
+    New(Vec<String>),
+    /// This very file: nothing to fetch.
+    Done(Vec<String>),
+    /// An unfinished copy of it, completed in place; these of its chunks are there already.
+    Partial(Vec<String>, Vec<u64>),
+}
+
+/// Where a selected file may go: what [`Plan::place`] looks at.
+struct Place<'a> {
+    claims: &'a Claims,
+    owner: i64,
+    rel: &'a [String],
+    manifest: &'a Manifest,
+    index: usize,
+    name_max: usize,
+    /// Whether an unfinished copy under its name may be completed in place.
+    adopt: bool,
 }
 
 /// What a plan is made from besides the store: the share, this download, its destination.
@@ -101,19 +135,38 @@ impl Plan {
             notes: Vec::new(),
             name_max: rules.name_max,
         };
+        let selected: Option<HashSet<usize>> = selection.map(|s| s.iter().copied().collect());
         let mut stale = Vec::new();
         for (index, rel) in local.files.into_iter().enumerate() {
             let part_rel = part_of(&rel, &row.token, rules.name_max);
-            if selection.is_none_or(|s| s.contains(&index)) {
-                let entry = &manifest.files()[index];
-                let (final_rel, done) = plan.place(claims, row.id, &rel, entry, rules.name_max)?;
-                let file = FilePlan {
+            if selected.as_ref().is_none_or(|s| s.contains(&index)) {
+                // A `.part` of this download is resumed; only without one is an unfinished copy
+                // under the final name taken over.
+                let adopt = matches!(dest.entry(&part_rel)?, Entry::Absent);
+                let at = Place {
+                    claims,
+                    owner: row.id,
+                    rel: &rel,
+                    manifest,
                     index,
-                    final_rel,
-                    part_rel,
-                    done,
+                    name_max: rules.name_max,
+                    adopt,
                 };
-                plan.add_selected(manifest, file, &recorded, &mut stale)?;
+                let (file, present) = match plan.place(at)? {
+                    Placed::New(final_rel) => (FilePlan::new(index, final_rel, part_rel), None),
+                    Placed::Done(final_rel) => (
+                        FilePlan {
+                            done: true,
+                            ..FilePlan::new(index, final_rel, part_rel)
+                        },
+                        None,
+                    ),
+                    Placed::Partial(final_rel, present) => (
+                        FilePlan::new(index, final_rel.clone(), final_rel),
+                        Some(present),
+                    ),
+                };
+                plan.add_selected(manifest, file, present, &recorded, &mut stale)?;
             } else {
                 plan.all_final.push(dest.join(&rel));
                 plan.locations.push(dest.join(&part_rel));
@@ -162,15 +215,19 @@ impl Plan {
 
     /// The final name of a selected file: the share's (mapped) name, or, when another file
     /// holds it or another running download claimed it, the first free `name (n)`. A name that
-    /// holds this very file already means it is done.
-    fn place(
-        &mut self,
-        claims: &Claims,
-        owner: i64,
-        rel: &[String],
-        entry: &FileEntry,
-        name_max: usize,
-    ) -> Result<(Vec<String>, bool), DownloadError> {
+    /// holds this very file already means it is done; one that holds an unfinished copy of it
+    /// (when `at.adopt`) is completed in place.
+    fn place(&mut self, at: Place<'_>) -> Result<Placed, DownloadError> {
+        let Place {
+            claims,
+            owner,
+            rel,
+            manifest,
+            index,
+            name_max,
+            adopt,
+        } = at;
+        let entry = &manifest.files()[index];
         let Some((name, parent)) = rel.split_last() else {
             return Err(DownloadError::Exists {
                 path: self.dest.join(rel),
@@ -188,10 +245,18 @@ impl Plan {
             let found = self.dest.entry(&candidate)?;
             let taken = match found {
                 Entry::Absent => None,
-                Entry::File { size, links: 1 } if size == entry.size => {
-                    if self.same_file(&candidate, entry)? {
+                Entry::File { size, links: 1 } => {
+                    if size == entry.size && self.same_file(&candidate, entry)? {
                         self.note_taken(rel, &candidate, why);
-                        return Ok((candidate, true));
+                        return Ok(Placed::Done(candidate));
+                    }
+                    if adopt
+                        && size <= entry.size
+                        && let Some(present) = self.present_chunks(&candidate, manifest, index)?
+                        && claims.claim(&path, owner)
+                    {
+                        self.note_taken(rel, &candidate, why);
+                        return Ok(Placed::Partial(candidate, present));
                     }
                     Some("another file holds its name")
                 }
@@ -202,7 +267,7 @@ impl Plan {
             match taken {
                 None if claims.claim(&path, owner) => {
                     self.note_taken(rel, &candidate, why);
-                    return Ok((candidate, false));
+                    return Ok(Placed::New(candidate));
                 }
                 None => why = why.or(Some("another download saves a file under its name")),
                 Some(reason) => why = why.or(Some(reason)),
@@ -233,12 +298,14 @@ impl Plan {
         });
     }
 
-    /// Plans a selected file: in place already (identical), resumed from its `.part` (the
-    /// recorded chunks), or fetched whole. Recorded chunks whose `.part` is gone go to `stale`.
+    /// Plans a selected file: in place already (identical), completed in place (an unfinished
+    /// copy holding the chunks `present`), resumed from its `.part` (the recorded chunks), or
+    /// fetched whole. Recorded chunks no longer on disk go to `stale`.
     fn add_selected(
         &mut self,
         manifest: &Manifest,
         file: FilePlan,
+        present: Option<Vec<u64>>,
         recorded: &BTreeSet<u64>,
         stale: &mut Vec<u64>,
     ) -> Result<(), DownloadError> {
@@ -247,6 +314,32 @@ impl Plan {
         if file.done {
             self.skipped += f.size;
             self.done.extend(chunks);
+        } else if let Some(present) = present {
+            let present: HashSet<u64> = present.into_iter().collect();
+            let mut kept = 0;
+            for i in chunks {
+                let len = manifest.chunk(i).map_or(0, |c| u64::from(c.len));
+                if !present.contains(&i) {
+                    if recorded.contains(&i) {
+                        stale.push(i);
+                    }
+                    self.missing.push(i);
+                } else if recorded.contains(&i) {
+                    self.done.push(i);
+                    self.resumed += len;
+                } else {
+                    self.done.push(i);
+                    kept += len;
+                }
+            }
+            self.skipped += kept;
+            if kept > 0 {
+                self.notes.push(format!(
+                    "{} was partly there already: {kept} of its {} bytes kept, only the rest fetched",
+                    self.dest.join(&file.final_rel).display(),
+                    f.size
+                ));
+            }
         } else {
             match self.dest.entry(&file.part_rel)? {
                 Entry::File { links: 1, .. } => {
@@ -292,6 +385,36 @@ impl Plan {
     /// Whether the file at `rel` is this one (size and BLAKE3 hash), read without following links.
     fn same_file(&self, rel: &[String], entry: &FileEntry) -> Result<bool, DownloadError> {
         same_file(&self.dest, rel, entry.size, &entry.hash)
+    }
+
+    /// The chunks of file `index` that the file at `rel` holds already, when it is an unfinished
+    /// copy of it: every whole chunk within its length is either the share's or never written
+    /// (zeros), and at least one is the share's. `None` for any other file: a file the user
+    /// wrote is never written over.
+    fn present_chunks(
+        &self,
+        rel: &[String],
+        manifest: &Manifest,
+        index: usize,
+    ) -> Result<Option<Vec<u64>>, DownloadError> {
+        let path = self.dest.join(rel);
+        let file = self.dest.read(rel)?;
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        let mut buf = vec![0; manifest.chunk_size() as usize];
+        let mut present = Vec::new();
+        for c in manifest.chunks_of(index).filter_map(|i| manifest.chunk(i)) {
+            if c.offset + u64::from(c.len) > len {
+                break;
+            }
+            let data = &mut buf[..c.len as usize];
+            file.read_exact_at(data, c.offset).map_err(io_err(&path))?;
+            if c.verify(data) {
+                present.push(c.index);
+            } else if data.iter().any(|&b| b != 0) {
+                return Ok(None);
+            }
+        }
+        Ok((!present.is_empty()).then_some(present))
     }
 
     /// Where every file of the share is once in place.
