@@ -25,6 +25,42 @@ pub fn chunk_hash(data: &[u8], offset: u64, whole_file: bool) -> Hash {
         .finalize_non_root()
 }
 
+/// [`chunk_hash`] of a chunk fed in pieces, so a chunk is checked without ever being held whole.
+pub struct ChunkHasher {
+    hasher: blake3::Hasher,
+    root: bool,
+}
+
+impl ChunkHasher {
+    /// For the chunk at byte `offset` of its file; `whole_file` as in [`chunk_hash`].
+    pub fn new(offset: u64, whole_file: bool) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        if !whole_file {
+            hasher.set_input_offset(offset);
+        }
+        Self {
+            hasher,
+            root: whole_file,
+        }
+    }
+
+    /// Feeds the next piece of the chunk.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.hasher.update(piece);
+    }
+
+    /// The chunk's hash, as [`chunk_hash`] gives it for the whole chunk.
+    pub fn finalize(&self) -> Hash {
+        if self.hasher.count() == 0 {
+            *blake3::hash(&[]).as_bytes()
+        } else if self.root {
+            *self.hasher.finalize().as_bytes()
+        } else {
+            self.hasher.finalize_non_root()
+        }
+    }
+}
+
 /// The BLAKE3 hash of a file of `size` bytes from the hashes of its chunks, or `None` when the
 /// number of chunk hashes does not fit the size.
 pub fn file_hash(size: u64, chunk_size: u32, chunks: &[Hash]) -> Option<Hash> {
@@ -90,6 +126,28 @@ mod tests {
             .enumerate()
             .map(|(i, c)| chunk_hash(c, i as u64 * u64::from(chunk_size), whole))
             .collect()
+    }
+
+    #[test]
+    fn a_chunk_hashed_in_pieces_has_the_hash_of_the_whole_chunk() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        // A whole file of one chunk, the first and a later chunk of 64 KiB of a larger file.
+        for (offset, len, whole) in [
+            (0, 100_000, true),
+            (0, 65_536, false),
+            (65_536, 65_536, false),
+        ] {
+            let chunk = &data[..len];
+            for piece in [1, 1000, 16_384, 100_000] {
+                let mut h = ChunkHasher::new(offset, whole);
+                chunk.chunks(piece).for_each(|p| h.update(p));
+                assert_eq!(
+                    h.finalize(),
+                    chunk_hash(chunk, offset, whole),
+                    "{offset} {piece}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::task::{AbortHandle, JoinError, JoinSet};
 
 use super::handle::Control;
 use super::schedule::Sched;
-use super::sink::{Feedback, Links, Pool, QUEUED_CHUNKS, Received, Sink, SinkReport};
+use super::sink::{Feedback, Links, Pool, QUEUED_PIECES, Received, Sink, SinkReport};
 use super::worker::{Ended, PeerError, Worker};
 use super::{DownloadError, Job, random_below};
 use super::{providers, seek};
@@ -67,7 +67,7 @@ pub(super) async fn fetch(
         chunk_count,
         random_below(chunk_count),
     )));
-    let (chunk_tx, chunk_rx) = mpsc::channel::<Received>(QUEUED_CHUNKS);
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Received>(QUEUED_PIECES);
     let (fb_tx, fb_rx) = mpsc::unbounded_channel::<Feedback>();
     let (found_tx, found_rx) = mpsc::channel(FOUND_QUEUE);
     let pool = Pool::default();

@@ -4,7 +4,7 @@
 //! without ever replacing another file. Batches are synced on a thread of their own, so the disk
 //! flush overlaps with receiving.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::DownloadError;
 use super::plan::{FilePlan, same_file};
 use super::registry::Claims;
-use super::sink::{Feedback, QUEUED_CHUNKS, REFETCH_BOUND};
+use super::sink::{Feedback, QUEUED_BYTES, REFETCH_BOUND};
 use crate::store::Store;
 use crate::transfer::dest::{Dest, DestError, Entry};
 use crate::transfer::library::Content;
@@ -38,6 +38,8 @@ pub(super) struct Batch {
     pub(super) chunks: Vec<u64>,
     pub(super) bytes: u64,
     pub(super) files: Vec<Touched>,
+    /// The indices in `files`: one lookup per chunk, whatever the batch holds.
+    touched: HashSet<usize>,
     pub(super) finished: Vec<Finished>,
 }
 
@@ -48,7 +50,7 @@ impl Batch {
 
     /// Adds file `index` (written at `rel`) to what this batch flushes.
     pub(super) fn touch(&mut self, index: usize, rel: &[String], handle: &Arc<File>) {
-        if self.files.iter().any(|(i, _, _)| *i == index) {
+        if !self.touched.insert(index) {
             return;
         }
         let keep = self.files.len() + 1 < SYNCFS_FILES;
@@ -207,19 +209,15 @@ fn sync_files(dest: &Dest, files: &[Touched]) -> Result<(), DownloadError> {
     Ok(())
 }
 
-/// The batch size and where batches go: with chunks of up to 1 MiB two batches are in flight
-/// (one syncing on a thread of its own, one filling) within [`REFETCH_BOUND`]; larger chunks are
-/// synced one at a time by the writer.
+/// The batch size and the sync thread. Two batches are in flight (one syncing on the thread, one
+/// filling), each at most half of what [`REFETCH_BOUND`] leaves beside the writer's queue and at
+/// least one chunk: with chunks over 1.5 MiB, two chunks and the queue are what a crash can cost.
 pub(super) fn start_syncer(
     syncer: Syncer,
     chunk_size: u32,
     feedback: &mpsc::UnboundedSender<Feedback>,
-) -> (u64, SyncTo) {
-    let chunk = u64::from(chunk_size);
-    let pipelined = (REFETCH_BOUND - QUEUED_CHUNKS as u64 * chunk.min(REFETCH_BOUND)) / 2;
-    if pipelined < chunk {
-        return (chunk, SyncTo::Inline(syncer));
-    }
+) -> (u64, SyncThread) {
+    let limit = ((REFETCH_BOUND - QUEUED_BYTES) / 2).max(u64::from(chunk_size));
     let (batches, rx) = sync_channel::<Batch>(0);
     let fb = feedback.clone();
     let thread = std::thread::spawn(move || {
@@ -231,14 +229,11 @@ pub(super) fn start_syncer(
         }
         true
     });
-    (pipelined, SyncTo::Thread { batches, thread })
+    (limit, SyncThread { batches, thread })
 }
 
-/// Where batches go: synced by the writer itself, or handed to the sync thread.
-pub(super) enum SyncTo {
-    Inline(Syncer),
-    Thread {
-        batches: SyncSender<Batch>,
-        thread: std::thread::JoinHandle<bool>,
-    },
+/// The thread that makes batches durable, and the way batches go to it.
+pub(super) struct SyncThread {
+    pub(super) batches: SyncSender<Batch>,
+    pub(super) thread: std::thread::JoinHandle<bool>,
 }

@@ -273,7 +273,8 @@ impl Sched {
         Some((index, 1))
     }
 
-    fn unrequest(&mut self, peer: &PeerId, index: u64) {
+    /// Chunk `index` is no longer due from `peer`; it waits again when no one else was asked.
+    pub(super) fn unrequest(&mut self, peer: &PeerId, index: u64) {
         if let Some(due) = self.requested.get_mut(&index) {
             due.retain(|p| p != peer);
             if due.is_empty() {

@@ -1,6 +1,9 @@
-//! The writer side of a download: verifies each chunk, writes it into its `.part` file (at most
-//! [`OPEN_FILES`] open at once) and hands what it wrote to `durable.rs` in batches; received
-//! chunks not yet recorded stay within [`REFETCH_BOUND`], which is all a crash can cost.
+//! The writer side of a download: chunks arrive in pieces of at most [`PIECE`] bytes (so memory
+//! does not grow with the share's chunk size), each written into its `.part` file (at most
+//! [`OPEN_FILES`] open at once) as it comes and hashed on the way; a chunk counts once its last
+//! piece makes its hash match (one that does not is fetched again over what it left), and what
+//! counts goes to `durable.rs` in batches. Received chunks not yet recorded stay within
+//! [`REFETCH_BOUND`] (or two chunks, when chunks are larger), which is all a crash can cost.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, watch};
 
-use super::durable::{Batch, Finished, SyncTo, Syncer, start_syncer};
+use super::durable::{Batch, Finished, SyncThread, Syncer, start_syncer};
 use super::handle::{PeerBytes, Progress, Status};
 use super::plan::{FilePlan, Plan};
 use super::schedule::Sched;
@@ -22,6 +25,7 @@ use crate::transfer::dest::Dest;
 use crate::transfer::library::Content;
 use crate::transfer::names::NameChange;
 use crate::transfer::service::Shared;
+use crate::transfer::tree::ChunkHasher;
 
 /// How the writer talks with the coordinator: feedback, the shared schedule, the buffer pool.
 pub(super) struct Links {
@@ -33,9 +37,13 @@ pub(super) struct Links {
 /// Received chunks not yet recorded (in batches and on their way to the writer) never exceed this:
 /// it is the most a crash makes a download fetch twice.
 pub const REFETCH_BOUND: u64 = 4 * 1024 * 1024;
-/// Chunks queued between the providers' streams and the writer.
-pub(super) const QUEUED_CHUNKS: usize = 2;
-/// Chunk buffers kept for reuse.
+/// The most bytes of a chunk that travel to the writer at once.
+pub(super) const PIECE: u32 = 256 * 1024;
+/// Pieces queued between the providers' streams and the writer.
+pub(super) const QUEUED_PIECES: usize = 4;
+/// Bytes queued between the providers' streams and the writer, at most.
+pub(super) const QUEUED_BYTES: u64 = QUEUED_PIECES as u64 * PIECE as u64;
+/// Piece buffers kept for reuse.
 const POOL_BUFFERS: usize = 4;
 /// Files the writer keeps open at once (the least recently written is closed past this), so a
 /// share of many small files never runs out of descriptors.
@@ -82,11 +90,21 @@ pub(super) struct SinkReport {
     pub(super) renamed: Vec<NameChange>,
 }
 
-/// A chunk as received, on its way to verification and disk.
+/// A piece of a chunk as received, on its way to disk: the bytes of chunk `index` from `at`.
 pub(super) struct Received {
     pub(super) peer: PeerId,
     pub(super) index: u64,
+    pub(super) at: u32,
     pub(super) data: Vec<u8>,
+}
+
+/// A chunk whose pieces are arriving from `peer`: how far it came, and its hash so far.
+struct Arriving {
+    peer: PeerId,
+    next: u32,
+    hasher: ChunkHasher,
+    /// False for a chunk written already (a duplicate): its pieces are counted, never written.
+    write: bool,
 }
 
 /// A selected file not yet in place.
@@ -143,6 +161,8 @@ pub(super) struct Sink {
     sched: Arc<Mutex<Sched>>,
     /// Chunks written in this run: a chunk fetched twice (requeued while in flight) counts once.
     written: BTreeSet<u64>,
+    /// Chunks part-way through their pieces, by the peer sending them.
+    arriving: HashMap<u64, Arriving>,
     status: Arc<watch::Sender<Status>>,
     interval: Duration,
     manifest: Arc<Manifest>,
@@ -152,7 +172,7 @@ pub(super) struct Sink {
     batch: Batch,
     /// A batch is handed over before it grows past this many bytes.
     batch_limit: u64,
-    syncer: Option<SyncTo>,
+    syncer: Option<SyncThread>,
     pool: Pool,
     done_bytes: u64,
     total_bytes: u64,
@@ -207,6 +227,7 @@ impl Sink {
         Self {
             sched,
             written: BTreeSet::new(),
+            arriving: HashMap::new(),
             status: (*status).clone(),
             interval: s.config.progress_interval,
             manifest,
@@ -282,40 +303,104 @@ impl Sink {
         Ok(true)
     }
 
-    fn accept(&mut self, chunk: Received) -> Result<(), Stop> {
-        let Received { peer, index, data } = chunk;
+    /// Takes one piece: written where it goes (unless its chunk is written already) and hashed;
+    /// the last piece of a chunk settles it. A first piece from another peer than the one a
+    /// chunk was arriving from takes the chunk over (the other's answer no longer counts: its
+    /// peer left, or the endgame asked twice), so a chunk's bytes on disk are always one peer's.
+    fn accept(&mut self, piece: Received) -> Result<(), Stop> {
+        let Received {
+            peer,
+            index,
+            at,
+            data,
+        } = piece;
         self.report.fetched += data.len() as u64;
         let Some(c) = self.manifest.chunk(index) else {
+            self.pool.give(data);
             return Ok(());
         };
-        if self.written.contains(&index) {
+        if at == 0 {
+            let arriving = Arriving {
+                peer,
+                next: 0,
+                hasher: ChunkHasher::new(c.offset, c.whole_file),
+                write: !self.written.contains(&index),
+            };
+            if let Some(old) = self.arriving.insert(index, arriving)
+                && old.peer != peer
+            {
+                self.sched
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .unrequest(&old.peer, index);
+            }
+        }
+        let Some(arriving) = self.arriving.get_mut(&index).filter(|a| {
+            a.peer == peer && a.next == at && at as usize + data.len() <= c.len as usize
+        }) else {
+            // A piece of an answer that no longer counts.
+            self.pool.give(data);
+            return Ok(());
+        };
+        arriving.hasher.update(&data);
+        arriving.next += data.len() as u32;
+        let (write, last) = (arriving.write, arriving.next >= c.len);
+        if write {
+            self.write_piece(c.file, c.offset + u64::from(at), &data)?;
+        }
+        self.pool.give(data);
+        if !last {
+            return Ok(());
+        }
+        let Some(arriving) = self.arriving.remove(&index) else {
+            return Ok(());
+        };
+        if !write || self.written.contains(&index) {
             self.settle(index);
-            self.pool.give(data);
             return Ok(());
         }
-        if !c.verify(&data) {
-            self.report.rejected += data.len() as u64;
+        if blake3::Hash::from(arriving.hasher.finalize()) != blake3::Hash::from(c.hash) {
+            self.report.rejected += u64::from(c.len);
             let _ = self.feedback.send(Feedback::Bad { peer, index });
-            self.pool.give(data);
             return Ok(());
         }
-        let Some(handle) = self.handle_for(c.file)? else {
+        self.chunk_written(peer, c.index, c.file, u64::from(c.len))
+    }
+
+    /// Writes `data` at `offset` of file `file`'s `.part`.
+    fn write_piece(&mut self, file: usize, offset: u64, data: &[u8]) -> Result<(), Stop> {
+        let Some(handle) = self.handle_for(file)? else {
             return Ok(());
         };
-        let Some(file) = self.open.get_mut(&c.file) else {
+        let Some(open) = self.open.get(&file) else {
             return Ok(());
         };
         handle
-            .write_all_at(&data, c.offset)
+            .write_all_at(data, offset)
             .map_err(|source| DownloadError::Io {
-                path: self.dest.join(&file.plan.part_rel),
+                path: self.dest.join(&open.plan.part_rel),
                 source,
             })?;
-        file.left = file.left.saturating_sub(1);
-        let finished = file.left == 0;
-        self.batch.touch(c.file, &file.plan.part_rel, &handle);
-        let len = data.len() as u64;
-        self.pool.give(data);
+        Ok(())
+    }
+
+    /// Chunk `index` of file `file` (`len` bytes, from `peer`) is verified and on disk.
+    fn chunk_written(
+        &mut self,
+        peer: PeerId,
+        index: u64,
+        file: usize,
+        len: u64,
+    ) -> Result<(), Stop> {
+        let Some(handle) = self.handle_for(file)? else {
+            return Ok(());
+        };
+        let Some(open) = self.open.get_mut(&file) else {
+            return Ok(());
+        };
+        open.left = open.left.saturating_sub(1);
+        let finished = open.left == 0;
+        self.batch.touch(file, &open.plan.part_rel, &handle);
         // Verified and written: served to the swarm at once, before it is durable here.
         self.content.add(&[index]);
         self.written.insert(index);
@@ -325,7 +410,7 @@ impl Sink {
         self.done_bytes += len;
         *self.per_peer.entry(peer).or_default() += len;
         if finished {
-            self.finished(c.file);
+            self.finished(file);
         }
         if self.batch.bytes + u64::from(self.manifest.chunk_size()) > self.batch_limit {
             self.hand_over(true)?;
@@ -389,21 +474,18 @@ impl Sink {
         if self.batch.is_empty() {
             return Ok(());
         }
-        match &self.syncer {
-            Some(SyncTo::Inline(syncer)) => syncer.sync(std::mem::take(&mut self.batch))?,
-            Some(SyncTo::Thread { batches, .. }) => {
-                let batch = std::mem::take(&mut self.batch);
-                if wait {
-                    batches.send(batch).map_err(|_| Stop::SyncFailed)?;
-                } else {
-                    match batches.try_send(batch) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(batch)) => self.batch = batch,
-                        Err(TrySendError::Disconnected(_)) => return Err(Stop::SyncFailed),
-                    }
-                }
+        let Some(SyncThread { batches, .. }) = &self.syncer else {
+            return Err(Stop::SyncFailed);
+        };
+        let batch = std::mem::take(&mut self.batch);
+        if wait {
+            batches.send(batch).map_err(|_| Stop::SyncFailed)?;
+        } else {
+            match batches.try_send(batch) {
+                Ok(()) => {}
+                Err(TrySendError::Full(batch)) => self.batch = batch,
+                Err(TrySendError::Disconnected(_)) => return Err(Stop::SyncFailed),
             }
-            None => return Err(Stop::SyncFailed),
         }
         Ok(())
     }
@@ -411,11 +493,10 @@ impl Sink {
     /// Waits until every handed-over batch is durable; false if syncing failed.
     fn close_syncer(&mut self) -> bool {
         match self.syncer.take() {
-            Some(SyncTo::Thread { batches, thread }) => {
+            Some(SyncThread { batches, thread }) => {
                 drop(batches);
                 thread.join().unwrap_or(false)
             }
-            Some(SyncTo::Inline(_)) => true,
             None => false,
         }
     }

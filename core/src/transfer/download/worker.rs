@@ -17,14 +17,15 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::handle::Control;
 use super::pex::Intake;
 use super::schedule::Sched;
-use super::sink::{Pool, Received};
+use super::sink::{PIECE, Pool, Received};
 use crate::net::framing::{IO_TIMEOUT, WireError, read_msg, read_within, write_within};
 use crate::transfer::Manifest;
 use crate::transfer::capability::ShareKey;
 use crate::transfer::service::Shared;
 use crate::transfer::wire::{self, PexPeer, Request, Response};
 
-/// The least a peer is asked for ahead of what it sent.
+/// The least a peer is asked for ahead of what it sent (and never less than two chunks, so
+/// the next chunk is on its way while one is read, whatever the share's chunk size).
 const MIN_WINDOW: u64 = 1024 * 1024;
 /// The most a peer is asked for ahead of what it sent.
 const MAX_WINDOW: u64 = 16 * 1024 * 1024;
@@ -210,7 +211,8 @@ impl Worker {
         }
     }
 
-    /// What may be in flight to this peer: about two round trips at its recent rate.
+    /// What may be in flight to this peer: about two round trips at its recent rate, at least
+    /// two chunks.
     fn window(&self, inflight: &InFlight) -> u64 {
         let rtt = self
             .s
@@ -219,7 +221,8 @@ impl Worker {
             .and_then(|p| p.rtt)
             .unwrap_or_default();
         let rate = inflight.rate.load(Ordering::Relaxed) as f64;
-        ((2.0 * rate * rtt.as_secs_f64()) as u64).clamp(MIN_WINDOW, MAX_WINDOW)
+        let least = MIN_WINDOW.max(2 * u64::from(self.manifest.chunk_size()));
+        ((2.0 * rate * rtt.as_secs_f64()) as u64).clamp(least, MAX_WINDOW.max(least))
     }
 
     /// The writing half: asks for runs of chunks while the window has room.
@@ -326,16 +329,23 @@ impl Worker {
                             "chunk {index} has {len} bytes, expected {want}"
                         )));
                     }
-                    let data = self.read_chunk(&mut r, len, inflight, &mut meter).await?;
-                    // It stays requested until the writer settles it, so a worker stopped from
-                    // here on cannot lose it: it waits again when this peer leaves.
-                    let received = Received {
-                        peer: self.peer,
-                        index,
-                        data,
-                    };
-                    if self.chunks.send(received).await.is_err() {
-                        return Ok(Ended::Done);
+                    // Handed to the writer piece by piece. It stays requested until the writer
+                    // settles it, so a worker stopped from here on cannot lose it: it waits
+                    // again when this peer leaves.
+                    let mut at = 0;
+                    while at < len {
+                        let n = (len - at).min(PIECE);
+                        let data = self.read_piece(&mut r, n, inflight, &mut meter).await?;
+                        let piece = Received {
+                            peer: self.peer,
+                            index,
+                            at,
+                            data,
+                        };
+                        if self.chunks.send(piece).await.is_err() {
+                            return Ok(Ended::Done);
+                        }
+                        at += n;
                     }
                 }
                 Response::Missing { index } if index == expected => {
@@ -356,8 +366,8 @@ impl Worker {
         }
     }
 
-    /// Reads a chunk's `len` bytes (within the download rate), making room in the window.
-    async fn read_chunk(
+    /// Reads `len` bytes of a chunk (within the download rate), making room in the window.
+    async fn read_piece(
         &self,
         r: &mut BufReader<futures::io::ReadHalf<libp2p::Stream>>,
         len: u32,
