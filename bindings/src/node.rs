@@ -13,8 +13,8 @@ use crate::ops::Ops;
 use crate::runtime::runtime;
 use crate::transfer::Transfer;
 use crate::types::{
-    AutoFetchSettings, NodeConfig, PeerInfo, PendingOffer, SendOutcome, ShareCheck, UploadLimits,
-    parse, parse_all, strings,
+    AutoFetchSettings, NodeConfig, PeerInfo, PendingOffer, SendOutcome, ShareCheck,
+    UnfinishedDownload, UploadLimits, parse, parse_all, strings,
 };
 
 /// A running node. Call [`Node::shutdown`] before the host exits.
@@ -192,6 +192,13 @@ impl Node {
             .into_iter()
             .map(Into::into)
             .collect()
+    }
+
+    /// The downloads that have not finished: running, waiting for someone who has the share, or
+    /// interrupted (a start resumes them). A background task asks it to know if work is left.
+    pub fn unfinished_downloads(&self) -> Result<Vec<UnfinishedDownload>, MeshdropError> {
+        let unfinished = self.core.unfinished_downloads()?;
+        Ok(unfinished.into_iter().map(Into::into).collect())
     }
 
     /// Tells the node whether the device runs on battery now (it seeds less on battery, and

@@ -36,6 +36,7 @@ use crate::net::{Link, LinkDirection, LinkIo, Net};
 use crate::store::Store;
 use crate::transfer::limits::TransferLimits;
 use crate::transfer::offer::{Decision, PendingOffer, SendOutcome};
+use crate::transfer::state::UnfinishedDownload;
 use crate::transfer::{
     ContentId, DownloadSpec, FileSource, Provider, ShareError, ShareHealth, ShareInfo, ShareKey,
     ShareKind, Ticket, TransferHandle, Transfers, Visibility,
@@ -392,6 +393,13 @@ impl Node {
     /// handle pauses, resumes, cancels and waits. Running the same download again resumes it.
     pub fn download(&self, spec: DownloadSpec) -> TransferHandle {
         self.inner.transfers.download(spec)
+    }
+
+    /// The downloads that have not finished: running, waiting for someone who has the share, or
+    /// interrupted by a stop (a start resumes them). What a host's background task asks to know
+    /// whether there is work left.
+    pub fn unfinished_downloads(&self) -> Result<Vec<UnfinishedDownload>> {
+        self.inner.transfers.unfinished_downloads()
     }
 
     /// Offers files to a nearby peer (AirDrop-style) and follows the offer to its end: declined,
