@@ -90,6 +90,13 @@ struct TransfersView: View {
                 ForEach(model.tickets, id: \.self) { shared in
                     ShareLink(item: shared) { Text(shared).lineLimit(1).truncationMode(.middle) }
                 }
+                if !model.unfinished.isEmpty {
+                    Section("To finish") {
+                        ForEach(model.unfinished, id: \.self) { download in
+                            Text("\(download.content.prefix(12))… into \((download.dest as NSString).lastPathComponent)")
+                        }
+                    }
+                }
                 ForEach(model.transfers.keys.sorted(), id: \.self) { id in
                     switch model.transfers[id] {
                     case let .transferProgress(_, _, done, total, _, _):
