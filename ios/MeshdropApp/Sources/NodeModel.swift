@@ -52,8 +52,12 @@ final class NodeModel: ObservableObject {
             started = false
             return
         }
-        // Phone to phone over peer-to-peer Wi-Fi: the core asks the driver for links when worth it.
-        if let node { call { try await node.setLinkDriver(driver: PeerToPeerLinkDriver(node: node), media: [PeerToPeerLinkDriver.medium]) } }
+        // Phone to phone over peer-to-peer Wi-Fi (AWDL, and Wi-Fi Aware where the device has it):
+        // the core asks the drivers for links when worth it.
+        if let node {
+            let links = LinkDrivers(node: node)
+            call { try await node.setLinkDriver(driver: links, media: links.media) }
+        }
         showPendingOffer()
         refreshUnfinished()
         await refreshPeers()
