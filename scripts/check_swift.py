@@ -40,7 +40,7 @@ PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_swift.language()))
 # Modules hand-written code may import: Apple's (those the sources use; add one when needed) and
 # the package's own targets (added at run time).
 APPLE_MODULES = {
-    "BackgroundTasks", "Combine", "CoreTransferable", "Darwin", "Foundation", "Network", "os",
+    "BackgroundTasks", "Combine", "CoreTransferable", "Darwin", "DeviceDiscoveryUI", "Foundation", "Network", "os",
     "PackageDescription", "Photos", "PhotosUI", "SwiftUI", "UIKit", "UniformTypeIdentifiers", "WiFiAware",
     "dnssd",
 }

@@ -39,6 +39,11 @@ struct NearbyView: View {
                         .buttonStyle(.borderless)
                     }
                 }
+                #if canImport(WiFiAware) && canImport(DeviceDiscoveryUI)
+                if #available(iOS 26, *), WiFiAwareLinkDriver.isAvailable {
+                    Section("Wi-Fi Aware") { WiFiAwarePairing() }
+                }
+                #endif
             }
             .navigationTitle("Nearby")
             .fileImporter(isPresented: isSet($filesFor), allowedContentTypes: [.item], allowsMultipleSelection: true) { result in

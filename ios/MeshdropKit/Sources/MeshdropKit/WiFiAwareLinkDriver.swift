@@ -21,6 +21,8 @@ import MeshdropFFI
 ///   link's handshake.
 /// - `openLink` connects to the device's browse result with the parameters the subscriber
 ///   configures and hands the connection over as an outbound link.
+/// - When the paired devices change (`WAPairedDevice.allDevices`: one paired or removed) it
+///   publishes and subscribes afresh, so a device paired while discovery runs is found.
 ///
 /// It uses the WiFiAware framework's adapters for the Network framework's NW* types
 /// (`WAPublisherListener.configureParameters(_:)` and `.service`, `WASubscriberBrowser
@@ -37,8 +39,8 @@ public final class WiFiAwareLinkDriver: LinkDriver, @unchecked Sendable {
     /// The medium this driver serves (what `setLinkDriver` names).
     public static let medium = "wifi-aware"
     /// The Wi-Fi Aware service of links (Info.plist's WiFiAwareServices declares it publishable
-    /// and subscribable).
-    static let serviceName = "_meshdrop-link._tcp"
+    /// and subscribable); pairing (DeviceDiscoveryUI) names it too.
+    public static let serviceName = "_meshdrop-link._tcp"
 
     /// Whether this device does Wi-Fi Aware and the app declares the service.
     public static var isAvailable: Bool {
@@ -57,6 +59,8 @@ public final class WiFiAwareLinkDriver: LinkDriver, @unchecked Sendable {
     private var subscriber: WASubscriberBrowser?
     /// The devices found, by paired device id: where to connect.
     private var endpoints: [String: NWEndpoint] = [:]
+    /// Follows the paired devices while discovery runs.
+    private var pairings: Task<Void, Never>?
 
     public init(node: Node) {
         self.node = node
@@ -69,6 +73,7 @@ public final class WiFiAwareLinkDriver: LinkDriver, @unchecked Sendable {
             guard self.serves(medium) else { return }
             self.publish()
             self.subscribe()
+            self.followPairings()
         }
     }
 
@@ -81,6 +86,8 @@ public final class WiFiAwareLinkDriver: LinkDriver, @unchecked Sendable {
             self.listener?.cancel()
             self.listener = nil
             self.endpoints = [:]
+            self.pairings?.cancel()
+            self.pairings = nil
         }
     }
 
@@ -171,6 +178,37 @@ public final class WiFiAwareLinkDriver: LinkDriver, @unchecked Sendable {
         browser.start(queue: queue)
         self.browser = browser
         self.subscriber = subscriber
+    }
+
+    /// Publishes and subscribes afresh whenever the set of paired devices changes.
+    private func followPairings() {
+        guard pairings == nil else { return }
+        pairings = Task { [weak self] in
+            var known: Set<WAPairedDevice.ID>?
+            do {
+                for try await devices in WAPairedDevice.allDevices {
+                    let now = Set(devices.values.map(\.id))
+                    defer { known = now }
+                    guard let before = known, before != now else { continue }
+                    self?.queue.async { self?.rediscover() }
+                }
+            } catch {
+                self?.log.error("cannot follow the paired devices: \(String(describing: error), privacy: .public)")
+            }
+        }
+    }
+
+    /// A device was paired or removed: the publisher and the subscriber start again for the
+    /// devices paired now (links already up stay).
+    private func rediscover() {
+        guard listener != nil || browser != nil else { return }
+        browser?.cancel()
+        browser = nil
+        subscriber = nil
+        listener?.cancel()
+        listener = nil
+        publish()
+        subscribe()
     }
 
     /// Tells the core; it decides when to start discovery again.
