@@ -98,6 +98,15 @@ impl Node {
             .await
     }
 
+    /// The device's network changed (Wi-Fi joined or left, back from a suspension): the node
+    /// dials every remembered peer that is not connected, now.
+    pub async fn network_changed(&self) -> Result<(), MeshdropError> {
+        let core = self.core.clone();
+        self.ops
+            .run(async move { Ok(core.network_changed().await?) })
+            .await
+    }
+
     /// Connects to an address and returns the peer id that answered.
     pub async fn connect(&self, addr: String) -> Result<String, MeshdropError> {
         let addr: Multiaddr = parse("address", &addr)?;

@@ -159,6 +159,13 @@ impl Node {
         self.inner.net.dial(peer, all, CONNECT_TIMEOUT).await
     }
 
+    /// The host's network changed (Wi-Fi joined or left, back from a suspension): connections may
+    /// be dead and addresses new, so every remembered peer worth a connection that is not
+    /// connected is dialled again now, its redial backoff started afresh.
+    pub async fn network_changed(&self) -> Result<()> {
+        self.command(Command::NetworkChanged).await
+    }
+
     /// Connects to a multiaddr (with or without `/p2p/<peer id>`) and returns the peer that answered.
     pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId> {
         match addr.iter().last() {
