@@ -191,22 +191,16 @@ public final class MeshdropHost {
     }
 
     /// After a suspension or a network change connections may be dead and addresses new: browse
-    /// afresh (fresh Bonjour results reach the core) and ask the core to dial every known peer that
-    /// is not connected. The core has no "network changed" call yet; `addPeer` dials.
+    /// afresh (fresh Bonjour results reach the core) and tell the core, which dials every known
+    /// peer that is not connected.
     private func reconnect() {
         guard let meshdrop else { return }
         discovery?.rebrowse()
         Task { [log] in
             do {
-                for peer in try await meshdrop.node.peers() where !peer.connected && !peer.addrs.isEmpty {
-                    do {
-                        try await meshdrop.node.addPeer(peerId: peer.peerId, addrs: peer.addrs)
-                    } catch {
-                        log.error("redial \(peer.peerId, privacy: .public): \(String(describing: error), privacy: .public)")
-                    }
-                }
+                try await meshdrop.node.networkChanged()
             } catch {
-                log.error("cannot list peers to redial: \(String(describing: error), privacy: .public)")
+                log.error("cannot tell the node the network changed: \(String(describing: error), privacy: .public)")
             }
         }
     }
