@@ -192,8 +192,10 @@ public final class WiFiAwareLinkDriver: LinkDriver, @unchecked Sendable {
                     guard let before = known, before != now else { continue }
                     self?.queue.async { self?.rediscover() }
                 }
-            } catch {
+            } catch where !Task.isCancelled {
                 self?.log.error("cannot follow the paired devices: \(String(describing: error), privacy: .public)")
+            } catch {
+                // Discovery stopped.
             }
         }
     }
