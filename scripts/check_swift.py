@@ -17,7 +17,8 @@
    ios/MeshdropKit/Package.swift agree (one name for the C module, binary target and
    xcframework); no `.macOS` platform without a macOS slice; imports name known modules.
 4. App bundle: the plists and entitlements parse, and the identifiers the Swift uses (app group,
-   background task, the link service's Bonjour type) are the ones they declare.
+   background task, the link service's Bonjour type, its Wi-Fi Aware service and the entitlement
+   to publish and subscribe it) are the ones they declare.
 """
 
 import argparse
@@ -39,8 +40,9 @@ PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_swift.language()))
 # Modules hand-written code may import: Apple's (those the sources use; add one when needed) and
 # the package's own targets (added at run time).
 APPLE_MODULES = {
-    "BackgroundTasks", "Combine", "CoreTransferable", "Darwin", "Foundation", "Network", "os",
-    "PackageDescription", "Photos", "PhotosUI", "SwiftUI", "UIKit", "UniformTypeIdentifiers", "dnssd",
+    "BackgroundTasks", "Combine", "CoreTransferable", "Darwin", "DeviceDiscoveryUI", "Foundation", "Network", "os",
+    "PackageDescription", "Photos", "PhotosUI", "SwiftUI", "UIKit", "UniformTypeIdentifiers", "WiFiAware",
+    "dnssd",
 }
 
 # Array methods whose closure gets elements, and those that return an array of the same elements:
@@ -1132,6 +1134,19 @@ def check_bundle(root, written):
         errors.append("ios/: no string constant PeerToPeerLinkDriver.serviceType, which names the link service")
     elif link_type not in info.get("NSBonjourServices", []):
         errors.append(f"{where / 'Info.plist'}: NSBonjourServices lacks {link_type} (PeerToPeerLinkDriver.serviceType)")
+    aware = written.constants.get("WiFiAwareLinkDriver.serviceName")
+    if aware is None:
+        errors.append("ios/: no string constant WiFiAwareLinkDriver.serviceName, which names the Wi-Fi Aware service")
+    else:
+        roles = info.get("WiFiAwareServices", {}).get(aware, {})
+        for role in ("Publishable", "Subscribable"):
+            if role not in roles:
+                errors.append(f"{where / 'Info.plist'}: WiFiAwareServices lacks {aware} {role} "
+                              f"(WiFiAwareLinkDriver.serviceName)")
+        capabilities = plists.get("MeshdropApp.entitlements", {}).get("com.apple.developer.wifi-aware", [])
+        for capability in ("Publish", "Subscribe"):
+            if capability not in capabilities:
+                errors.append(f"{where / 'MeshdropApp.entitlements'}: com.apple.developer.wifi-aware lacks {capability}")
     for key in ("NSLocalNetworkUsageDescription", "NSBonjourServices", "NSPhotoLibraryAddUsageDescription",
                 "UIFileSharingEnabled", "LSSupportsOpeningDocumentsInPlace"):
         if not info.get(key):
@@ -1235,6 +1250,12 @@ MUTATIONS = [
      '"org.meshdrop.app.resume-transfers"', '"org.meshdrop.app.resume"', "lacks org.meshdrop.app.resume"),
     ("a link service type the Info.plist does not declare", "ios/MeshdropKit/Sources/MeshdropKit/PeerToPeerLinkDriver.swift",
      '"_meshdrop-link._tcp"', '"_meshdrop-links._tcp"', "NSBonjourServices lacks _meshdrop-links._tcp"),
+    ("a Wi-Fi Aware service the Info.plist does not declare",
+     "ios/MeshdropKit/Sources/MeshdropKit/WiFiAwareLinkDriver.swift",
+     'serviceName = "_meshdrop-link._tcp"', 'serviceName = "_meshdrop-aware._tcp"',
+     "WiFiAwareServices lacks _meshdrop-aware._tcp Publishable"),
+    ("a Wi-Fi Aware entitlement without Subscribe", "ios/MeshdropApp/MeshdropApp.entitlements",
+     "<string>Subscribe</string>", "", "com.apple.developer.wifi-aware lacks Subscribe"),
     ("a link driver that no longer implements the generated protocol",
      "ios/MeshdropKit/Sources/MeshdropKit/PeerToPeerLinkDriver.swift",
      "public func openLink(medium: String, device: String)", "public func openLink(device: String)",

@@ -13,8 +13,8 @@ use crate::ops::Ops;
 use crate::runtime::runtime;
 use crate::transfer::Transfer;
 use crate::types::{
-    AutoFetchSettings, NodeConfig, PeerInfo, PendingOffer, SendOutcome, ShareCheck, UploadLimits,
-    parse, parse_all, strings,
+    AutoFetchSettings, NodeConfig, PeerInfo, PendingOffer, SendOutcome, ShareCheck,
+    UnfinishedDownload, UploadLimits, parse, parse_all, strings,
 };
 
 /// A running node. Call [`Node::shutdown`] before the host exits.
@@ -95,6 +95,15 @@ impl Node {
         let core = self.core.clone();
         self.ops
             .run(async move { Ok(core.add_peer(peer, addrs).await?) })
+            .await
+    }
+
+    /// The device's network changed (Wi-Fi joined or left, back from a suspension): the node
+    /// dials every remembered peer that is not connected, now.
+    pub async fn network_changed(&self) -> Result<(), MeshdropError> {
+        let core = self.core.clone();
+        self.ops
+            .run(async move { Ok(core.network_changed().await?) })
             .await
     }
 
@@ -192,6 +201,13 @@ impl Node {
             .into_iter()
             .map(Into::into)
             .collect()
+    }
+
+    /// The downloads that have not finished: running, waiting for someone who has the share, or
+    /// interrupted (a start resumes them). A background task asks it to know if work is left.
+    pub fn unfinished_downloads(&self) -> Result<Vec<UnfinishedDownload>, MeshdropError> {
+        let unfinished = self.core.unfinished_downloads()?;
+        Ok(unfinished.into_iter().map(Into::into).collect())
     }
 
     /// Tells the node whether the device runs on battery now (it seeds less on battery, and

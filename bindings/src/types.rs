@@ -454,6 +454,25 @@ impl From<offer::PendingOffer> for PendingOffer {
     }
 }
 
+/// A download that has not finished: running, waiting for someone who has the share, or
+/// interrupted (the next start resumes it).
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct UnfinishedDownload {
+    /// The share's content id.
+    pub content: String,
+    /// Where it goes.
+    pub dest: String,
+}
+
+impl From<meshdrop_core::transfer::state::UnfinishedDownload> for UnfinishedDownload {
+    fn from(d: meshdrop_core::transfer::state::UnfinishedDownload) -> Self {
+        Self {
+            content: d.content.to_string(),
+            dest: d.dest.display().to_string(),
+        }
+    }
+}
+
 /// A ticket drawn as a QR code: `size` × `size` modules, row after row, `true` for dark.
 #[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
 pub struct QrCode {

@@ -376,6 +376,13 @@ async fn errors_map_to_what_a_caller_can_act_on() {
             if *transfer_id == id && !tried.is_empty())
     })
     .await;
+    // Work left for the app's background task: the waiting download, with where it goes.
+    let unfinished = b.node.unfinished_downloads().unwrap();
+    assert_eq!(unfinished.len(), 1, "{unfinished:?}");
+    assert_eq!(
+        Path::new(&unfinished[0].dest).canonicalize().unwrap(),
+        dest_dir.path().canonicalize().unwrap()
+    );
     transfer.cancel(true);
     let gone = transfer.wait().await;
     assert!(matches!(gone, Err(MeshdropError::Cancelled)), "{gone:?}");

@@ -147,9 +147,20 @@ async fn a_holder_wait_ends_with_a_clear_error_and_the_download_resumes_at_the_n
     );
     carol.stop().await.unwrap();
 
-    // The next start (a running node) resumes it by itself and finishes once bob is in reach.
+    // The next start (a running node) resumes it by itself and finishes once bob is in reach;
+    // until then it is listed as unfinished (what a phone's background task asks), with where
+    // it goes.
     let carol = node(config(&carol_dir, "carol")).await;
     let mut events = carol.events();
+    let unfinished = carol
+        .unfinished_downloads()
+        .expect("lists unfinished downloads");
+    assert_eq!(unfinished.len(), 1, "{unfinished:?}");
+    assert_eq!(unfinished[0].content, ticket.content);
+    assert_eq!(
+        unfinished[0].dest.canonicalize().unwrap(),
+        out.path().canonicalize().unwrap()
+    );
     carol
         .add_peer(bob.peer_id(), bob.listen_addrs())
         .await
@@ -166,6 +177,13 @@ async fn a_holder_wait_ends_with_a_clear_error_and_the_download_resumes_at_the_n
     })
     .await;
     assert_photos(out.path(), &want);
+    let left = carol
+        .unfinished_downloads()
+        .expect("lists unfinished downloads");
+    assert!(
+        left.is_empty(),
+        "a finished download is not unfinished: {left:?}"
+    );
     carol.stop().await.unwrap();
     bob.stop().await.unwrap();
 }

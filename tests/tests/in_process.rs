@@ -1,5 +1,6 @@
 //! Several real nodes in one process on 127.0.0.1: connections over QUIC and TCP, identity that
-//! survives restarts, the verification code, mDNS on loopback and redial of remembered peers.
+//! survives restarts, the verification code, mDNS on loopback, redial of remembered peers and of
+//! known peers after a network change.
 
 use libp2p::multiaddr::Protocol;
 use meshdrop_core::{Event, Multiaddr, Node, NodeConfig, PeerId, Transport};
@@ -126,6 +127,46 @@ async fn a_restarted_device_redials_the_peers_it_saw_recently() {
     .await;
     a.stop().await.unwrap();
     b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn after_a_network_change_a_known_peer_that_was_out_of_reach_is_dialled_at_once() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Bob listens on one port, so his address stays the same across his restarts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bob_config = || {
+        let mut config = NodeConfig::loopback(db.path())
+            .with_name("bob")
+            .with_mdns(false);
+        config.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()];
+        config
+    };
+    let bob = Node::start(bob_config()).await.unwrap();
+    let (id, addrs) = (bob.peer_id(), bob.listen_addrs());
+    bob.stop().await.unwrap();
+
+    // Alice is told of bob while he is out of reach: the dial fails, and nothing redials a peer
+    // it never reached.
+    let alice = start(da.path(), "alice").await;
+    alice
+        .add_peer(id, addrs)
+        .await
+        .expect_err("bob is out of reach");
+
+    // Bob is back; alice's phone joins another network and says so: her node dials him now.
+    let bob = Node::start(bob_config()).await.unwrap();
+    let mut events = alice.events();
+    alice.network_changed().await.unwrap();
+    wait_for(&mut events, "bob dialled after the network change", |e| {
+        matches!(e, Event::PeerConnected { peer, .. } if *peer == id).then_some(())
+    })
+    .await;
+    alice.stop().await.unwrap();
+    bob.stop().await.unwrap();
 }
 
 #[tokio::test]

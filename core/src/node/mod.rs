@@ -36,6 +36,7 @@ use crate::net::{Link, LinkDirection, LinkIo, Net};
 use crate::store::Store;
 use crate::transfer::limits::TransferLimits;
 use crate::transfer::offer::{Decision, PendingOffer, SendOutcome};
+use crate::transfer::state::UnfinishedDownload;
 use crate::transfer::{
     ContentId, DownloadSpec, FileSource, Provider, ShareError, ShareHealth, ShareInfo, ShareKey,
     ShareKind, Ticket, TransferHandle, Transfers, Visibility,
@@ -156,6 +157,13 @@ impl Node {
             .await?;
         let all = rx.await.map_err(|_| Error::Stopped)??;
         self.inner.net.dial(peer, all, CONNECT_TIMEOUT).await
+    }
+
+    /// The host's network changed (Wi-Fi joined or left, back from a suspension): connections may
+    /// be dead and addresses new, so every remembered peer worth a connection that is not
+    /// connected is dialled again now, its redial backoff started afresh.
+    pub async fn network_changed(&self) -> Result<()> {
+        self.command(Command::NetworkChanged).await
     }
 
     /// Connects to a multiaddr (with or without `/p2p/<peer id>`) and returns the peer that answered.
@@ -392,6 +400,13 @@ impl Node {
     /// handle pauses, resumes, cancels and waits. Running the same download again resumes it.
     pub fn download(&self, spec: DownloadSpec) -> TransferHandle {
         self.inner.transfers.download(spec)
+    }
+
+    /// The downloads that have not finished: running, waiting for someone who has the share, or
+    /// interrupted by a stop (a start resumes them). What a host's background task asks to know
+    /// whether there is work left.
+    pub fn unfinished_downloads(&self) -> Result<Vec<UnfinishedDownload>> {
+        self.inner.transfers.unfinished_downloads()
     }
 
     /// Offers files to a nearby peer (AirDrop-style) and follows the offer to its end: declined,

@@ -38,6 +38,8 @@ pub(super) enum Command {
         addrs: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<Vec<Multiaddr>>>,
     },
+    /// The host's network changed: dial every remembered peer that is not connected, now.
+    NetworkChanged,
     /// Use the host's link driver on these media.
     SetLinkDriver {
         driver: Arc<dyn LinkDriver>,
@@ -211,6 +213,7 @@ impl Supervisor {
             Command::AddPeer { peer, addrs, reply } => {
                 let _ = reply.send(self.add_peer(peer, addrs));
             }
+            Command::NetworkChanged => self.network_changed(),
             Command::SetLinkDriver { driver, media } => self.nearby.set_driver(driver, media),
             Command::DeviceNearby {
                 medium,
@@ -507,6 +510,21 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Connections may be dead and addresses new: every peer worth redialling that is not
+    /// connected is dialled now, its backoff started afresh.
+    fn network_changed(&mut self) {
+        let now = Instant::now();
+        for state in self.peers.values_mut() {
+            if state.keep && state.connections == 0 && !state.addrs.is_empty() {
+                state.redial = Some(Redial {
+                    at: now,
+                    attempt: 0,
+                });
+            }
+        }
+        self.redial_due();
     }
 
     fn redial_due(&mut self) {

@@ -470,6 +470,12 @@ impl Transfers {
         }
     }
 
+    /// The downloads that have not finished: running, waiting for someone who has the share, or
+    /// interrupted (they resume at the next start).
+    pub fn unfinished_downloads(&self) -> Result<Vec<state::UnfinishedDownload>> {
+        state::unfinished_downloads(&self.s.store)
+    }
+
     /// Offers the share named by `ticket` (made for this offer) to `peer` as device `name`, and
     /// follows the offer to its end: declined, or delivered and verified on the receiver. The
     /// ticket's key opens nothing once the offer ended.

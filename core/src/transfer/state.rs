@@ -498,6 +498,40 @@ pub fn interrupted_downloads(store: &Store) -> Result<Vec<Interrupted>> {
     })
 }
 
+/// A download that has not finished: running, waiting for a first holder, or interrupted by a
+/// stop or a crash (it resumes at the next start).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnfinishedDownload {
+    /// The share it downloads.
+    pub content: ContentId,
+    /// Where it goes.
+    pub dest: PathBuf,
+}
+
+/// The downloads that have not finished and can resume (those [`interrupted_downloads`] restarts
+/// at a start), one per share and destination.
+pub fn unfinished_downloads(store: &Store) -> Result<Vec<UnfinishedDownload>> {
+    store.with(|c| {
+        let mut stmt = c.prepare(
+            "SELECT content, dest FROM downloads WHERE state = ?1 AND ticket != ''
+             UNION SELECT content, dest FROM sought ORDER BY dest",
+        )?;
+        let rows: Vec<(Vec<u8>, String)> = stmt
+            .query_map([DownloadState::Active], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, dest)| {
+                let bytes = <[u8; 32]>::try_from(id.as_slice()).ok()?;
+                Some(UnfinishedDownload {
+                    content: ContentId(bytes),
+                    dest: PathBuf::from(dest),
+                })
+            })
+            .collect())
+    })
+}
+
 /// Remembers a download that looks for a first holder of its share, until [`found_download`].
 pub fn seek_download(
     store: &Store,

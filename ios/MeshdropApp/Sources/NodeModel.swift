@@ -13,6 +13,14 @@ struct Offer: Identifiable {
     let contactName: String?
     let code: String
     let files: [OfferedFile]
+
+    init(_ pending: PendingOffer) {
+        id = pending.offerId
+        name = pending.name
+        contactName = pending.contactName
+        code = pending.verificationCode
+        files = pending.files
+    }
 }
 
 /// What the views show, read from the node and refreshed when its events say it changed; taps go
@@ -22,6 +30,9 @@ final class NodeModel: ObservableObject {
     @Published var peers: [PeerInfo] = []
     @Published var offer: Offer?
     @Published var transfers: [UInt64: NodeEvent] = [:]
+    /// Downloads the core has not finished (running, waiting for someone who has the share, or
+    /// resumed after a restart).
+    @Published var unfinished: [UnfinishedDownload] = []
     @Published var messages: [Message] = []
     @Published var shared: [Inbox.Batch] = []
     @Published var tickets: [String] = []
@@ -41,8 +52,14 @@ final class NodeModel: ObservableObject {
             started = false
             return
         }
-        // Phone to phone over peer-to-peer Wi-Fi: the core asks the driver for links when worth it.
-        if let node { call { try await node.setLinkDriver(driver: PeerToPeerLinkDriver(node: node), media: [PeerToPeerLinkDriver.medium]) } }
+        // Phone to phone over peer-to-peer Wi-Fi (AWDL, and Wi-Fi Aware where the device has it):
+        // the core asks the drivers for links when worth it.
+        if let node {
+            let links = LinkDrivers(node: node)
+            call { try await node.setLinkDriver(driver: links, media: links.media) }
+        }
+        showPendingOffer()
+        refreshUnfinished()
         await refreshPeers()
         await refreshMessages()
         for await event in host.events { await handle(event) }
@@ -50,7 +67,11 @@ final class NodeModel: ObservableObject {
 
     func scenePhaseChanged(_ phase: ScenePhase) {
         host.scenePhaseChanged(phase)
-        if phase == .active { shared = host.sharedItems() }
+        guard phase == .active else { return }
+        shared = host.sharedItems()
+        // Offers that came while the app was away (their events may have been missed).
+        showPendingOffer()
+        refreshUnfinished()
     }
 
     func send(files: [URL], to peerId: String) { report { try await self.host.send(files: files, to: peerId) } }
@@ -71,12 +92,18 @@ final class NodeModel: ObservableObject {
 
     func accept(_ offer: Offer) {
         self.offer = nil
-        call { try await self.host.accept(offerId: offer.id, from: offer.name, files: offer.files) }
+        call {
+            try await self.host.accept(offerId: offer.id, from: offer.name)
+            self.showPendingOffer()
+        }
     }
 
     func decline(_ offer: Offer) {
         self.offer = nil
-        call { try self.node?.declineOffer(offerId: offer.id) }
+        call {
+            try self.node?.declineOffer(offerId: offer.id)
+            self.showPendingOffer()
+        }
     }
 
     func download(ticket: String) { call { _ = try await self.host.download(ticket: ticket) } }
@@ -86,18 +113,37 @@ final class NodeModel: ObservableObject {
         switch event {
         case .peerDiscovered, .peerLost, .peerConnected, .peerIdentified, .peerDisconnected:
             await refreshPeers()
-        case let .offerReceived(offerId, _, name, contactName, code, _, files):
-            offer = Offer(id: offerId, name: name, contactName: contactName, code: code, files: files)
+        // An offer event (again after the listener lagged) or an offer's end: the sheet shows the
+        // oldest offer waiting, as the node lists them.
+        case .offerReceived, .offerExpired:
+            showPendingOffer()
         case let .transferProgress(id, _, _, _, _, _),
-             let .transferWaiting(id, _, _, _, _),
-             let .transferFinished(id, _, _, _),
+             let .transferWaiting(id, _, _, _, _):
+            transfers[id] = event
+        case let .transferFinished(id, _, _, _),
              let .transferFailed(id, _, _, _):
             transfers[id] = event
+            refreshUnfinished()
         case .messageReceived, .messageStateChanged:
             await refreshMessages()
         default:
             break
         }
+    }
+
+    /// Shows the oldest offer that waits for an answer, as the node lists them, or none. The
+    /// offer shown stays when it is still the oldest: an offer told twice shows once.
+    private func showPendingOffer() {
+        guard let node else { return }
+        guard let oldest = node.pendingOffers().first else {
+            offer = nil
+            return
+        }
+        if offer?.id != oldest.offerId { offer = Offer(oldest) }
+    }
+
+    private func refreshUnfinished() {
+        if let node, let unfinished = try? node.unfinishedDownloads() { self.unfinished = unfinished }
     }
 
     private func refreshPeers() async {

@@ -39,6 +39,11 @@ struct NearbyView: View {
                         .buttonStyle(.borderless)
                     }
                 }
+                #if canImport(WiFiAware) && canImport(DeviceDiscoveryUI)
+                if #available(iOS 26, *), WiFiAwareLinkDriver.isAvailable {
+                    Section("Wi-Fi Aware") { WiFiAwarePairing() }
+                }
+                #endif
             }
             .navigationTitle("Nearby")
             .fileImporter(isPresented: isSet($filesFor), allowedContentTypes: [.item], allowsMultipleSelection: true) { result in
@@ -89,6 +94,13 @@ struct TransfersView: View {
                 }
                 ForEach(model.tickets, id: \.self) { shared in
                     ShareLink(item: shared) { Text(shared).lineLimit(1).truncationMode(.middle) }
+                }
+                if !model.unfinished.isEmpty {
+                    Section("To finish") {
+                        ForEach(model.unfinished, id: \.self) { download in
+                            Text("\(download.content.prefix(12))… into \((download.dest as NSString).lastPathComponent)")
+                        }
+                    }
                 }
                 ForEach(model.transfers.keys.sorted(), id: \.self) { id in
                     switch model.transfers[id] {

@@ -6,16 +6,27 @@ import MeshdropFFI
 
 /// Background time for transfers. While one moves (a download reporting progress, an offer being
 /// sent) the app holds a UIKit background task, so leaving the screen does not stall it at once.
-/// When iOS takes that time back, or the app leaves the screen with transfers running, a
-/// BGProcessingTask is scheduled: iOS launches the app later, starting the node is enough for the
-/// core to resume every unfinished download, and the task ends once no transfer moves any more.
+/// When iOS takes that time back, or the app leaves the screen with transfers running or downloads
+/// the core lists as unfinished (`unfinishedDownloads()`: running, waiting for someone who has the
+/// share, interrupted), a BGProcessingTask is scheduled: iOS launches the app later, starting the
+/// node is enough for the core to resume every unfinished download, and the task ends once the
+/// core lists none, or none moved for a while (then it is scheduled again).
 @MainActor
 final class BackgroundTransfers {
     /// The BGProcessingTask; Info.plist's BGTaskSchedulerPermittedIdentifiers lists it.
     static let resumeTask = "org.meshdrop.app.resume-transfers"
     private let log = Logger(subsystem: "org.meshdrop", category: "background")
+    /// How long the resume task waits for a download to move before it leaves the rest for later.
+    private static let patience = Duration.seconds(30)
     private var active: Set<String> = []
     private var task: UIBackgroundTaskIdentifier = .invalid
+    /// The node, once started: it says which downloads are unfinished.
+    private var node: Node?
+
+    /// The node started: from now on its unfinished downloads count as work left.
+    func started(_ node: Node) {
+        self.node = node
+    }
 
     /// Follows the node's transfer events.
     func observe(_ event: NodeEvent) {
@@ -39,9 +50,10 @@ final class BackgroundTransfers {
         return try await work()
     }
 
-    /// The app left the screen: with transfers running, ask to be launched again to finish them.
+    /// The app left the screen: with transfers running or downloads unfinished, ask to be launched
+    /// again to finish them.
     func enteredBackground() {
-        if !active.isEmpty { schedule() }
+        if !active.isEmpty || !unfinished().isEmpty { schedule() }
     }
 
     /// Registers the BGProcessingTask's handler, which calls `start` (starting the node); call it
@@ -58,11 +70,15 @@ final class BackgroundTransfers {
     private func run(_ task: BGTask, start: @escaping @MainActor () async throws -> Void) async {
         let work = Task { @MainActor in
             try await start()
-            try await self.untilIdle()
+            return try await self.untilDone()
         }
         task.expirationHandler = { work.cancel() }
         do {
-            try await work.value
+            let left = try await work.value
+            if left > 0 {
+                log.info("\(left) downloads wait for someone who has them: trying again later")
+                schedule()
+            }
             task.setTaskCompleted(success: true)
         } catch {
             log.error("resuming transfers stopped: \(String(describing: error), privacy: .public)")
@@ -71,12 +87,29 @@ final class BackgroundTransfers {
         }
     }
 
-    /// Returns once no transfer moves: downloads resumed at start report progress within seconds,
-    /// and every one that moves keeps it waiting.
-    private func untilIdle() async throws {
-        try await Task.sleep(for: .seconds(30))
-        while !active.isEmpty {
-            try await Task.sleep(for: .seconds(5))
+    /// Returns how many downloads are left unfinished once the core lists none, or once none
+    /// moved for `patience` (those wait for someone who has their share); every download that
+    /// moves keeps it going.
+    private func untilDone() async throws -> Int {
+        let step = Duration.seconds(5)
+        var still = Duration.zero
+        while true {
+            let left = unfinished().count
+            if left == 0 { return 0 }
+            still = active.isEmpty ? still + step : .zero
+            if still > Self.patience { return left }
+            try await Task.sleep(for: step)
+        }
+    }
+
+    /// The downloads the core lists as unfinished (none before the node started).
+    private func unfinished() -> [UnfinishedDownload] {
+        guard let node else { return [] }
+        do {
+            return try node.unfinishedDownloads()
+        } catch {
+            log.error("cannot list unfinished downloads: \(String(describing: error), privacy: .public)")
+            return []
         }
     }
 

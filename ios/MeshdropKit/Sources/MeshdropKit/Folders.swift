@@ -18,8 +18,8 @@ enum Folders {
     /// Copies of photos and videos being offered, deleted when the offer ends.
     static var outbox: URL { support.appendingPathComponent("outbox", isDirectory: true) }
 
-    /// The photos and videos of accepted offers still to be saved to Photos.
-    static var expectedMedia: URL { support.appendingPathComponent("expected-media.json") }
+    /// Received photos and videos still to be added to Photos.
+    static var mediaToAdd: URL { support.appendingPathComponent("media-to-add.json") }
 
     /// Makes a new folder in Documents for an offer from `sender` and returns its name,
     /// "<sender> <date> <time>". The name is the sender's claim, so it is made safe first.

@@ -21,7 +21,7 @@ public final class MeshdropHost {
     private let log = Logger(subsystem: "org.meshdrop", category: "host")
     private let background = BackgroundTransfers()
     private let network = NetworkMonitor()
-    private let media = ReceivedMedia(list: Folders.expectedMedia, documents: Folders.documents)
+    private let media = ReceivedMedia(list: Folders.mediaToAdd, documents: Folders.documents)
     private var starting: Task<Meshdrop, Error>?
     private var meshdrop: Meshdrop?
     private var discovery: BonjourDiscoveryDriver?
@@ -65,7 +65,8 @@ public final class MeshdropHost {
         }
     }
 
-    /// Downloads a ticket's share into Documents.
+    /// Downloads a ticket's share into Documents; its photos and videos go to the Photos library
+    /// once verified.
     public func download(ticket: String) async throws -> Transfer {
         let node = try await start().node
         let trimmed = ticket.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -74,7 +75,7 @@ public final class MeshdropHost {
 
     /// Accepts an offer, all of it, into a new folder of Documents named after the sender; its
     /// photos and videos go to the Photos library once verified.
-    public func accept(offerId: UInt64, from name: String, files: [OfferedFile]) async throws {
+    public func accept(offerId: UInt64, from name: String) async throws {
         let node = try await start().node
         let folder = try Folders.received(from: name)
         let dest = Folders.documents.appendingPathComponent(folder, isDirectory: true)
@@ -84,7 +85,6 @@ public final class MeshdropHost {
             try? FileManager.default.removeItem(at: dest)
             throw error
         }
-        media.expect(folder: folder, files: files.map(\.path))
     }
 
     /// Offers files picked in the Files app to a device. They are read where they are, under
@@ -154,6 +154,7 @@ public final class MeshdropHost {
         discovery.start()
         self.meshdrop = meshdrop
         self.discovery = discovery
+        background.started(meshdrop.node)
         network.start(
             metered: { [weak self] costly in self?.meshdrop?.node.setMetered(metered: costly) },
             changed: { [weak self] in self?.reconnect() }
@@ -172,8 +173,8 @@ public final class MeshdropHost {
     private func forward(_ stream: AsyncStream<NodeEvent>) async {
         for await event in stream {
             background.observe(event)
-            if case .transferFinished = event {
-                Task { await media.collect() }
+            if case let .transferFinished(_, _, _, paths) = event {
+                Task { await media.finished(paths: paths) }
             }
             sink.yield(event)
         }
@@ -190,22 +191,16 @@ public final class MeshdropHost {
     }
 
     /// After a suspension or a network change connections may be dead and addresses new: browse
-    /// afresh (fresh Bonjour results reach the core) and ask the core to dial every known peer that
-    /// is not connected. The core has no "network changed" call yet; `addPeer` dials.
+    /// afresh (fresh Bonjour results reach the core) and tell the core, which dials every known
+    /// peer that is not connected.
     private func reconnect() {
         guard let meshdrop else { return }
         discovery?.rebrowse()
         Task { [log] in
             do {
-                for peer in try await meshdrop.node.peers() where !peer.connected && !peer.addrs.isEmpty {
-                    do {
-                        try await meshdrop.node.addPeer(peerId: peer.peerId, addrs: peer.addrs)
-                    } catch {
-                        log.error("redial \(peer.peerId, privacy: .public): \(String(describing: error), privacy: .public)")
-                    }
-                }
+                try await meshdrop.node.networkChanged()
             } catch {
-                log.error("cannot list peers to redial: \(String(describing: error), privacy: .public)")
+                log.error("cannot tell the node the network changed: \(String(describing: error), privacy: .public)")
             }
         }
     }

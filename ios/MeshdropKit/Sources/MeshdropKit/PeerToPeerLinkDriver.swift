@@ -19,11 +19,8 @@ import MeshdropFFI
 /// reported like any other and the core never links to itself). Calls from the core return at once;
 /// all state lives on `queue`.
 ///
-/// Wi-Fi Aware (iOS 26, the WiFiAware framework) would be a second medium, `wifi-aware`, driven the
-/// same way: a browser made from a `WASubscriberBrowser` descriptor and a listener whose parameters
-/// a `WAPublisherListener` configures, for the services declared under `WiFiAwareServices` in
-/// Info.plist (with the `com.apple.developer.wifi-aware` entitlement) and the devices the user
-/// paired; its connections go through `LinkPump.addLink` like these.
+/// Wi-Fi Aware (iOS 26) is a second medium, `wifi-aware`, driven the same way by
+/// `WiFiAwareLinkDriver`; `LinkDrivers` gives the node both.
 public final class PeerToPeerLinkDriver: LinkDriver, @unchecked Sendable {
     /// The medium this driver serves (what `setLinkDriver` names).
     public static let medium = "awdl"

@@ -4,24 +4,19 @@ import UniformTypeIdentifiers
 import os
 
 /// Received photos and videos go to the Photos library once they are verified. The core renames a
-/// file into place only when all of it verified, so a file that exists is verified. Accepting an
-/// offer notes the photos and videos it will write (`expect`); `collect()` saves those that have
-/// arrived, at start and after every finished transfer, so downloads the core resumed after a
-/// restart are saved too. The list is kept in a file (paths relative to Documents, whose absolute
-/// path changes across app updates). Photos asks the user once for add-only access.
+/// file into place only when all of it verified and reports where each file of a finished download
+/// is (`.transferFinished`), for a ticket download and an accepted offer alike. The photos and
+/// videos among them are noted in a file first (paths relative to Documents, whose absolute path
+/// changes across app updates), then added, so a save cut short when the app ended is done at the
+/// next start (`collect()`). Photos asks the user once for add-only access; the files stay in
+/// Documents either way (the node serves them to others, the Files app shows them).
 @MainActor
 final class ReceivedMedia {
-    private struct Expected: Codable {
-        /// The offer's folder, relative to Documents.
-        var folder: String
-        /// Photos and videos still to arrive, relative to `folder`.
-        var files: [String]
-    }
-
     private let list: URL
     private let documents: URL
     private let log = Logger(subsystem: "org.meshdrop", category: "photos")
-    private var expected: [Expected] = []
+    /// Verified photos and videos still to add, relative to Documents.
+    private var pending: [String] = []
     private var collecting = false
     private var again = false
 
@@ -30,23 +25,24 @@ final class ReceivedMedia {
         self.documents = documents
         if let data = try? Data(contentsOf: list) {
             do {
-                expected = try JSONDecoder().decode([Expected].self, from: data)
+                pending = try JSONDecoder().decode([String].self, from: data)
             } catch {
                 log.error("cannot read \(list.path, privacy: .public): \(String(describing: error), privacy: .public)")
             }
         }
     }
 
-    /// Notes the photos and videos among `files` (paths in an offer accepted into the folder
-    /// `folder` of Documents).
-    func expect(folder: String, files: [String]) {
-        let media = files.filter { Self.kind(of: $0) != nil }
+    /// A download finished: notes the photos and videos among its `paths` (as the core reports
+    /// them) and adds them to the library.
+    func finished(paths: [String]) async {
+        let media = paths.compactMap(inDocuments).filter { Self.kind(of: $0) != nil && !pending.contains($0) }
         guard !media.isEmpty else { return }
-        expected.append(Expected(folder: folder, files: media))
+        pending.append(contentsOf: media)
         store()
+        await collect()
     }
 
-    /// Saves every expected file that has arrived; a call while it runs makes it run once more.
+    /// Adds every noted photo and video; a call while it runs makes it run once more.
     func collect() async {
         guard !collecting else {
             again = true
@@ -56,37 +52,41 @@ final class ReceivedMedia {
         defer { collecting = false }
         repeat {
             again = false
-            await saveArrived()
+            await addPending()
         } while again
     }
 
-    private func saveArrived() async {
-        var arrived: [(URL, PHAssetResourceType)] = []
-        for i in expected.indices {
-            let folder = documents.appendingPathComponent(expected[i].folder, isDirectory: true)
-            expected[i].files.removeAll { file in
-                let url = folder.appendingPathComponent(file)
-                guard let kind = Self.kind(of: file), FileManager.default.fileExists(atPath: url.path) else {
-                    return false
-                }
-                arrived.append((url, kind))
-                return true
-            }
-        }
-        expected.removeAll { $0.files.isEmpty }
-        store()
-        guard !arrived.isEmpty else { return }
+    private func addPending() async {
+        let batch = pending
+        guard !batch.isEmpty else { return }
         guard await PHPhotoLibrary.requestAuthorization(for: .addOnly) == .authorized else {
-            log.info("no Photos access: \(arrived.count) received photos and videos stay in Files only")
+            log.info("no Photos access: \(batch.count) received photos and videos stay in Files only")
+            forget(batch)
             return
         }
-        for (url, kind) in arrived {
-            do {
-                try await Self.add(url, as: kind)
-            } catch {
-                log.error("cannot add \(url.lastPathComponent, privacy: .public) to Photos: \(String(describing: error), privacy: .public)")
+        for file in batch {
+            let url = documents.appendingPathComponent(file)
+            if let kind = Self.kind(of: file), FileManager.default.fileExists(atPath: url.path) {
+                do {
+                    try await Self.add(url, as: kind)
+                } catch {
+                    log.error("cannot add \(url.lastPathComponent, privacy: .public) to Photos: \(String(describing: error), privacy: .public)")
+                }
             }
+            forget([file])
         }
+    }
+
+    /// `path` relative to Documents, or nil when it is elsewhere. The core may report the
+    /// container's path with its symbolic links resolved (/private/var/...).
+    private func inDocuments(_ path: String) -> String? {
+        let root = documents.resolvingSymlinksInPath().path + "/"
+        let file = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard file.hasPrefix(root) else {
+            log.info("\(path, privacy: .public) is not in Documents: not added to Photos")
+            return nil
+        }
+        return String(file.dropFirst(root.count))
     }
 
     /// Adds a copy of the file to the library (the file stays: the node serves it to others).
@@ -103,9 +103,14 @@ final class ReceivedMedia {
         return nil
     }
 
+    private func forget(_ files: [String]) {
+        pending.removeAll { files.contains($0) }
+        store()
+    }
+
     private func store() {
         do {
-            try JSONEncoder().encode(expected).write(to: list, options: .atomic)
+            try JSONEncoder().encode(pending).write(to: list, options: .atomic)
         } catch {
             log.error("cannot write \(list.path, privacy: .public): \(String(describing: error), privacy: .public)")
         }

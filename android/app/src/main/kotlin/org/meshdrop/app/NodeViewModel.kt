@@ -5,6 +5,7 @@ import android.content.Context
 import android.net.Uri
 import androidx.lifecycle.AndroidViewModel
 import androidx.lifecycle.viewModelScope
+import kotlinx.coroutines.CompletableDeferred
 import kotlinx.coroutines.flow.MutableStateFlow
 import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.update
@@ -41,15 +42,21 @@ class NodeViewModel(app: Application) : AndroidViewModel(app) {
     /** The state the screens render. */
     val state: StateFlow<UiState> = _state
     private var host: MeshdropHost? = null
+    private val started = CompletableDeferred<MeshdropHost>()
 
     init {
         viewModelScope.launch {
             // Relay addresses the user saved (settings): the way to friends beyond the LAN.
             val relays = app.getSharedPreferences("meshdrop", Context.MODE_PRIVATE)
                 .getStringSet("relays", emptySet()).orEmpty().toList()
-            val started = runCatching { MeshdropHost.getOrStart(app, HostConfig(relays = relays)) }
-            val h = started.getOrElse { e -> _state.update { it.copy(error = e.message) }; return@launch }
+            val launched = runCatching { MeshdropHost.getOrStart(app, HostConfig(relays = relays)) }
+            val h = launched.getOrElse { e ->
+                started.completeExceptionally(e)
+                _state.update { it.copy(error = e.message) }
+                return@launch
+            }
             host = h
+            started.complete(h)
             _state.update { it.copy(offer = h.pendingOffers().firstOrNull()) }
             refreshPeers()
             refreshMessages()
@@ -87,6 +94,11 @@ class NodeViewModel(app: Application) : AndroidViewModel(app) {
     private fun call(action: suspend (MeshdropHost) -> Unit) = viewModelScope.launch {
         val h = host ?: return@launch
         runCatching { action(h) }.onFailure { e -> _state.update { it.copy(error = e.message) } }
+    }
+
+    /** Links over Wi-Fi Aware once the node runs: the activity calls it once Nearby devices is allowed. */
+    fun useWifiAware() = viewModelScope.launch {
+        runCatching { started.await().useWifiAware() }.onFailure { e -> _state.update { it.copy(error = e.message) } }
     }
 
     /** Offers picked documents to a nearby peer; says how it ended when it did not arrive. */

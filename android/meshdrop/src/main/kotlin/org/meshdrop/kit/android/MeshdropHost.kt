@@ -130,11 +130,20 @@ class MeshdropHost private constructor(private val app: Context) {
         else app.registerReceiver(power, changes)
         app.system<ConnectivityManager>().registerDefaultNetworkCallback(network)
         if (!config.coreMdns) discovery = NsdDiscoveryDriver(app, node, scope).also { it.start() }
-        if (config.wifiAware) {
-            links = WifiAwareLinkDriver(app, node, scope).also {
-                node.setLinkDriver(it, listOf(WifiAwareLinkDriver.MEDIUM))
-            }
+        if (config.wifiAware) useWifiAware()
+    }
+
+    /**
+     * Links over Wi-Fi Aware from now on ([WifiAwareLinkDriver]), as [HostConfig.wifiAware] does
+     * at start: for an app that starts the node before the user granted the Nearby devices
+     * permission. Later calls change nothing.
+     */
+    suspend fun useWifiAware() {
+        val driver = synchronized(lock) {
+            if (links != null) return
+            WifiAwareLinkDriver(app, node, scope).also { links = it }
         }
+        node.setLinkDriver(driver, listOf(WifiAwareLinkDriver.MEDIUM))
     }
 
     private suspend fun stop() {

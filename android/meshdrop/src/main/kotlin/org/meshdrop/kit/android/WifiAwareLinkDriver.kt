@@ -1,6 +1,9 @@
 package org.meshdrop.kit.android
 
+import android.content.BroadcastReceiver
 import android.content.Context
+import android.content.Intent
+import android.content.IntentFilter
 import android.net.ConnectivityManager
 import android.net.Network
 import android.net.NetworkCapabilities
@@ -17,6 +20,7 @@ import android.net.wifi.aware.WifiAwareManager
 import android.net.wifi.aware.WifiAwareNetworkInfo
 import android.net.wifi.aware.WifiAwareNetworkSpecifier
 import android.net.wifi.aware.WifiAwareSession
+import android.os.Build
 import android.os.Handler
 import android.os.HandlerThread
 import android.util.Log
@@ -49,13 +53,17 @@ import kotlin.concurrent.thread
  *   from `WifiAwareNetworkInfo`. Each end hands its socket to the node ([addLink]: outbound on
  *   the subscriber, inbound on the publisher), and the network is released when the link ends.
  *
+ * When Wi-Fi Aware goes away (Wi-Fi turned off, a hotspot started) discovery stops and the node
+ * is told (it asks again after a wait); when the platform says it is back
+ * (`ACTION_WIFI_AWARE_STATE_CHANGED`) discovery the node asked for starts again at once.
+ *
  * The data path is secured with a fixed passphrase only because the platform carries the port
  * only over a secured path: the link's Noise handshake authenticates the peer, as on the LAN.
  * Needs `NEARBY_WIFI_DEVICES` (API 33+) or `ACCESS_FINE_LOCATION` (below), `ACCESS_WIFI_STATE`
  * and `CHANGE_WIFI_STATE`. Reports reach the node one after the other, in [scope].
  */
 class WifiAwareLinkDriver internal constructor(
-    context: Context,
+    private val context: Context,
     private val node: NodeInterface,
     private val scope: CoroutineScope,
     private val listen: () -> ServerSocket,
@@ -71,6 +79,8 @@ class WifiAwareLinkDriver internal constructor(
     private val handler = Handler(callbacks.looper)
     private val reports = Channel<suspend () -> Unit>(Channel.UNLIMITED)
 
+    /** The node asked for discovery (and has not stopped it): it starts again when Aware is back. */
+    private var wanted = false
     private var discovering = false
     private var session: WifiAwareSession? = null
     private var publishing: PublishDiscoverySession? = null
@@ -83,14 +93,33 @@ class WifiAwareLinkDriver internal constructor(
     /** Links being set up or up: what each holds (its network request, its server socket). */
     private val links = HashSet<Opening>()
 
+    /** Wi-Fi Aware came or went (a broadcast only registered receivers get, on [handler]). */
+    private val availability = object : BroadcastReceiver() {
+        override fun onReceive(context: Context, intent: Intent) {
+            val available = aware?.isAvailable == true
+            val (restart, drop) = synchronized(this@WifiAwareLinkDriver) {
+                (available && wanted && !discovering) to (!available && discovering)
+            }
+            if (restart) startDiscovery(MEDIUM)
+            if (drop) discoveryFailed()
+        }
+    }
+
     init {
         scope.launch { for (report in reports) report() }
+        val changes = IntentFilter(WifiAwareManager.ACTION_WIFI_AWARE_STATE_CHANGED)
+        if (Build.VERSION.SDK_INT >= 33) {
+            context.registerReceiver(availability, changes, null, handler, Context.RECEIVER_NOT_EXPORTED)
+        } else {
+            context.registerReceiver(availability, changes, null, handler)
+        }
     }
 
     override fun startDiscovery(medium: String) {
         if (medium != MEDIUM) return
         val aware = aware
         synchronized(this) {
+            wanted = true
             if (discovering) return
             discovering = true
         }
@@ -115,12 +144,18 @@ class WifiAwareLinkDriver internal constructor(
     /** Discovery stopped without being asked (Aware off, attach or a session failed): everything
      * is dropped and the node told; it calls [startDiscovery] again after a wait. */
     private fun discoveryFailed() {
-        stopDiscovery(MEDIUM)
+        drop()
         report("discovery failed") { node.linkDiscoveryFailed(MEDIUM) }
     }
 
     override fun stopDiscovery(medium: String) {
         if (medium != MEDIUM) return
+        synchronized(this) { wanted = false }
+        drop()
+    }
+
+    /** Closes the sessions and releases every link's network; what the node wants stays. */
+    private fun drop() {
         val open = synchronized(this) {
             discovering = false
             publishing?.close()
@@ -151,6 +186,7 @@ class WifiAwareLinkDriver internal constructor(
     /** Stops everything (as `stopDiscovery`) and ends the callback thread; the driver is done. */
     fun release() {
         stopDiscovery(MEDIUM)
+        context.unregisterReceiver(availability)
         reports.close()
         callbacks.quitSafely()
     }

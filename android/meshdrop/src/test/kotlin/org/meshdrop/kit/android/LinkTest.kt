@@ -1,5 +1,8 @@
 package org.meshdrop.kit.android
 
+import android.content.Intent
+import android.net.wifi.aware.WifiAwareManager
+import android.os.Looper
 import kotlinx.coroutines.CompletableDeferred
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
@@ -24,6 +27,7 @@ import org.meshdrop.ffi.NodeInterface
 import org.meshdrop.ffi.Transport
 import org.meshdrop.kit.addLink
 import org.robolectric.RobolectricTestRunner
+import org.robolectric.Shadows.shadowOf
 import java.io.File
 import java.net.InetAddress
 import java.net.ServerSocket
@@ -148,8 +152,11 @@ class LinkTest {
         assertTrue(near2.isClosed)
     }
 
-    /** A node that records what a driver reports to it. */
-    private class Watched(private val node: NodeInterface) : NodeInterface by node {
+    /**
+     * A node that records what a driver reports to it; with [tellFailures] off the node never
+     * hears that discovery failed, so it never asks for it again by itself.
+     */
+    private class Watched(private val node: NodeInterface, private val tellFailures: Boolean) : NodeInterface by node {
         val nearby = Channel<Pair<String, String?>>(Channel.UNLIMITED)
         val lost = Channel<String>(Channel.UNLIMITED)
         val failed = Channel<String>(Channel.UNLIMITED)
@@ -166,13 +173,13 @@ class LinkTest {
 
         override suspend fun linkDiscoveryFailed(medium: String) {
             failed.send(medium)
-            node.linkDiscoveryFailed(medium)
+            if (tellFailures) node.linkDiscoveryFailed(medium)
         }
     }
 
     /** Runs Wi-Fi Aware for [device] as its phone would (its publisher's server socket on ::1). */
-    private suspend fun aware(device: Device): Watched {
-        val watched = Watched(device.md)
+    private suspend fun aware(device: Device, tellFailures: Boolean = true): Watched {
+        val watched = Watched(device.md, tellFailures)
         val driver = WifiAwareLinkDriver(app, watched, scope) { ServerSocket(0, 1, InetAddress.getByName("::1")) }
         drivers += driver
         device.md.setLinkDriver(driver, listOf(WifiAwareLinkDriver.MEDIUM))
@@ -240,6 +247,26 @@ class LinkTest {
         aware(ben)
         assertEquals(ben.md.peerId(), within("Ana finds Ben after the retry") { anaSees.nearby.receive() }.second)
         assertEquals(2, FakeAware.attached())
+    }
+
+    @Test
+    fun discoveryStartsAgainAsSoonAsThePhoneSaysWifiAwareIsBack() = runBlocking<Unit> {
+        FakeAware.setAvailable(false)
+        val ana = isolated("Ana")
+        val ben = isolated("Ben")
+        // Their nodes never hear of the failure, so never retry: only the platform's word can
+        // bring discovery back.
+        val anaSees = aware(ana, tellFailures = false)
+        aware(ben, tellFailures = false)
+        assertEquals(WifiAwareLinkDriver.MEDIUM, within("Ana's discovery fails") { anaSees.failed.receive() })
+        assertEquals(0, FakeAware.attached())
+
+        // The user turns Wi-Fi back on: the phone broadcasts that Wi-Fi Aware is available.
+        FakeAware.setAvailable(true)
+        app.sendBroadcast(Intent(WifiAwareManager.ACTION_WIFI_AWARE_STATE_CHANGED))
+        shadowOf(Looper.getMainLooper()).idle()
+        assertEquals(ben.md.peerId(), within("Ana finds Ben once Aware is back") { anaSees.nearby.receive() }.second)
+        assertEquals("both phones attached again", 2, FakeAware.attached())
     }
 
     private companion object {
