@@ -62,7 +62,11 @@ rss_mb() { awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }'
 cpu_s() { awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$1"; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # random FILE BYTES SEED: fast pseudo-random bytes (AES-CTR keystream), incompressible.
-random() { openssl enc -aes-128-ctr -pass "pass:$3" -nosalt -pbkdf2 < /dev/zero 2>/dev/null | head -c "$2" > "$1"; }
+# (openssl ends on the pipe head closes: its status is not the result; the size is.)
+random() {
+  { openssl enc -aes-128-ctr -pass "pass:$3" -nosalt -pbkdf2 < /dev/zero 2>/dev/null || true; } | head -c "$2" > "$1"
+  [ "$(stat -c %s "$1")" = "$2" ] || { echo "could not write $2 bytes to $1" >&2; exit 1; }
+}
 # stop_ns PID: SIGTERM to every process in the namespace but /usr/bin/time, then waits for PID.
 stop_ns() {
   for p in $(ip netns pids "$NS"); do
