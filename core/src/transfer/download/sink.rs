@@ -40,7 +40,7 @@ pub const REFETCH_BOUND: u64 = 4 * 1024 * 1024;
 /// The most bytes of a chunk that travel to the writer at once.
 pub(super) const PIECE: u32 = 256 * 1024;
 /// Pieces queued between the providers' streams and the writer.
-pub(super) const QUEUED_PIECES: usize = 4;
+pub(super) const QUEUED_PIECES: usize = 2;
 /// Bytes queued between the providers' streams and the writer, at most.
 pub(super) const QUEUED_BYTES: u64 = QUEUED_PIECES as u64 * PIECE as u64;
 /// Piece buffers kept for reuse.

@@ -24,9 +24,13 @@ use crate::transfer::capability::ShareKey;
 use crate::transfer::service::Shared;
 use crate::transfer::wire::{self, PexPeer, Request, Response};
 
-/// The least a peer is asked for ahead of what it sent (and never less than two chunks, so
-/// the next chunk is on its way while one is read, whatever the share's chunk size).
+/// The least a peer is asked for ahead of what it sent (and never less than a chunk: pieces of
+/// it make room for the next one as they come).
 const MIN_WINDOW: u64 = 1024 * 1024;
+/// What is in flight covers at least this much time at the peer's rate, so on a fast link the
+/// provider's disk reads and this device's own work overlap with the transfer whatever the
+/// chunk size (a window set by the chunk size alone would make memory grow with the share).
+const MIN_WINDOW_TIME: Duration = Duration::from_millis(10);
 /// The most a peer is asked for ahead of what it sent.
 const MAX_WINDOW: u64 = 16 * 1024 * 1024;
 /// A provider that sends nothing for this long while chunks are due is given up on.
@@ -211,8 +215,8 @@ impl Worker {
         }
     }
 
-    /// What may be in flight to this peer: about two round trips at its recent rate, at least
-    /// two chunks.
+    /// What may be in flight to this peer: about two round trips at its recent rate, at least a
+    /// chunk and [`MIN_WINDOW_TIME`] of its rate.
     fn window(&self, inflight: &InFlight) -> u64 {
         let rtt = self
             .s
@@ -221,8 +225,11 @@ impl Worker {
             .and_then(|p| p.rtt)
             .unwrap_or_default();
         let rate = inflight.rate.load(Ordering::Relaxed) as f64;
-        let least = MIN_WINDOW.max(2 * u64::from(self.manifest.chunk_size()));
-        ((2.0 * rate * rtt.as_secs_f64()) as u64).clamp(least, MAX_WINDOW.max(least))
+        let least = MIN_WINDOW
+            .max(u64::from(self.manifest.chunk_size()))
+            .max((rate * MIN_WINDOW_TIME.as_secs_f64()) as u64)
+            .min(MAX_WINDOW);
+        ((2.0 * rate * rtt.as_secs_f64()) as u64).clamp(least, MAX_WINDOW)
     }
 
     /// The writing half: asks for runs of chunks while the window has room.
