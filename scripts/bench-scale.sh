@@ -80,6 +80,7 @@ stop_ns() {
 share_bg() {
   local bin="$1" d="$2"; shift 2
   mkdir -p "$d"
+  rm -f "$d/share.out"
   in_ns /usr/bin/time -v -o "$d/send.time" "$bin" --data-dir "$d/a" --bind 127.0.0.1 --no-mdns share "$@" > "$d/share.out" 2>/dev/null &
   SHARER=$!
   while [ ! -s "$d/share.out" ]; do sleep 0.1; done
