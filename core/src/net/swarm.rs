@@ -412,7 +412,9 @@ impl Driver {
 
     /// Link `n` is a connection to `peer`: watched for idleness, its waiter told; its medium.
     /// Two devices that opened links to each other at once keep one: the link the smaller peer
-    /// id dialled (both sides pick the same one).
+    /// id dialled (both sides pick the same one). The smaller peer closes the other: it listened
+    /// on that link, and a listener finishes the handshake after its dialer, so neither side's
+    /// `add_link` sees its link torn down halfway through the handshake.
     fn link_opened(
         &mut self,
         n: u64,
@@ -432,7 +434,9 @@ impl Driver {
         if let Some(reply) = self.shared.link_waiter(n) {
             let _ = reply.send(Ok(peer));
         }
-        if let Some(twin) = twin {
+        if let Some(twin) = twin
+            && self.shared.local < peer
+        {
             tracing::debug!(%peer, "links opened both ways at once: one closes");
             self.swarm
                 .close_connection(if by_smaller { twin } else { id });

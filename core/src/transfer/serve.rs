@@ -39,6 +39,10 @@ const HAVE_EVERY: Duration = Duration::from_millis(100);
 const PEX_EVERY: Duration = Duration::from_secs(1);
 /// Chunks read ahead of the one being sent.
 const READ_AHEAD: usize = 4;
+/// Chunk reads a session overlaps at most (see [`Reader`]).
+const PARALLEL_READS: usize = 8;
+/// Bytes the overlapping reads of a session hold at most (one read is always allowed).
+const PARALLEL_READ_BYTES: u64 = 1024 * 1024;
 /// How long a session waits for the downloader's next request.
 pub const REQUEST_IDLE: Duration = Duration::from_secs(120);
 /// How long one write (a frame, a piece of a chunk) may wait for the downloader to read.
@@ -126,7 +130,6 @@ async fn session(peer: PeerId, stream: Stream, s: Shared) -> Result<(), WireErro
         content: content.clone(),
         s: s.clone(),
         rt: tokio::runtime::Handle::current(),
-        open: None,
     }
     .read_ahead(job_rx, out_tx);
     let responder = Responder {
@@ -381,54 +384,103 @@ async fn flush(w: &mut WriteHalf<Stream>) -> Result<(), WireError> {
         .map_err(Into::into)
 }
 
-/// Reads chunks from disk in job order for one session, keeping the last file open.
+/// Reads chunks from disk for one session, answering in job order. Several reads overlap (at
+/// most [`PARALLEL_READS`] holding [`PARALLEL_READ_BYTES`], always one): a roll of small photos
+/// cold on disk waits on each file's inode and data once per batch, not once per photo, while a
+/// video is read a chunk at a time, the kernel's readahead doing the rest.
 struct Reader {
     content: Arc<Content>,
     s: Shared,
     /// Where a damaged file's check runs.
     rt: tokio::runtime::Handle,
-    open: Option<(usize, std::fs::File)>,
 }
+
+/// One read of the reader: its answer (`None`: the read task died), and the bytes it holds.
+type Reading = futures::future::BoxFuture<'static, (Option<Answer>, u64)>;
 
 impl Reader {
     /// Answers jobs until either channel closes, each read on the blocking pool (no thread held
     /// between reads); with the `corrupt_chunks` fault it flips a bit in every chunk after
     /// verifying it (a test's malicious provider).
-    async fn read_ahead(mut self, mut jobs: mpsc::Receiver<Job>, answers: mpsc::Sender<Answer>) {
-        let corrupt = self.s.config.corrupt_chunks;
-        while let Some(job) = jobs.recv().await {
-            let answer = match job {
-                Job::Manifest => Answer::Manifest(self.content.encoded.clone()),
-                Job::Refuse(why) => Answer::Refuse(why),
-                Job::Chunk(index, last) => {
-                    let read = tokio::task::spawn_blocking(move || {
-                        let chunk = self.read_chunk(index);
-                        (chunk, self)
-                    });
-                    let Ok((chunk, reader)) = read.await else {
+    async fn read_ahead(self, mut jobs: mpsc::Receiver<Job>, answers: mpsc::Sender<Answer>) {
+        let reader = Arc::new(self);
+        let mut reading = futures::stream::FuturesOrdered::<Reading>::new();
+        let (mut held, mut next, mut open) = (0u64, None::<Job>, true);
+        loop {
+            if let Some(job) = next.take() {
+                let len = reader.len_of(&job);
+                let fits = reading.len() < PARALLEL_READS && held + len <= PARALLEL_READ_BYTES;
+                if reading.is_empty() || fits {
+                    held += len;
+                    reading.push_back(reader.start(job, len));
+                    continue;
+                }
+                next = Some(job);
+            }
+            tokio::select! {
+                biased;
+                Some((answer, len)) = reading.next(), if !reading.is_empty() => {
+                    held -= len;
+                    let Some(answer) = answer else { return };
+                    if answers.send(answer).await.is_err() {
                         return;
-                    };
-                    self = reader;
-                    match chunk {
-                        Some(mut chunk) => {
-                            if corrupt && let Some(b) = chunk.first_mut() {
-                                *b ^= 0x01;
-                            }
-                            Answer::Chunk(index, chunk, last)
-                        }
-                        None => Answer::Missing(index, last),
                     }
                 }
-            };
-            if answers.send(answer).await.is_err() {
-                return;
+                job = jobs.recv(), if next.is_none() && open => match job {
+                    Some(job) => next = Some(job),
+                    None => open = false,
+                },
+                else => return,
             }
         }
     }
 
+    /// The bytes `job` reads.
+    fn len_of(&self, job: &Job) -> u64 {
+        match job {
+            Job::Chunk(index, _) => self
+                .content
+                .manifest
+                .chunk(*index)
+                .map_or(0, |c| u64::from(c.len)),
+            Job::Manifest | Job::Refuse(_) => 0,
+        }
+    }
+
+    /// Starts `job`, which reads `len` bytes.
+    fn start(self: &Arc<Self>, job: Job, len: u64) -> Reading {
+        let (index, last) = match job {
+            Job::Manifest => {
+                let answer = Answer::Manifest(self.content.encoded.clone());
+                return Box::pin(std::future::ready((Some(answer), len)));
+            }
+            Job::Refuse(why) => {
+                return Box::pin(std::future::ready((Some(Answer::Refuse(why)), len)));
+            }
+            Job::Chunk(index, last) => (index, last),
+        };
+        let (reader, corrupt) = (self.clone(), self.s.config.corrupt_chunks);
+        Box::pin(async move {
+            let Ok(chunk) = tokio::task::spawn_blocking(move || reader.read_chunk(index)).await
+            else {
+                return (None, len);
+            };
+            let answer = match chunk {
+                Some(mut chunk) => {
+                    if corrupt && let Some(b) = chunk.first_mut() {
+                        *b ^= 0x01;
+                    }
+                    Answer::Chunk(index, chunk, last)
+                }
+                None => Answer::Missing(index, last),
+            };
+            (Some(answer), len)
+        })
+    }
+
     /// Reads chunk `index` and verifies it; `None` when it is not servable. A chunk this node
     /// holds that cannot be read or does not verify is reported to [`health`].
-    fn read_chunk(&mut self, index: u64) -> Option<Vec<u8>> {
+    fn read_chunk(&self, index: u64) -> Option<Vec<u8>> {
         if !self.content.has(index) {
             return None;
         }
@@ -438,21 +490,17 @@ impl Reader {
             Some(buf) if chunk.verify(&buf) => Some(buf),
             _ => {
                 tracing::warn!(content = %self.content.id, index, "a chunk read does not verify");
-                self.open = None;
                 health::suspect(&self.s, &self.rt, &self.content, index);
                 None
             }
         }
     }
 
-    fn read(&mut self, file: usize, offset: u64, len: usize) -> Option<Vec<u8>> {
+    fn read(&self, file: usize, offset: u64, len: usize) -> Option<Vec<u8>> {
         if let Some(host) = self.content.host_files() {
             return host.read_exact(file, offset, len).ok();
         }
-        if self.open.as_ref().is_none_or(|(f, _)| *f != file) {
-            self.open = Some((file, self.content.open(file).ok()?));
-        }
-        let (_, f) = self.open.as_ref()?;
+        let f = self.content.open(file).ok()?;
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, offset).ok()?;
         Some(buf)
