@@ -405,6 +405,8 @@ fn shares_lists_what_share_made_and_an_unshared_share_no_longer_opens_for_anothe
         &ticket,
         "--out",
         out.path().to_str().unwrap(),
+        "--wait",
+        "1",
     ];
     let (status, _, stderr) = Proc::spawn(other.path(), &args).finish();
     common::assert_one_line_error(&status, &stderr, "does not serve it to this ticket");

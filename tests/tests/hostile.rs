@@ -94,7 +94,7 @@ fn memory_kb(pid: u32, field: &str) -> u64 {
 async fn twenty_strangers_flooding_a_device_fill_only_their_budget_and_a_contact_still_gets_through()
  {
     const IDENTITIES: usize = 20;
-    const EACH: usize = 250;
+    const EACH: usize = 125;
     let dirs = tempfile::tempdir().unwrap();
     let dev_dir = dirs.path().join("device");
     // The data dir as a fresh node leaves it (identity, an empty store), before any flood.

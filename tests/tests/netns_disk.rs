@@ -85,27 +85,17 @@ fn bytes_from(done: &Value, peer: &str) -> u64 {
 }
 
 #[test]
-fn a_damaged_fast_seeder_next_to_a_slow_honest_one_at_least_halves_a_new_download() -> Result<()> {
+fn a_damaged_fast_seeder_next_to_a_slow_honest_one_carries_at_least_half_a_new_download()
+-> Result<()> {
     let _serial = serial();
     let lab = Lab::new(3)?;
     let dirs = [TempDir::new()?, TempDir::new()?, TempDir::new()?];
     let file = dirs[0].path().join("trip.mp4");
     meshdrop_tests::random_file(&file, 64 * MIB as usize, 7);
     let (mut a, ticket) = share(lab.host(0), dirs[0].path(), &file)?;
+    let a_id = a.peer_id(STEP)?;
 
-    // From A alone, at 40 Mbit/s.
-    lab.set_rate(0, SLOW_RATE)?;
-    let alone_out = dirs[2].path().join("alone");
-    let alone_dir = dirs[2].path().join("alone-data");
-    let (_, alone) = timed_get(lab.host(2), &alone_dir, "c-alone", &ticket, &alone_out)?;
-    ensure!(
-        hash(&alone_out.join("trip.mp4"))? == hash(&file)?,
-        "bytes differ"
-    );
-    eprintln!("from A alone: {alone:.2} s");
-
-    // B fetches it (fast, uncapped for the while), seeds it, and its copy is damaged.
-    lab.clear_rate(0)?;
+    // B fetches it (fast, uncapped), seeds it, and its copy is damaged.
     let b_out = dirs[1].path().join("downloads");
     let mut b = MeshdropProcess::spawn_get(
         lab.host(1),
@@ -134,17 +124,19 @@ fn a_damaged_fast_seeder_next_to_a_slow_honest_one_at_least_halves_a_new_downloa
         hash(&c_out.join("trip.mp4"))? == hash(&file)?,
         "bytes differ"
     );
-    let ratio = next_to_b / alone;
+    // A sends at 40 Mbit/s, B uncapped: the download takes about what A sends at A's rate, so
+    // "at least halved" is A sending at most half the bytes (a byte count, not a timing).
+    let (from_a, from_b) = (bytes_from(&done, &a_id), bytes_from(&done, &b_id));
     eprintln!(
-        "next to the damaged seeder: {next_to_b:.2} s ({:.1} MiB from B, {} rejected) — \
-         ratio {ratio:.2} (goal ≤ 0.5)",
-        bytes_from(&done, &b_id) as f64 / MIB as f64,
+        "next to the damaged seeder: {next_to_b:.2} s; {:.1} MiB from A, {:.1} MiB from B, {} rejected",
+        from_a as f64 / MIB as f64,
+        from_b as f64 / MIB as f64,
         done["rejected"]
     );
     ensure!(done["rejected"] == 0, "B sent no bad chunk: {done}");
     ensure!(
-        ratio <= 0.5,
-        "{next_to_b:.2} s next to B, {alone:.2} s from A alone"
+        from_a + from_b == 64 * MIB && from_a <= 32 * MIB,
+        "{from_a} bytes from A (at most half), {from_b} from B: {done}"
     );
 
     // B said what it found, and healed from A.
