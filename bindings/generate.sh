@@ -4,6 +4,9 @@
 # stripped copy: in OUT/lib and beside the Python module.
 #
 #   bindings/generate.sh [OUT]        OUT defaults to target/bindings; PROFILE=release for apps.
+#
+# BUILT=1 skips the build: scripts/test.sh uses what scripts/run-tests.py built with the tests
+# (building the bindings crate alone would unify fewer features and rebuild the core and tokio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/bindings}
@@ -11,7 +14,7 @@ profile=${PROFILE:-dev}
 dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
-cargo build --quiet --profile "$profile" -p meshdrop-ffi --lib --bin uniffi-bindgen
+[ -n "${BUILT:-}" ] || cargo build --quiet --profile "$profile" -p meshdrop-ffi --lib --bin uniffi-bindgen
 case "$(uname -s)" in
   Darwin) lib=libmeshdrop_ffi.dylib ;;
   *) lib=libmeshdrop_ffi.so ;;

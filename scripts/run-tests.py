@@ -23,9 +23,18 @@ ALONE = {"tests/tests/hostile.rs"}
 
 
 def test_binaries():
-    """Builds the tests as `cargo test --workspace` would and lists (name, executable, package dir)."""
+    """Builds the tests as `cargo test --workspace` would (with the libraries and binaries, so
+    the bindings library and generator are there too) and lists (name, executable, package dir)."""
     build = subprocess.run(
-        ["cargo", "test", "--workspace", "--no-run", "--message-format=json-render-diagnostics"],
+        [
+            "cargo",
+            "build",
+            "--workspace",
+            "--lib",
+            "--bins",
+            "--tests",
+            "--message-format=json-render-diagnostics",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -22,14 +22,14 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 shellcheck scripts/*.sh bindings/generate.sh android/build-rust.sh ios/build-xcframework.sh .ci/run
 step "Rust tests"
-# Every test binary `cargo test --workspace` builds, three at a time (scripts/run-tests.py), then
-# the doc tests.
+# Every test binary `cargo test --workspace` builds, three at a time (scripts/run-tests.py, which
+# builds the bindings library with them), then the doc tests.
 python3 scripts/run-tests.py
 cargo test --workspace --doc --quiet
 step "bindings"
 # Bindings: generate Kotlin, Swift and Python from the host-built library (a broken generation
 # fails here), then the same two-node scenario through Python and through the Kotlin facade (JVM).
-bindings/generate.sh target/bindings
+BUILT=1 bindings/generate.sh target/bindings
 # iOS (no Swift compiler here): every Swift file parses, the shells call only what the generated
 # Swift declares, and the package's names agree with uniffi.toml and the xcframework script.
 bash scripts/check-swift.sh target/bindings

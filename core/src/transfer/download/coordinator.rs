@@ -66,6 +66,7 @@ pub(super) async fn fetch(
         job.plan.missing.iter().copied(),
         chunk_count,
         random_below(chunk_count),
+        &s.net.local_peer_id(),
     )));
     let (chunk_tx, chunk_rx) = mpsc::channel::<Received>(QUEUED_PIECES);
     let (fb_tx, fb_rx) = mpsc::unbounded_channel::<Feedback>();

@@ -3,9 +3,16 @@
 //! swarm spreads what only one peer has before that peer leaves. Among equally rare chunks, a
 //! download alone with its providers walks on from its own starting point (sequential runs);
 //! once other downloaders are about, each request starts at a random place, so downloaders do not
-//! fall into step asking a seeder for the same chunks, and trade what they got instead. No chunk is asked twice, except in the endgame: once
-//! every missing chunk is requested, an idle peer may duplicate a request still due elsewhere, and
-//! the first answer wins.
+//! fall into step asking a seeder for the same chunks, and trade what they got instead.
+//!
+//! A seeder's uplink is what a swarm waits on: each chunk it sends twice is a chunk the swarm gets
+//! later. So while other downloaders are about, the downloaders split the chunks nobody holds
+//! among themselves (rendezvous hashing over the peer ids each one sees, no messages): each asks a
+//! complete peer for its own share first, and for the others' chunks from whoever got them. Only
+//! once its whole share is asked for does it ask a complete peer for the rest (the owner may be
+//! slow, gone, or a holder that does not download); a peer that leaves gives its share back.
+//! No chunk is asked twice, except in the endgame: once every missing chunk is requested, an idle
+//! peer may duplicate a request still due elsewhere, and the first answer wins.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -20,6 +27,8 @@ pub(super) const RUN_BYTES: u64 = 1024 * 1024;
 /// Waiting chunks a peer holds that are compared for rarity per request: bounds the cost of a
 /// request in shares of many thousand small files.
 const RARITY_CANDIDATES: usize = 1024;
+/// Chunks owned together (consecutive, so a request still asks for a run of them).
+const OWNED_RUN: u64 = 4;
 
 /// What one peer holds.
 enum Holding {
@@ -42,14 +51,35 @@ pub(super) struct Sched {
     pivot: u64,
     /// A xorshift state for random starting points (no secret: spreading requests only).
     dice: u64,
+    /// This downloader's key in the split of unheld chunks, and each partial peer's.
+    own_key: u64,
+    keys: HashMap<PeerId, u64>,
+}
+
+/// A peer's key in the split of chunks among downloaders (the same on every node).
+fn split_key(peer: &PeerId) -> u64 {
+    let hash = blake3::hash(&peer.to_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(key)
+}
+
+/// The rendezvous weight of `key` for the run of chunks holding `chunk` (splitmix64).
+fn weight(key: u64, chunk: u64) -> u64 {
+    let mut z = (key ^ (chunk / OWNED_RUN)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl Sched {
-    /// A schedule for `missing` chunks out of `chunk_count`, walking from `pivot`.
+    /// A schedule for `missing` chunks out of `chunk_count`, walking from `pivot`, for the
+    /// downloader `me`.
     pub(super) fn new(
         missing: impl IntoIterator<Item = u64>,
         chunk_count: u64,
         pivot: u64,
+        me: &PeerId,
     ) -> Self {
         Self {
             waiting: missing.into_iter().collect(),
@@ -60,6 +90,8 @@ impl Sched {
             partial_holders: vec![0; usize::try_from(chunk_count).unwrap_or(0)],
             pivot,
             dice: pivot | 1,
+            own_key: split_key(me),
+            keys: HashMap::new(),
         }
     }
 
@@ -75,6 +107,7 @@ impl Sched {
             self.count_holder(i, true);
         }
         self.holders.insert(peer, Holding::Some(bits));
+        self.keys.insert(peer, split_key(&peer));
     }
 
     /// One more (`up`) or one fewer partial peer holds chunk `i`.
@@ -142,6 +175,7 @@ impl Sched {
 
     /// `peer` is gone: what it held no longer counts and what was due from it waits again.
     pub(super) fn leave(&mut self, peer: &PeerId) {
+        self.keys.remove(peer);
         if let Some(Holding::Some(bits)) = self.holders.remove(peer) {
             for i in bits.ones() {
                 self.count_holder(i, false);
@@ -196,12 +230,16 @@ impl Sched {
         if self.banned.contains_key(peer) || !self.holders.contains_key(peer) {
             return None;
         }
-        let from = if self.swarming() {
-            self.roll()
-        } else {
-            self.pivot
-        };
-        let Some(first) = self.rarest_waiting(peer, from) else {
+        let swarming = self.swarming();
+        let from = if swarming { self.roll() } else { self.pivot };
+        // A complete peer in a swarm is asked for this downloader's share of the chunks first.
+        let mut own = swarming && self.holds_all(peer);
+        let mut first = self.rarest_waiting(peer, from, own);
+        if first.is_none() && own {
+            own = false;
+            first = self.rarest_waiting(peer, from, false);
+        }
+        let Some(first) = first else {
             return self.endgame(peer);
         };
         let mut count = 0u32;
@@ -209,6 +247,7 @@ impl Sched {
         let mut i = first;
         while self.waiting.contains(&i)
             && self.holds(peer, i)
+            && (!own || self.in_own_share(i))
             && count < MAX_RUN
             && (count == 0 || bytes < RUN_BYTES)
         {
@@ -234,9 +273,16 @@ impl Sched {
         self.dice % (self.partial_holders.len().max(1) as u64)
     }
 
+    /// Whether nobody holds chunk `i` and it is in this downloader's share of such chunks.
+    fn in_own_share(&self, i: u64) -> bool {
+        let mine = weight(self.own_key, i);
+        self.rarity(i) == 0 && self.keys.values().all(|&key| weight(key, i) > mine)
+    }
+
     /// The waiting chunk `peer` holds that the fewest other peers hold, first from `from` on
-    /// (among the first [`RARITY_CANDIDATES`] it holds).
-    fn rarest_waiting(&self, peer: &PeerId, from: u64) -> Option<u64> {
+    /// (among the first [`RARITY_CANDIDATES`] it holds); with `own`, only chunks in this
+    /// downloader's share.
+    fn rarest_waiting(&self, peer: &PeerId, from: u64, own: bool) -> Option<u64> {
         // Nothing is rarer than a chunk that no partial peer holds besides `peer` itself.
         let floor = u16::from(matches!(self.holders.get(peer), Some(Holding::Some(_))));
         let mut best: Option<(u16, u64)> = None;
@@ -244,7 +290,7 @@ impl Sched {
             .waiting
             .range(from..)
             .chain(self.waiting.range(..from))
-            .filter(|i| self.holds(peer, **i))
+            .filter(|i| self.holds(peer, **i) && (!own || self.in_own_share(**i)))
             .take(RARITY_CANDIDATES);
         for &i in walk {
             let rarity = self.rarity(i);
@@ -314,7 +360,7 @@ mod tests {
     #[test]
     fn alone_with_a_seeder_a_download_walks_on_from_its_pivot() {
         let m = manifest(8);
-        let mut s = Sched::new(0..8, 8, 5);
+        let mut s = Sched::new(0..8, 8, 5, &PeerId::random());
         let seeder = PeerId::random();
         s.join(seeder, true, Vec::new());
         assert_eq!(s.next_run(&seeder, &m), Some((5, 3)));
@@ -325,7 +371,7 @@ mod tests {
     #[test]
     fn the_rarest_chunk_goes_first() {
         let m = manifest(8);
-        let mut s = Sched::new(0..8, 8, 5);
+        let mut s = Sched::new(0..8, 8, 5, &PeerId::random());
         let (seeder, a, b) = (PeerId::random(), PeerId::random(), PeerId::random());
         s.join(seeder, true, Vec::new());
         s.join(a, false, bits(8, &[1, 2, 6]));
@@ -335,15 +381,80 @@ mod tests {
         assert_eq!(s.next_run(&b, &m), Some((6, 1)));
         // Nothing `b` holds waits any more, and others still wait: no endgame yet.
         assert_eq!(s.next_run(&b, &m), None);
-        // The seeder is asked for what no other downloader holds.
-        let (first, _) = s.next_run(&seeder, &m).unwrap();
-        assert!([0, 3, 4, 5, 7].contains(&first), "started at {first}");
+        // The seeder is asked for what no other downloader holds: this one's share first, then
+        // the rest.
+        let mut asked = Vec::new();
+        while let Some((first, count)) = s.next_run(&seeder, &m) {
+            asked.extend(first..first + u64::from(count));
+            if s.waiting.is_empty() {
+                break;
+            }
+        }
+        asked.sort_unstable();
+        assert_eq!(asked, [0, 3, 4, 5, 7]);
+    }
+
+    /// The chunks `s` asks `seeder` for while in its own share (its first runs).
+    fn own_share(s: &mut Sched, seeder: &PeerId, m: &Manifest) -> Vec<u64> {
+        let mut share = Vec::new();
+        while let Some((first, count)) = s.next_run(seeder, m) {
+            if !s.in_own_share(first) {
+                for i in first..first + u64::from(count) {
+                    s.unrequest(seeder, i);
+                }
+                break;
+            }
+            share.extend(first..first + u64::from(count));
+        }
+        share
+    }
+
+    #[test]
+    fn downloaders_in_a_swarm_ask_a_seeder_for_disjoint_shares_of_what_nobody_holds() {
+        let m = manifest(64);
+        let seeder = PeerId::random();
+        let downloaders: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let mut shares: Vec<Vec<u64>> = Vec::new();
+        for (n, me) in downloaders.iter().enumerate() {
+            let mut s = Sched::new(0..64, 64, n as u64 * 20, me);
+            s.join(seeder, true, Vec::new());
+            for other in downloaders.iter().filter(|p| *p != me) {
+                s.join(*other, false, bits(64, &[]));
+            }
+            shares.push(own_share(&mut s, &seeder, &m));
+            // Its share asked for, it asks the seeder for the others' too.
+            assert!(s.next_run(&seeder, &m).is_some());
+        }
+        // Every chunk is in exactly one downloader's share.
+        let mut all = shares.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..64).collect::<Vec<_>>(), "shares {shares:?}");
+        assert!(shares.iter().all(|s| !s.is_empty()), "shares {shares:?}");
+    }
+
+    #[test]
+    fn a_downloader_that_leaves_gives_its_share_back() {
+        let m = manifest(64);
+        let (me, other, seeder) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let mut s = Sched::new(0..64, 64, 0, &me);
+        s.join(seeder, true, Vec::new());
+        s.join(other, false, bits(64, &[]));
+        let mut asked = own_share(&mut s, &seeder, &m);
+        assert!(asked.len() < 64, "the other's share is not asked at first");
+        s.leave(&other);
+        // Alone with the seeder again: everything left is this one's to ask for.
+        while let Some((first, count)) = s.next_run(&seeder, &m) {
+            assert!(s.in_own_share(first));
+            asked.extend(first..first + u64::from(count));
+        }
+        asked.sort_unstable();
+        assert_eq!(asked, (0..64).collect::<Vec<_>>());
     }
 
     #[test]
     fn announcements_and_departures_change_what_is_asked() {
         let m = manifest(4);
-        let mut s = Sched::new(0..4, 4, 0);
+        let mut s = Sched::new(0..4, 4, 0, &PeerId::random());
         let a = PeerId::random();
         s.join(a, false, bits(4, &[]));
         assert_eq!(s.next_run(&a, &m), None);
@@ -360,7 +471,7 @@ mod tests {
     #[test]
     fn the_endgame_duplicates_a_request_once_nothing_waits() {
         let m = manifest(2);
-        let mut s = Sched::new(0..2, 2, 0);
+        let mut s = Sched::new(0..2, 2, 0, &PeerId::random());
         let (slow, fast, third) = (PeerId::random(), PeerId::random(), PeerId::random());
         s.join(slow, true, Vec::new());
         s.join(fast, true, Vec::new());
@@ -383,7 +494,7 @@ mod tests {
     #[test]
     fn a_seeder_that_lacks_a_chunk_is_asked_for_the_others_and_someone_else_for_it() {
         let m = manifest(4);
-        let mut s = Sched::new(0..4, 4, 0);
+        let mut s = Sched::new(0..4, 4, 0, &PeerId::random());
         let (damaged, honest) = (PeerId::random(), PeerId::random());
         s.join(damaged, true, Vec::new());
         assert_eq!(s.next_run(&damaged, &m), Some((0, 4)));
