@@ -280,8 +280,9 @@ impl Sched {
     }
 
     /// The waiting chunk `peer` holds that the fewest other peers hold, first from `from` on
-    /// (among the first [`RARITY_CANDIDATES`] it holds); with `own`, only chunks in this
-    /// downloader's share.
+    /// (among the first [`RARITY_CANDIDATES`] it holds); with `own`, only those of them in this
+    /// downloader's share (each is weighed against every partial peer: the bound keeps a request
+    /// cheap in a share of a hundred thousand chunks).
     fn rarest_waiting(&self, peer: &PeerId, from: u64, own: bool) -> Option<u64> {
         // Nothing is rarer than a chunk that no partial peer holds besides `peer` itself.
         let floor = u16::from(matches!(self.holders.get(peer), Some(Holding::Some(_))));
@@ -290,8 +291,9 @@ impl Sched {
             .waiting
             .range(from..)
             .chain(self.waiting.range(..from))
-            .filter(|i| self.holds(peer, **i) && (!own || self.in_own_share(**i)))
-            .take(RARITY_CANDIDATES);
+            .filter(|i| self.holds(peer, **i))
+            .take(RARITY_CANDIDATES)
+            .filter(|i| !own || self.in_own_share(**i));
         for &i in walk {
             let rarity = self.rarity(i);
             if best.is_none_or(|(r, _)| rarity < r) {
